@@ -1,0 +1,75 @@
+// Background batch loader: one worker thread assembles augmented float batches into a bounded queue.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "apps/data/augment.h"
+#include "apps/data/idx.h"  // ImageDataset
+
+namespace mixgrad::data {
+
+struct Batch {
+  int64_t size = 0;
+  std::vector<float> images;    // [size, c, h, w]
+  std::vector<int64_t> labels;  // [size]
+  std::vector<int64_t> indices;  // [size] dataset index of each row
+};
+
+struct LoaderConfig {
+  int64_t batch_size = 128;
+  bool shuffle = true;     // permute the index list with shuffle_for_epoch(seed, epoch); false keeps its order
+  bool augment = true;     // random crop/flip per AugmentConfig; false = normalisation only (evaluation)
+  bool drop_last = false;  // drop a final batch smaller than batch_size
+  AugmentConfig augmentation;
+  uint64_t seed = 0;
+  uint64_t epoch = 0;
+  int64_t start_batch = 0;     // resume: first batch to produce; batches k.. equal those of an uninterrupted epoch
+  int64_t queue_capacity = 3;  // batches prepared ahead, 1..64
+  // Optional extra step run on the worker thread for each assembled batch; an exception it throws (like any
+  // other in the worker) is rethrown by next().
+  std::function<void(Batch&)> on_batch;
+};
+
+// Yields the batches of one epoch over `indices` (dataset positions). The dataset must outlive the loader.
+// All arguments are validated in the constructor; the worker thread starts immediately.
+class BatchLoader {
+ public:
+  BatchLoader(const ImageDataset& dataset, std::vector<int64_t> indices, LoaderConfig config);
+  ~BatchLoader();  // stops and joins the worker, also mid-epoch; never throws
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  // The next batch, std::nullopt after the last one. Rethrows an exception raised by the worker (every call
+  // after it rethrows it again).
+  std::optional<Batch> next();
+
+  int64_t num_batches() const { return num_batches_; }      // in the whole epoch, counting skipped ones
+  const std::vector<int64_t>& order() const { return order_; }  // the epoch's index order
+
+ private:
+  void run() noexcept;
+  Batch make_batch(int64_t b) const;
+
+  const ImageDataset& dataset_;
+  LoaderConfig config_;
+  Augmenter augmenter_;
+  std::vector<int64_t> order_;
+  int64_t num_batches_ = 0;
+
+  std::mutex mutex_;
+  std::condition_variable not_empty_, not_full_;
+  std::deque<Batch> queue_;
+  bool stop_ = false;
+  bool finished_ = false;  // the worker has produced its last batch (or failed)
+  std::exception_ptr error_;
+  std::thread worker_;
+};
+
+}  // namespace mixgrad::data

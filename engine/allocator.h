@@ -1,0 +1,29 @@
+// Device allocators (64-byte aligned CPU memory; CUDA stream-ordered pools) with bytes-in-use and peak counters.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/device.h"
+
+namespace mixgrad {
+
+struct MemoryStats {
+  int64_t bytes_in_use = 0;
+  int64_t peak_bytes = 0;
+  int64_t allocations = 0;     // number of allocate() calls so far
+  int64_t reserved_bytes = 0;  // CUDA: memory the stream-ordered pool holds from the driver; CPU: = bytes_in_use
+};
+
+// Allocates `bytes` on `device` (never nullptr for bytes > 0; throws mixgrad::Error on out-of-memory with the size
+// and the bytes already in use). Zero bytes returns nullptr.
+void* device_allocate(Device device, size_t bytes);
+// Frees memory from device_allocate; never throws.
+void device_free(Device device, void* ptr, size_t bytes) noexcept;
+
+MemoryStats memory_stats(Device device);
+void reset_peak_memory(Device device);
+
+// Copies between any two devices (synchronous with respect to the host when the destination is the CPU).
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+
+}  // namespace mixgrad

@@ -1,0 +1,10 @@
+// The engine's public API in one include: tensors, devices, memory, RNG, autograd and every op.
+#pragma once
+#include "engine/allocator.h"
+#include "engine/autograd.h"
+#include "engine/device.h"
+#include "engine/dtype.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+#include "engine/tensor.h"

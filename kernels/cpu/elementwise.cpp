@@ -1,0 +1,541 @@
+// CPU reference implementation of the elementwise kernel family (see kernels/cpu/elementwise.h).
+#include "kernels/cpu/elementwise.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "kernels/philox.h"
+
+namespace mixgrad::kernels::cpu {
+namespace {
+
+// Below this many elements a loop is not worth waking the OpenMP team.
+constexpr int64_t kParallelMin = int64_t{1} << 15;
+
+constexpr double kInvSqrt2 = 0.70710678118654752440;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+constexpr double kGeluTanhCoeff = 0.044715;
+
+template <class Body>
+void parallel_for(int64_t n, Body&& body) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) body(i);
+}
+
+// ---- Unary math -----------------------------------------------------------------------------------------------
+template <class T>
+T stable_sigmoid(T x) {
+  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+  const T e = std::exp(x);  // x < 0 (or NaN): e in (0, 1), no overflow
+  return e / (T(1) + e);
+}
+
+template <UnaryOp OP, class T>
+T unary_value(T x, T alpha, T beta) {
+  (void)alpha;
+  (void)beta;
+  if constexpr (OP == UnaryOp::neg) {
+    return -x;
+  } else if constexpr (OP == UnaryOp::exp) {
+    return std::exp(x);
+  } else if constexpr (OP == UnaryOp::log) {
+    return std::log(x);
+  } else if constexpr (OP == UnaryOp::sqrt) {
+    return std::sqrt(x);
+  } else if constexpr (OP == UnaryOp::tanh) {
+    return std::tanh(x);
+  } else if constexpr (OP == UnaryOp::sigmoid) {
+    return stable_sigmoid(x);
+  } else if constexpr (OP == UnaryOp::relu) {
+    return x < T(0) ? T(0) : x;  // NaN propagates
+  } else if constexpr (OP == UnaryOp::gelu_erf) {
+    return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2)));
+  } else if constexpr (OP == UnaryOp::gelu_tanh) {
+    const T inner = T(kSqrt2OverPi) * (x + T(kGeluTanhCoeff) * x * x * x);
+    return T(0.5) * x * (T(1) + std::tanh(inner));
+  } else if constexpr (OP == UnaryOp::silu) {
+    return x * stable_sigmoid(x);
+  } else if constexpr (OP == UnaryOp::pow_scalar) {
+    return std::pow(x, alpha);
+  } else {
+    static_assert(OP == UnaryOp::affine);
+    return alpha * x + beta;
+  }
+}
+
+template <UnaryOp OP, class T>
+T unary_grad(T dy, T x, T y, T alpha, T beta) {
+  (void)x;
+  (void)y;
+  (void)alpha;
+  (void)beta;
+  if constexpr (OP == UnaryOp::neg) {
+    return -dy;
+  } else if constexpr (OP == UnaryOp::exp) {
+    return dy * y;
+  } else if constexpr (OP == UnaryOp::log) {
+    return dy / x;
+  } else if constexpr (OP == UnaryOp::sqrt) {
+    return dy / (T(2) * y);
+  } else if constexpr (OP == UnaryOp::tanh) {
+    return dy * (T(1) - y * y);
+  } else if constexpr (OP == UnaryOp::sigmoid) {
+    return dy * ((T(1) - y) * y);
+  } else if constexpr (OP == UnaryOp::relu) {
+    return x > T(0) ? dy : T(0);
+  } else if constexpr (OP == UnaryOp::gelu_erf) {
+    const T cdf = T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2)));
+    const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+    return dy * (cdf + x * pdf);
+  } else if constexpr (OP == UnaryOp::gelu_tanh) {
+    const T x2 = x * x;
+    const T t = std::tanh(T(kSqrt2OverPi) * (x + T(kGeluTanhCoeff) * x2 * x));
+    const T sech2 = T(1) - t * t;
+    // sech2 == 0 for large |x|, where x2 may overflow: skip the 0 * inf.
+    const T tail = sech2 == T(0) ? T(0)
+                                 : T(0.5) * x * sech2 * T(kSqrt2OverPi) * (T(1) + T(3 * kGeluTanhCoeff) * x2);
+    return dy * (T(0.5) * (T(1) + t) + tail);
+  } else if constexpr (OP == UnaryOp::silu) {
+    const T s = stable_sigmoid(x);
+    return dy * (s * (T(1) + x * (T(1) - s)));
+  } else if constexpr (OP == UnaryOp::pow_scalar) {
+    return alpha == T(0) ? T(0) : dy * alpha * std::pow(x, alpha - T(1));
+  } else {
+    static_assert(OP == UnaryOp::affine);
+    return dy * alpha;
+  }
+}
+
+template <UnaryOp OP>
+using UnaryTag = std::integral_constant<UnaryOp, OP>;
+
+template <class F>
+void dispatch_unary(UnaryOp op, F&& f) {
+  switch (op) {
+    case UnaryOp::neg: return f(UnaryTag<UnaryOp::neg>{});
+    case UnaryOp::exp: return f(UnaryTag<UnaryOp::exp>{});
+    case UnaryOp::log: return f(UnaryTag<UnaryOp::log>{});
+    case UnaryOp::sqrt: return f(UnaryTag<UnaryOp::sqrt>{});
+    case UnaryOp::tanh: return f(UnaryTag<UnaryOp::tanh>{});
+    case UnaryOp::sigmoid: return f(UnaryTag<UnaryOp::sigmoid>{});
+    case UnaryOp::relu: return f(UnaryTag<UnaryOp::relu>{});
+    case UnaryOp::gelu_erf: return f(UnaryTag<UnaryOp::gelu_erf>{});
+    case UnaryOp::gelu_tanh: return f(UnaryTag<UnaryOp::gelu_tanh>{});
+    case UnaryOp::silu: return f(UnaryTag<UnaryOp::silu>{});
+    case UnaryOp::pow_scalar: return f(UnaryTag<UnaryOp::pow_scalar>{});
+    case UnaryOp::affine: return f(UnaryTag<UnaryOp::affine>{});
+  }
+  throw std::invalid_argument("elementwise: unknown UnaryOp " + std::to_string(static_cast<int>(op)));
+}
+
+// ---- Binary math ----------------------------------------------------------------------------------------------
+template <BinaryOp OP, class T>
+T binary_value(T a, T b) {
+  if constexpr (OP == BinaryOp::add) {
+    return a + b;
+  } else if constexpr (OP == BinaryOp::sub) {
+    return a - b;
+  } else if constexpr (OP == BinaryOp::mul) {
+    return a * b;
+  } else if constexpr (OP == BinaryOp::div) {
+    return a / b;
+  } else if constexpr (OP == BinaryOp::maximum) {
+    return (a > b || a != a) ? a : b;  // NaN in either operand propagates
+  } else {
+    static_assert(OP == BinaryOp::minimum);
+    return (a < b || a != a) ? a : b;
+  }
+}
+
+// Gradient of a (op) b with respect to a and to b, for upstream gradient g.
+template <BinaryOp OP, class T>
+T binary_grad_a(T g, T a, T b) {
+  (void)a;
+  (void)b;
+  if constexpr (OP == BinaryOp::add || OP == BinaryOp::sub) {
+    return g;
+  } else if constexpr (OP == BinaryOp::mul) {
+    return g * b;
+  } else if constexpr (OP == BinaryOp::div) {
+    return g / b;
+  } else if constexpr (OP == BinaryOp::maximum) {
+    return a == b ? T(0.5) * g : (a < b ? T(0) : g);
+  } else {
+    static_assert(OP == BinaryOp::minimum);
+    return a == b ? T(0.5) * g : (a > b ? T(0) : g);
+  }
+}
+
+template <BinaryOp OP, class T>
+T binary_grad_b(T g, T a, T b) {
+  (void)a;
+  (void)b;
+  if constexpr (OP == BinaryOp::add) {
+    return g;
+  } else if constexpr (OP == BinaryOp::sub) {
+    return -g;
+  } else if constexpr (OP == BinaryOp::mul) {
+    return g * a;
+  } else if constexpr (OP == BinaryOp::div) {
+    return -g * ((a / b) / b);  // PyTorch's form: avoids overflowing b*b
+  } else if constexpr (OP == BinaryOp::maximum) {
+    return a == b ? T(0.5) * g : (a > b ? T(0) : g);
+  } else {
+    static_assert(OP == BinaryOp::minimum);
+    return a == b ? T(0.5) * g : (a < b ? T(0) : g);
+  }
+}
+
+template <BinaryOp OP>
+using BinaryTag = std::integral_constant<BinaryOp, OP>;
+
+template <class F>
+void dispatch_binary(BinaryOp op, F&& f) {
+  switch (op) {
+    case BinaryOp::add: return f(BinaryTag<BinaryOp::add>{});
+    case BinaryOp::sub: return f(BinaryTag<BinaryOp::sub>{});
+    case BinaryOp::mul: return f(BinaryTag<BinaryOp::mul>{});
+    case BinaryOp::div: return f(BinaryTag<BinaryOp::div>{});
+    case BinaryOp::maximum: return f(BinaryTag<BinaryOp::maximum>{});
+    case BinaryOp::minimum: return f(BinaryTag<BinaryOp::minimum>{});
+  }
+  throw std::invalid_argument("elementwise: unknown BinaryOp " + std::to_string(static_cast<int>(op)));
+}
+
+// ---- Broadcast access ---------------------------------------------------------------------------------------------
+enum class Access { contiguous, scalar, strided };
+
+// How an operand with strides `st` is read over out's shape: element i at i, at 0, or via strided_offset.
+Access classify(const StridedShape& out, const StridedShape& st) {
+  bool contiguous = true, scalar = true;
+  int64_t expected = 1;
+  for (int d = out.ndim - 1; d >= 0; --d) {
+    if (out.size[d] == 1) continue;  // the stride of a size-1 dimension is never used
+    contiguous = contiguous && st.stride[d] == expected;
+    scalar = scalar && st.stride[d] == 0;
+    expected *= out.size[d];
+  }
+  return contiguous ? Access::contiguous : (scalar ? Access::scalar : Access::strided);
+}
+
+// Calls f(std::bool_constant<a_scalar>, std::bool_constant<b_scalar>) so the fast loops index without branches.
+template <class F>
+void dispatch_scalar_flags(bool a_scalar, bool b_scalar, F&& f) {
+  if (a_scalar) {
+    if (b_scalar) return f(std::true_type{}, std::true_type{});
+    return f(std::true_type{}, std::false_type{});
+  }
+  if (b_scalar) return f(std::false_type{}, std::true_type{});
+  return f(std::false_type{}, std::false_type{});
+}
+
+// Strided path: splits out's index space into rows of its innermost dimension, so the (division-heavy)
+// strided_offset is computed once per row and operands advance by their innermost stride inside the row.
+// body(first, len) handles out elements [first, first + len).
+template <class Body>
+void for_each_row(int64_t n, const StridedShape& out, Body&& body) {
+  const int64_t inner = out.ndim > 0 ? out.size[out.ndim - 1] : 1;
+  const int64_t rows = n / inner;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) body(r * inner, inner);
+}
+
+int64_t inner_stride(const StridedShape& out, const StridedShape& st) {
+  return out.ndim > 0 ? st.stride[out.ndim - 1] : 0;
+}
+
+}  // namespace
+
+// ==== Unary =========================================================================================================
+template <class T>
+void unary_forward(T* y, const T* x, int64_t n, UnaryOp op, Scalar<T> alpha, Scalar<T> beta) {
+  if (n <= 0) return;
+  dispatch_unary(op, [&](auto tag) {
+    constexpr UnaryOp OP = decltype(tag)::value;
+    parallel_for(n, [&](int64_t i) { y[i] = unary_value<OP>(x[i], alpha, beta); });
+  });
+}
+
+template <class T>
+void unary_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, UnaryOp op, Scalar<T> alpha,
+                    Scalar<T> beta) {
+  if (n <= 0) return;
+  dispatch_unary(op, [&](auto tag) {
+    constexpr UnaryOp OP = decltype(tag)::value;
+    constexpr bool kUsesX = unary_backward_uses_input(OP), kUsesY = unary_backward_uses_output(OP);
+    parallel_for(n, [&](int64_t i) {
+      const T xi = kUsesX ? x[i] : T(0);
+      const T yi = kUsesY ? y[i] : T(0);
+      dx[i] = unary_grad<OP>(dy[i], xi, yi, alpha, beta);
+    });
+  });
+}
+
+// ==== Binary ========================================================================================================
+template <class T>
+void binary_forward(T* out, const T* a, const T* b, int64_t n, const StridedShape& out_shape,
+                    const StridedShape& a_st, const StridedShape& b_st, BinaryOp op) {
+  if (n <= 0) return;
+  const Access am = classify(out_shape, a_st), bm = classify(out_shape, b_st);
+  dispatch_binary(op, [&](auto tag) {
+    constexpr BinaryOp OP = decltype(tag)::value;
+    if (am != Access::strided && bm != Access::strided) {
+      dispatch_scalar_flags(am == Access::scalar, bm == Access::scalar, [&](auto a_scalar, auto b_scalar) {
+        parallel_for(n, [&](int64_t i) {
+          out[i] = binary_value<OP>(a[a_scalar ? 0 : i], b[b_scalar ? 0 : i]);
+        });
+      });
+      return;
+    }
+    const int64_t as = inner_stride(out_shape, a_st), bs = inner_stride(out_shape, b_st);
+    for_each_row(n, out_shape, [&](int64_t first, int64_t len) {
+      const T* ar = a + strided_offset(first, out_shape, a_st);
+      const T* br = b + strided_offset(first, out_shape, b_st);
+      T* orow = out + first;
+      for (int64_t j = 0; j < len; ++j) orow[j] = binary_value<OP>(ar[j * as], br[j * bs]);
+    });
+  });
+}
+
+template <class T>
+void binary_backward(T* da, T* db, const T* dout, const T* a, const T* b, int64_t n, const StridedShape& out_shape,
+                     const StridedShape& a_st, const StridedShape& b_st, BinaryOp op) {
+  if (n <= 0 || (da == nullptr && db == nullptr)) return;
+  const Access am = classify(out_shape, a_st), bm = classify(out_shape, b_st);
+  dispatch_binary(op, [&](auto tag) {
+    constexpr BinaryOp OP = decltype(tag)::value;
+    if (am != Access::strided && bm != Access::strided) {
+      dispatch_scalar_flags(am == Access::scalar, bm == Access::scalar, [&](auto a_scalar, auto b_scalar) {
+        if (da != nullptr)
+          parallel_for(n, [&](int64_t i) {
+            da[i] = binary_grad_a<OP>(dout[i], a[a_scalar ? 0 : i], b[b_scalar ? 0 : i]);
+          });
+        if (db != nullptr)
+          parallel_for(n, [&](int64_t i) {
+            db[i] = binary_grad_b<OP>(dout[i], a[a_scalar ? 0 : i], b[b_scalar ? 0 : i]);
+          });
+      });
+      return;
+    }
+    const int64_t as = inner_stride(out_shape, a_st), bs = inner_stride(out_shape, b_st);
+    for_each_row(n, out_shape, [&](int64_t first, int64_t len) {
+      const T* ar = a + strided_offset(first, out_shape, a_st);
+      const T* br = b + strided_offset(first, out_shape, b_st);
+      const T* g = dout + first;
+      if (da != nullptr)
+        for (int64_t j = 0; j < len; ++j) da[first + j] = binary_grad_a<OP>(g[j], ar[j * as], br[j * bs]);
+      if (db != nullptr)
+        for (int64_t j = 0; j < len; ++j) db[first + j] = binary_grad_b<OP>(g[j], ar[j * as], br[j * bs]);
+    });
+  });
+}
+
+// ==== where =========================================================================================================
+template <class T>
+void where_forward(T* out, const uint8_t* cond, const T* a, const T* b, int64_t n, const StridedShape& out_shape,
+                   const StridedShape& cond_st, const StridedShape& a_st, const StridedShape& b_st) {
+  if (n <= 0) return;
+  if (classify(out_shape, cond_st) == Access::contiguous && classify(out_shape, a_st) == Access::contiguous &&
+      classify(out_shape, b_st) == Access::contiguous) {
+    parallel_for(n, [&](int64_t i) { out[i] = cond[i] != 0 ? a[i] : b[i]; });
+    return;
+  }
+  const int64_t cs = inner_stride(out_shape, cond_st), as = inner_stride(out_shape, a_st),
+                bs = inner_stride(out_shape, b_st);
+  for_each_row(n, out_shape, [&](int64_t first, int64_t len) {
+    const uint8_t* cr = cond + strided_offset(first, out_shape, cond_st);
+    const T* ar = a + strided_offset(first, out_shape, a_st);
+    const T* br = b + strided_offset(first, out_shape, b_st);
+    for (int64_t j = 0; j < len; ++j) out[first + j] = cr[j * cs] != 0 ? ar[j * as] : br[j * bs];
+  });
+}
+
+template <class T>
+void where_backward(T* da, T* db, const uint8_t* cond, const T* dout, int64_t n, const StridedShape& out_shape,
+                    const StridedShape& cond_st) {
+  if (n <= 0 || (da == nullptr && db == nullptr)) return;
+  if (classify(out_shape, cond_st) == Access::contiguous) {
+    if (da != nullptr) parallel_for(n, [&](int64_t i) { da[i] = cond[i] != 0 ? dout[i] : T(0); });
+    if (db != nullptr) parallel_for(n, [&](int64_t i) { db[i] = cond[i] != 0 ? T(0) : dout[i]; });
+    return;
+  }
+  const int64_t cs = inner_stride(out_shape, cond_st);
+  for_each_row(n, out_shape, [&](int64_t first, int64_t len) {
+    const uint8_t* cr = cond + strided_offset(first, out_shape, cond_st);
+    for (int64_t j = 0; j < len; ++j) {
+      const bool c = cr[j * cs] != 0;
+      if (da != nullptr) da[first + j] = c ? dout[first + j] : T(0);
+      if (db != nullptr) db[first + j] = c ? T(0) : dout[first + j];
+    }
+  });
+}
+
+// ==== Fills and casts ===============================================================================================
+template <class T>
+void fill(T* y, int64_t n, Scalar<T> value) {
+  if (n <= 0) return;
+  parallel_for(n, [&](int64_t i) { y[i] = value; });
+}
+
+template <class T>
+void arange_fill(T* y, int64_t n, double start, double step) {
+  if (n <= 0) return;
+  // Explicit fma: the CUDA twin computes the same, whatever the compilers' contraction settings.
+  parallel_for(n, [&](int64_t i) {
+    const double v = std::fma(static_cast<double>(i), step, start);
+    if constexpr (std::is_integral_v<T>) {
+      y[i] = static_cast<T>(static_cast<int64_t>(v));  // via int64_t: wraps instead of undefined behaviour
+    } else {
+      y[i] = static_cast<T>(v);
+    }
+  });
+}
+
+template <class To, class From>
+void cast(To* y, const From* x, int64_t n) {
+  if (n <= 0) return;
+  if constexpr (std::is_same_v<To, From>) {
+    if (y != x) std::memmove(y, x, static_cast<size_t>(n) * sizeof(To));
+  } else if constexpr (std::is_same_v<To, uint8_t> && std::is_floating_point_v<From>) {
+    parallel_for(n, [&](int64_t i) { y[i] = static_cast<uint8_t>(static_cast<int64_t>(x[i])); });
+  } else {
+    parallel_for(n, [&](int64_t i) { y[i] = static_cast<To>(x[i]); });
+  }
+}
+
+// ==== Random ========================================================================================================
+template <class T>
+void uniform_fill(T* y, int64_t n, uint64_t seed, uint64_t offset, Scalar<T> lo, Scalar<T> hi) {
+  if (n <= 0) return;
+  const T range = hi - lo;
+  // One Philox block feeds four consecutive elements (draw i = block i/4, lane i%4).
+  parallel_for(uniform_fill_philox_blocks(n), [&](int64_t blk) {
+    const Philox4 r = philox4x32_10(seed, static_cast<uint64_t>(blk), offset);
+    for (int lane = 0; lane < 4; ++lane) {
+      const int64_t i = blk * 4 + lane;
+      if (i < n) y[i] = std::fma(static_cast<T>(philox_uniform_from_u32(r.v[lane])), range, lo);
+    }
+  });
+}
+
+template <class T>
+void normal_fill(T* y, int64_t n, uint64_t seed, uint64_t offset, Scalar<T> mean, Scalar<T> std) {
+  if (n <= 0) return;
+  const double m = mean, s = std;
+  // Element i uses draws 2i, 2i+1: one block feeds elements 2*blk (lanes 0,1) and 2*blk+1 (lanes 2,3).
+  parallel_for(normal_fill_philox_blocks(n), [&](int64_t blk) {
+    const Philox4 r = philox4x32_10(seed, static_cast<uint64_t>(blk), offset);
+    for (int half = 0; half < 2; ++half) {
+      const int64_t i = blk * 2 + half;
+      if (i < n) y[i] = static_cast<T>(std::fma(s, box_muller_normal(r.v[2 * half], r.v[2 * half + 1]), m));
+    }
+  });
+}
+
+template <class T>
+void trunc_normal_fill(T* y, int64_t n, uint64_t seed, uint64_t offset, Scalar<T> mean, Scalar<T> std, Scalar<T> a,
+                       Scalar<T> b) {
+  if (n <= 0) return;
+  const double m = mean, s = std;
+  parallel_for(n, [&](int64_t i) {
+    T v = T(0);
+    for (int k = 0; k < kTruncNormalMaxAttempts; ++k) {
+      const uint64_t pair = static_cast<uint64_t>(i) + static_cast<uint64_t>(k) * static_cast<uint64_t>(n);
+      const Philox4 r = philox4x32_10(seed, pair >> 1, offset);
+      const int lane = static_cast<int>(pair & 1) * 2;
+      v = static_cast<T>(std::fma(s, box_muller_normal(r.v[lane], r.v[lane + 1]), m));
+      if (v >= a && v <= b) {
+        y[i] = v;
+        return;
+      }
+    }
+    y[i] = std::min(std::max(v, a), b);
+  });
+}
+
+// ==== Dropout =======================================================================================================
+namespace {
+
+template <class T>
+T dropout_scale(float p) {
+  return p >= 1.0f ? T(0) : T(1) / (T(1) - static_cast<T>(p));
+}
+
+template <class T>
+void dropout_apply(T* out, const T* in, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  if (n <= 0) return;
+  const T scale = dropout_scale<T>(p);
+  parallel_for(dropout_philox_blocks(n), [&](int64_t blk) {
+    const Philox4 r = philox4x32_10(seed, static_cast<uint64_t>(blk), offset);
+    for (int lane = 0; lane < 4; ++lane) {
+      const int64_t i = blk * 4 + lane;
+      if (i < n) out[i] = philox_uniform_from_u32(r.v[lane]) >= p ? in[i] * scale : T(0);
+    }
+  });
+}
+
+}  // namespace
+
+template <class T>
+void dropout_forward(T* y, const T* x, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  dropout_apply(y, x, n, p, seed, offset);
+}
+
+template <class T>
+void dropout_backward(T* dx, const T* dy, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  dropout_apply(dx, dy, n, p, seed, offset);
+}
+
+// ==== Instantiations ================================================================================================
+#define MIXGRAD_EW_FLOAT(T)                                                                                          \
+  template void unary_forward<T>(T*, const T*, int64_t, UnaryOp, T, T);                                              \
+  template void unary_backward<T>(T*, const T*, const T*, const T*, int64_t, UnaryOp, T, T);                         \
+  template void binary_forward<T>(T*, const T*, const T*, int64_t, const StridedShape&, const StridedShape&,         \
+                                  const StridedShape&, BinaryOp);                                                    \
+  template void binary_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, const StridedShape&,               \
+                                   const StridedShape&, const StridedShape&, BinaryOp);                              \
+  template void where_forward<T>(T*, const uint8_t*, const T*, const T*, int64_t, const StridedShape&,               \
+                                 const StridedShape&, const StridedShape&, const StridedShape&);                     \
+  template void where_backward<T>(T*, T*, const uint8_t*, const T*, int64_t, const StridedShape&,                    \
+                                  const StridedShape&);                                                              \
+  template void uniform_fill<T>(T*, int64_t, uint64_t, uint64_t, T, T);                                              \
+  template void normal_fill<T>(T*, int64_t, uint64_t, uint64_t, T, T);                                               \
+  template void trunc_normal_fill<T>(T*, int64_t, uint64_t, uint64_t, T, T, T, T);                                   \
+  template void dropout_forward<T>(T*, const T*, int64_t, float, uint64_t, uint64_t);                                \
+  template void dropout_backward<T>(T*, const T*, int64_t, float, uint64_t, uint64_t);
+
+MIXGRAD_EW_FLOAT(float)
+MIXGRAD_EW_FLOAT(double)
+#undef MIXGRAD_EW_FLOAT
+
+#define MIXGRAD_EW_FILL(T)                                    \
+  template void fill<T>(T*, int64_t, T);                      \
+  template void arange_fill<T>(T*, int64_t, double, double);
+
+MIXGRAD_EW_FILL(float)
+MIXGRAD_EW_FILL(double)
+MIXGRAD_EW_FILL(int32_t)
+MIXGRAD_EW_FILL(int64_t)
+MIXGRAD_EW_FILL(uint8_t)
+#undef MIXGRAD_EW_FILL
+
+#define MIXGRAD_EW_CAST_FROM(From)                     \
+  template void cast<float, From>(float*, const From*, int64_t);     \
+  template void cast<double, From>(double*, const From*, int64_t);   \
+  template void cast<int32_t, From>(int32_t*, const From*, int64_t); \
+  template void cast<int64_t, From>(int64_t*, const From*, int64_t); \
+  template void cast<uint8_t, From>(uint8_t*, const From*, int64_t);
+
+MIXGRAD_EW_CAST_FROM(float)
+MIXGRAD_EW_CAST_FROM(double)
+MIXGRAD_EW_CAST_FROM(int32_t)
+MIXGRAD_EW_CAST_FROM(int64_t)
+MIXGRAD_EW_CAST_FROM(uint8_t)
+#undef MIXGRAD_EW_CAST_FROM
+
+}  // namespace mixgrad::kernels::cpu
