@@ -301,7 +301,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
                                                                          l.out_l, l.c_l, detail::stream_of(dout));)
                          }
                        }
-                       return {Tensor(), ga ? sum_to_shape(da, sa) : Tensor(), gb ? sum_to_shape(db, sb) : Tensor()};
+                       return {ga ? sum_to_shape(da, sa) : Tensor(), gb ? sum_to_shape(db, sb) : Tensor()};
                      });
   }
   return out;

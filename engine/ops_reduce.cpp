@@ -21,7 +21,7 @@ Tensor sum_run(const Tensor& x, int64_t d0, int64_t d1, double scale) {
   Tensor y = empty(out_shape, TensorOptions(x.dtype(), x.device()));
   if (y.numel() > 0) {
     if (dim == 0) {
-      y.fill_(0.0);
+      y.fill_(0.0 * scale);  // empty sum is 0; empty mean is NaN (scale is NaN then), like PyTorch
     } else if (x.device().is_cpu()) {
       MIXGRAD_DISPATCH_FLOATING(x.dtype(), "sum", [&] {
         kernels::cpu::sum_dim_forward(y.data<scalar_t>(), x.data<scalar_t>(), outer, dim, inner, scalar_t(scale));

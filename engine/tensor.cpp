@@ -399,7 +399,6 @@ template <class T> Tensor from_vector(const std::vector<T>& values, const Shape&
                 values.size(), shape_str(shape), shape_numel(shape));
   Tensor t(alloc_impl(shape, dtype_v<T>, kCPU));
   if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
-  if (opt.dtype != dtype_v<T> && opt.dtype != DType::f32) t = t.to(opt.dtype);
   t = t.to(opt.device);
   if (opt.requires_grad) t.requires_grad_();
   return t;

@@ -121,7 +121,8 @@ Tensor empty_like(const Tensor& t);
 // Random numbers from the default Philox generator (engine/rng.h): same seed, same numbers on CPU and CUDA.
 Tensor rand(const Shape& shape, TensorOptions opt = {});                       // U[0, 1)
 Tensor randn(const Shape& shape, TensorOptions opt = {});                      // N(0, 1)
-// Host data to a tensor; the vector's length must equal the shape's element count.
+// Host data to a tensor of T's dtype on opt.device (opt.dtype is not used: convert with .to(dtype)); the vector's
+// length must equal the shape's element count.
 template <class T> Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptions opt = {});
 Tensor scalar_tensor(double value, TensorOptions opt = {});
 

@@ -119,6 +119,7 @@ __global__ void cross_entropy_forward_kernel(float* loss, float* lse, const floa
       sum_z = warp_sum(have ? smem_z[lane] : 0.f);
     }
     if (G::rank() == 0) {
+      if (acc.m == INFINITY) acc.s = NAN;  // like the two-pass formula (inf - inf): a +inf logit gives lse NaN
       const float l = acc.m == -INFINITY ? -INFINITY : acc.m + logf(acc.s);
       lse[row] = l;
       const int64_t t = checked_target(target[row], classes, ignore_index, bad_target);
@@ -165,7 +166,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
-// Calls f.template operator()<W, kBlockPerRow>() and returns the grid and block for it.
+// Calls f.template operator()<W, kBlockPerRow>(grid, threads): a warp per row up to 1024 classes, else a block.
 template <class F>
 void dispatch(int64_t rows, int64_t classes, bool vec, F&& f) {
   if (classes <= kWarpRowMax) {

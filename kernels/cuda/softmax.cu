@@ -156,6 +156,7 @@ __global__ void softmax_forward_block_kernel(float* y, const float* x, int64_t r
     if (lane == 0) smem_m[warp] = acc.m, smem_s[warp] = acc.s;
     __syncthreads();
     acc = warp_combine(lane < nwarps ? MaxSum{smem_m[lane], smem_s[lane]} : MaxSum{-INFINITY, 0.f});
+    if (acc.m == INFINITY) acc.s = NAN;  // like the two-pass formula (inf - inf): a +inf entry makes the row NaN
     const bool masked = acc.m == -INFINITY;
     const float inv = 1.f / acc.s, shift = acc.m + logf(acc.s);
     for (int64_t j = static_cast<int64_t>(threadIdx.x) * W; j < cols; j += stride) {

@@ -44,7 +44,7 @@ CloseResult all_close(const Tensor& actual, const Tensor& expected, Tolerance to
   double max_abs = 0, max_rel = 0;
   int64_t worst = -1, bad = 0;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::isnan(a[i]) && std::isnan(e[i])) continue;
+    if ((std::isnan(a[i]) && std::isnan(e[i])) || a[i] == e[i]) continue;  // NaN==NaN, equal infinities
     const double d = std::abs(a[i] - e[i]);
     const double rel = d / std::max(std::abs(e[i]), 1e-300);
     const bool fail = !(d <= tol.atol + tol.rtol * std::abs(e[i])) || std::isnan(a[i]) != std::isnan(e[i]);
