@@ -338,8 +338,7 @@ TEST_CASE("where selects with a broadcast uint8 condition", "[ops][elementwise]"
   REQUIRE_CLOSE(mt::all_close(y0, make(e0, out), fwd_tol(DType::f64)));
 }
 
-// BUG: engine/ops_elementwise.cpp:304 where's backward returns 3 gradients for its 2 recorded inputs {a, b}.
-TEST_CASE("where: gradients match finite differences", "[ops][elementwise][!mayfail]") {
+TEST_CASE("where: gradients match finite differences", "[ops][elementwise]") {
   autograd::clear_tape();
   Tensor a = make_leaf(uniform(4, -1, 1, 410), {1, 4}), b = make_leaf(uniform(12, -1, 1, 411), {3, 4});
   const Tensor c = from_vector<uint8_t>({1, 0, 7}, {3, 1});
@@ -367,8 +366,7 @@ TEST_CASE("masked_fill writes the value where the mask is set", "[ops][elementwi
   REQUIRE_MG_ERROR(masked_fill(make(vx, {2, 3}), make({1, 0, 1}, {3}), 0.0), Contains("uint8"));
 }
 
-// BUG: engine/ops_elementwise.cpp:304 masked_fill goes through where, whose backward returns 3 gradients for 2 inputs.
-TEST_CASE("masked_fill: gradient is zero where the mask is set", "[ops][elementwise][!mayfail]") {
+TEST_CASE("masked_fill: gradient is zero where the mask is set", "[ops][elementwise]") {
   autograd::clear_tape();
   const std::vector<double> vx = uniform(6, -1, 1, 500);
   const Tensor m = from_vector<uint8_t>({0, 1, 1}, {3});

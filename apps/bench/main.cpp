@@ -1,0 +1,131 @@
+// bench: op throughput (GEMM GFLOP/s, memory-bound ops GB/s), forward and backward, on the CPU and CUDA; prints a
+// table and writes JSON records {op, pass, device, shape, dtype, ms, gbps, gflops}.
+#include <CLI/CLI.hpp>
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "apps/bench/measure.h"
+#include "apps/bench/op_cases.h"
+
+using namespace mixgrad;
+using namespace mixgrad::bench;
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<Device> resolve_devices(const std::string& spec) {
+  if (spec == "all") {
+    std::vector<Device> ds{kCPU};
+    if (cuda_is_available()) ds.emplace_back(DeviceType::cuda, 0);
+    return ds;
+  }
+  const Device d(spec);
+  MIXGRAD_CHECK(d.is_cpu() || cuda_is_available(), "bench: --device {} requested but CUDA is unavailable: {}", spec,
+                cuda_compiled() ? cuda_unavailable_reason() : "this build has no CUDA backend");
+  return {d};
+}
+
+nlohmann::ordered_json rate_or_null(double work, double ms) {
+  if (work <= 0 || ms <= 0) return nullptr;
+  return work / (ms * 1e6);  // per-ms work -> GB/s or GFLOP/s
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> known = op_names();
+  std::string known_list;
+  for (const auto& n : known) known_list += (known_list.empty() ? "" : ",") + n;
+
+  CLI::App app{"mixgrad bench: per-op throughput, forward and backward, CPU and CUDA (see docs/benchmarks/README.md)"};
+  std::string device_spec = "all", ops_spec = known_list, json_path;
+  int threads = 0;
+  bool no_backward = false;
+  MeasureConfig cfg;
+  app.add_option("--device", device_spec, "cpu, cuda, cuda:N or all (the CPU plus CUDA when a device is usable)")
+      ->capture_default_str();
+  app.add_option("--ops", ops_spec, "Comma-separated ops to run")->capture_default_str();
+  app.add_option("--repeats", cfg.repeats, "Timed samples per op and pass; the median is reported")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--warmup", cfg.warmup, "Untimed samples before the timed ones")
+      ->check(CLI::Range(0, 100000))->capture_default_str();
+  app.add_option("--min-sample-ms", cfg.min_sample_ms,
+                 "Each sample repeats a short call until it lasts about this long (amortises launch + synchronize)")
+      ->check(CLI::Range(0.0, 10000.0))->capture_default_str();
+  app.add_option("--cold-mib", cfg.cold_mib,
+                 "Cycle through copies of the inputs spanning at least this many MiB, so calls miss the cache "
+                 "(0 = one copy: warm cache)")
+      ->check(CLI::Range(0.0, 65536.0))->capture_default_str();
+  app.add_option("--threads", threads, "OpenMP and OpenBLAS threads (0 = the libraries' defaults)")
+      ->check(CLI::Range(0, 4096))->capture_default_str();
+  app.add_flag("--no-backward", no_backward, "Time forward passes only");
+  app.add_option("--json", json_path, "Write the records to this JSON file");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    std::set<std::string> wanted;
+    for (const std::string& op : split_list(ops_spec)) {
+      MIXGRAD_CHECK(std::find(known.begin(), known.end(), op) != known.end(), "bench: unknown op '{}' (known: {})", op,
+                    known_list);
+      wanted.insert(op);
+    }
+    if (threads > 0) {
+      omp_set_num_threads(threads);
+      openblas_set_num_threads(threads);
+    }
+    const std::vector<Device> devices = resolve_devices(device_spec);
+    fmt::print("mixgrad bench: OpenMP threads {}, OpenBLAS threads {} ({}); median of {} samples after {} warm-up; "
+               "inputs rotated over >= {} MiB\n",
+               omp_get_max_threads(), openblas_get_num_threads(), openblas_get_config(), cfg.repeats, cfg.warmup,
+               cfg.cold_mib);
+    fmt::print("{:<7} {:<14} {:<24} {:<8} {:>10} {:>9} {:>9} {:>6}\n", "device", "op", "shape", "pass", "ms", "GB/s",
+               "GFLOP/s", "calls");
+    std::fflush(stdout);  // progress shows at once when stdout is a file
+
+    nlohmann::ordered_json records = nlohmann::ordered_json::array();
+    for (const Device& device : devices) {
+      for (const OpCase& c : all_op_cases()) {
+        if (!wanted.count(c.op)) continue;
+        const CaseTimes t = measure(c, device, cfg, !no_backward);
+        auto emit = [&](const char* pass, const PassTime& p, double bytes, double flops) {
+          nlohmann::ordered_json r = {{"op", c.op},           {"pass", pass},
+                              {"device", device.str()}, {"shape", c.shape},
+                              {"dtype", "float32"},    {"ms", p.ms},
+                              {"gbps", rate_or_null(bytes, p.ms)}, {"gflops", rate_or_null(flops, p.ms)}};
+          auto show = [](const nlohmann::ordered_json& v) { return v.is_null() ? std::string("-") : fmt::format("{:.1f}", v.get<double>()); };
+          fmt::print("{:<7} {:<14} {:<24} {:<8} {:>10.4f} {:>9} {:>9} {:>6}\n", device.str(), c.op, c.shape, pass, p.ms,
+                     show(r["gbps"]), show(r["gflops"]), p.calls);
+          std::fflush(stdout);
+          records.push_back(std::move(r));
+        };
+        emit("forward", t.forward, c.forward_bytes, c.forward_flops);
+        if (t.has_backward) emit("backward", t.backward, c.backward_bytes, c.backward_flops);
+      }
+    }
+    if (!json_path.empty()) {
+      std::ofstream f(json_path);
+      MIXGRAD_CHECK(f.good(), "bench: cannot write {}", json_path);
+      f << records.dump(1) << "\n";
+      MIXGRAD_CHECK(f.good(), "bench: error writing {}", json_path);
+      fmt::print("wrote {} records to {}\n", records.size(), json_path);
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,130 @@
+// Op cases for the bench: GEMM shapes (square and the fmnist-tiny ViT's) and the memory-bound ops at
+// transformer-sized activations, with the byte and FLOP counts used for GB/s and GFLOP/s.
+#include "apps/bench/op_cases.h"
+
+#include <random>
+
+namespace mixgrad::bench {
+namespace {
+
+constexpr double kF32 = 4.0;  // bytes per float32
+constexpr double kI64 = 8.0;  // bytes per int64 target
+
+Tensor param(const Shape& shape, Device d) { return randn(shape, TensorOptions(DType::f32, d, true)); }
+
+OpCase gemm_case(int64_t m, int64_t k, int64_t n) {
+  OpCase c;
+  c.op = "gemm";
+  c.shape = fmt::format("[{}, {}] @ [{}, {}]", m, k, k, n);
+  const double mnk = double(m) * double(n) * double(k);
+  c.forward_flops = 2 * mnk;   // C = A·B
+  c.backward_flops = 4 * mnk;  // dA = dC·Bᵀ and dB = Aᵀ·dC
+  c.make_inputs = [=](Device d) { return std::vector<Tensor>{param({m, k}, d), param({k, n}, d)}; };
+  c.forward = [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); };
+  return c;
+}
+
+// Memory-bound cases on a [rows, cols] activation; N = rows * cols.
+OpCase add_case(int64_t rows, int64_t cols) {
+  OpCase c;
+  c.op = "add";
+  c.shape = fmt::format("[{}, {}] + [{}]", rows, cols, cols);
+  const double n = double(rows) * double(cols), C = double(cols);
+  c.forward_bytes = kF32 * (2 * n + C);   // read x and bias, write y
+  c.backward_bytes = kF32 * (2 * n + C);  // read dy, write dx and dbias (= dy summed over rows)
+  c.make_inputs = [=](Device d) { return std::vector<Tensor>{param({rows, cols}, d), param({cols}, d)}; };
+  c.forward = [](const std::vector<Tensor>& in) { return add(in[0], in[1]); };
+  return c;
+}
+
+OpCase gelu_case(int64_t rows, int64_t cols) {
+  OpCase c;
+  c.op = "gelu";
+  c.shape = fmt::format("[{}, {}]", rows, cols);
+  const double n = double(rows) * double(cols);
+  c.forward_bytes = kF32 * 2 * n;   // read x, write y
+  c.backward_bytes = kF32 * 3 * n;  // read dy and x, write dx
+  c.make_inputs = [=](Device d) { return std::vector<Tensor>{param({rows, cols}, d)}; };
+  c.forward = [](const std::vector<Tensor>& in) { return gelu(in[0]); };
+  return c;
+}
+
+OpCase softmax_case(int64_t rows, int64_t cols) {
+  OpCase c;
+  c.op = "softmax";
+  c.shape = fmt::format("[{}, {}]", rows, cols);
+  const double n = double(rows) * double(cols);
+  c.forward_bytes = kF32 * 2 * n;   // read x, write y
+  c.backward_bytes = kF32 * 3 * n;  // read dy and y, write dx
+  c.make_inputs = [=](Device d) { return std::vector<Tensor>{param({rows, cols}, d)}; };
+  c.forward = [](const std::vector<Tensor>& in) { return softmax(in[0], -1); };
+  return c;
+}
+
+OpCase layer_norm_case(int64_t rows, int64_t cols) {
+  OpCase c;
+  c.op = "layer_norm";
+  c.shape = fmt::format("[{}, {}]", rows, cols);
+  const double n = double(rows) * double(cols), R = double(rows), C = double(cols);
+  c.forward_bytes = kF32 * (2 * n + 2 * C);              // read x, weight, bias; write y
+  c.backward_bytes = kF32 * (3 * n + 2 * R + 3 * C);     // read dy, x, mean, rstd, weight; write dx, dweight, dbias
+  c.make_inputs = [=](Device d) {
+    return std::vector<Tensor>{param({rows, cols}, d), param({cols}, d), param({cols}, d)};
+  };
+  c.forward = [=](const std::vector<Tensor>& in) { return layer_norm(in[0], {cols}, in[1], in[2]); };
+  return c;
+}
+
+OpCase cross_entropy_case(int64_t rows, int64_t classes) {
+  OpCase c;
+  c.op = "cross_entropy";
+  c.shape = fmt::format("[{}, {}]", rows, classes);
+  const double n = double(rows) * double(classes), R = double(rows);
+  c.forward_bytes = kF32 * n + kI64 * R;               // read logits and targets (the scalar loss is negligible)
+  c.backward_bytes = kF32 * (2 * n + 2 * R) + kI64 * R;  // read logits, lse, dloss, targets; write dlogits
+  c.make_inputs = [=](Device d) {
+    std::mt19937_64 gen(uint64_t(rows * 131 + classes));
+    std::uniform_int_distribution<int64_t> pick(0, classes - 1);
+    std::vector<int64_t> target(static_cast<size_t>(rows));
+    for (int64_t& t : target) t = pick(gen);
+    return std::vector<Tensor>{param({rows, classes}, d), from_vector(target, {rows}).to(d)};
+  };
+  c.forward = [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); };
+  c.forward_for_backward = [](const std::vector<Tensor>& in) {
+    return cross_entropy(in[0], in[1], -100, 0.0, "none");
+  };
+  // What the mean reduction's backward would feed the kernel.
+  c.grad_output = [](const Tensor& loss) {
+    return full(loss.shape(), 1.0 / double(loss.numel()), TensorOptions(loss.dtype(), loss.device()));
+  };
+  return c;
+}
+
+}  // namespace
+
+std::vector<OpCase> all_op_cases() {
+  std::vector<OpCase> cases;
+  for (int64_t s : {256, 512, 1024, 2048}) cases.push_back(gemm_case(s, s, s));
+  // fmnist-tiny ViT: B = 128 images, N = 50 tokens, D = 64, MLP ratio 4; tokens folded into rows [B·N, D].
+  const int64_t tokens = 128 * 50, dim = 64;
+  cases.push_back(gemm_case(tokens, dim, 3 * dim));  // qkv projection
+  cases.push_back(gemm_case(tokens, dim, dim));      // attention output projection
+  cases.push_back(gemm_case(tokens, dim, 4 * dim));  // MLP fc1
+  cases.push_back(gemm_case(tokens, 4 * dim, dim));  // MLP fc2
+
+  const std::vector<std::pair<int64_t, int64_t>> activations = {{4096, 768}, {tokens, dim}, {8192, 1024}};
+  for (auto make : {layer_norm_case, softmax_case, gelu_case, add_case})
+    for (auto [r, c] : activations) cases.push_back(make(r, c));
+  cases.push_back(cross_entropy_case(128, 10));  // the ViT's classification head on one batch
+  for (auto [r, c] : activations) cases.push_back(cross_entropy_case(r, c));
+  return cases;
+}
+
+std::vector<std::string> op_names() {
+  std::vector<std::string> names;
+  for (const OpCase& c : all_op_cases())
+    if (names.empty() || names.back() != c.op) names.push_back(c.op);
+  return names;
+}
+
+}  // namespace mixgrad::bench
