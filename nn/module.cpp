@@ -107,8 +107,10 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
   for (const auto& [n, t] : state) {
     MIXGRAD_CHECK(given.emplace(n, &t).second, "load_state_dict: \"{}\" appears twice", n);
   }
+  // Validate everything first, so a failed load leaves the model untouched.
   std::set<std::string> used;
   std::vector<std::string> missing;
+  std::vector<std::pair<Tensor, const Tensor*>> copies;
   for (auto& [name, dst] : state_dict()) {
     auto it = given.find(name);
     if (it == given.end()) {
@@ -120,17 +122,17 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
                   name, shape_str(src.shape()), shape_str(dst.shape()));
     MIXGRAD_CHECK(src.dtype() == dst.dtype(), "load_state_dict: \"{}\" is {} in the checkpoint, the model expects {}", name,
                   src.dtype(), dst.dtype());
-    Tensor d = dst;
-    d.copy_(src);
+    copies.emplace_back(dst, &src);
     used.insert(name);
   }
-  if (!strict) return;
-  std::vector<std::string> unexpected;
-  for (const auto& [n, t] : state)
-    if (!used.count(n)) unexpected.push_back(n);
-  MIXGRAD_CHECK(missing.empty() && unexpected.empty(),
-                "load_state_dict: missing keys [{}]; unexpected keys [{}]", fmt::join(missing, ", "),
-                fmt::join(unexpected, ", "));
+  if (strict) {
+    std::vector<std::string> unexpected;
+    for (const auto& [n, t] : state)
+      if (!used.count(n)) unexpected.push_back(n);
+    MIXGRAD_CHECK(missing.empty() && unexpected.empty(), "load_state_dict: missing keys [{}]; unexpected keys [{}]",
+                  fmt::join(missing, ", "), fmt::join(unexpected, ", "));
+  }
+  for (auto& [dst, src] : copies) dst.copy_(*src);
 }
 
 std::string Module::summary() const {

@@ -54,7 +54,8 @@ class SGD : public Optimizer {
   std::vector<bool> started_;
 };
 
-// Linear warm-up from 0 to base_lr over warmup_steps, then cosine decay to min_lr at total_steps (held after).
+// Linear warm-up (step s < warmup_steps gets base_lr·(s+1)/warmup_steps), then cosine decay from base_lr to
+// min_lr at total_steps (held after).
 struct WarmupCosine {
   double base_lr, min_lr = 0;
   int64_t warmup_steps = 0, total_steps = 1;
