@@ -14,15 +14,16 @@ namespace mixgrad::models {
 struct ViTConfig {
   int64_t img_size = 28, in_chans = 1, patch_size = 4, embed_dim = 64, depth = 4, num_heads = 4, mlp_hidden = 128,
           num_classes = 10;
-  std::string pool = "token";  // "token" (cls token, `norm` then token 0) or "avg" (mean of patch tokens, then `fc_norm`)
+  // "token" (cls token, `norm` then token 0) or "avg" (mean of patch tokens, then `fc_norm`)
+  std::string pool = "token";
   bool qkv_bias = true;
   double ln_eps = 1e-6, drop_rate = 0.0, attn_drop_rate = 0.0, pos_drop_rate = 0.0;
-  bool csp_layout = false;     // CSP-repo parity: keep cls_token [1,1,D] and pos_embed [1,N+1,D] with pool=avg
-  std::string init = "timm";   // "timm" (trunc-normal 0.02) or "csp" (randn pos/cls, PyTorch-default Linear)
+  bool csp_layout = false;    // CSP-repo parity: keep cls_token [1,1,D] and pos_embed [1,N+1,D] with pool=avg
+  std::string init = "timm";  // "timm" (trunc-normal 0.02) or "csp" (randn pos/cls, PyTorch-default Linear)
   std::string mixer = "softmax";
   std::map<std::string, std::string> mixer_options;
 
-  int64_t grid() const;         // img_size / patch_size
+  int64_t grid() const;  // img_size / patch_size
   int64_t num_patches() const;
   std::map<std::string, std::string> to_metadata() const;                     // specs/vit.md §2 metadata keys
   static ViTConfig from_metadata(const std::map<std::string, std::string>&);  // inverse; errors name a missing/bad key

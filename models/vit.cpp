@@ -1,0 +1,297 @@
+// Vision Transformer (specs/vit.md §1–§3, §8): patch embedding, class token / position embedding, pre-norm blocks
+// with a pluggable token mixer, token or mean pooling, head; config metadata and presets.
+#include "models/vit.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "nn/init.h"
+
+namespace mixgrad::models {
+
+// ---- config ---------------------------------------------------------------------------------------------------
+int64_t ViTConfig::grid() const { return patch_size > 0 ? img_size / patch_size : 0; }
+int64_t ViTConfig::num_patches() const { return grid() * grid(); }
+
+namespace {
+std::string str_bool(bool b) { return b ? "true" : "false"; }
+std::string str_double(double d) { return fmt::format("{}", d); }  // shortest representation that round-trips
+}  // namespace
+
+std::map<std::string, std::string> ViTConfig::to_metadata() const {
+  std::map<std::string, std::string> m = {
+      {"arch", "vit"},
+      {"mixer", mixer},
+      {"img_size", std::to_string(img_size)},
+      {"in_chans", std::to_string(in_chans)},
+      {"patch_size", std::to_string(patch_size)},
+      {"embed_dim", std::to_string(embed_dim)},
+      {"depth", std::to_string(depth)},
+      {"num_heads", std::to_string(num_heads)},
+      {"mlp_hidden", std::to_string(mlp_hidden)},
+      {"num_classes", std::to_string(num_classes)},
+      {"pool", pool},
+      {"qkv_bias", str_bool(qkv_bias)},
+      {"ln_eps", str_double(ln_eps)},
+      {"drop_rate", str_double(drop_rate)},
+      {"attn_drop_rate", str_double(attn_drop_rate)},
+      {"pos_drop_rate", str_double(pos_drop_rate)},
+      {"csp_layout", str_bool(csp_layout)},
+      {"init", init},
+  };
+  // Mixer options are stored under their own names ("csp_k"), listed in "mixer_options" so they read back exactly.
+  std::vector<std::string> names;
+  for (const auto& [k, v] : mixer_options) {
+    MIXGRAD_CHECK(!m.count(k) && k != "mixer_options" && k.find(',') == std::string::npos,
+                  "ViTConfig::to_metadata: mixer option \"{}\" clashes with a config key or contains a comma", k);
+    m[k] = v;
+    names.push_back(k);
+  }
+  m["mixer_options"] = fmt::format("{}", fmt::join(names, ","));
+  return m;
+}
+
+namespace {
+struct MetaReader {
+  const std::map<std::string, std::string>& m;
+  const std::string& get(const std::string& key) const {
+    auto it = m.find(key);
+    MIXGRAD_CHECK(it != m.end(), "ViTConfig::from_metadata: missing key \"{}\"", key);
+    return it->second;
+  }
+  [[noreturn]] void bad(const std::string& key, const char* what) const {
+    throw Error(fmt::format("ViTConfig::from_metadata: key \"{}\" = \"{}\" is not {}", key, get(key), what));
+  }
+  int64_t integer(const std::string& key) const {
+    const std::string& s = get(key);
+    size_t pos = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(s, &pos);
+    } catch (const std::exception&) {
+      bad(key, "an integer");
+    }
+    if (pos != s.size()) bad(key, "an integer");
+    return v;
+  }
+  double real(const std::string& key) const {
+    const std::string& s = get(key);
+    size_t pos = 0;
+    double v = 0;
+    try {
+      v = std::stod(s, &pos);
+    } catch (const std::exception&) {
+      bad(key, "a number");
+    }
+    if (pos != s.size()) bad(key, "a number");
+    return v;
+  }
+  bool boolean(const std::string& key) const {
+    const std::string& s = get(key);
+    if (s == "true" || s == "1") return true;
+    if (s == "false" || s == "0") return false;
+    bad(key, "a boolean (true/false)");
+  }
+};
+}  // namespace
+
+ViTConfig ViTConfig::from_metadata(const std::map<std::string, std::string>& meta) {
+  MetaReader r{meta};
+  MIXGRAD_CHECK(r.get("arch") == "vit", "ViTConfig::from_metadata: arch is \"{}\", expected \"vit\"", r.get("arch"));
+  ViTConfig c;
+  c.mixer = r.get("mixer");
+  c.img_size = r.integer("img_size");
+  c.in_chans = r.integer("in_chans");
+  c.patch_size = r.integer("patch_size");
+  c.embed_dim = r.integer("embed_dim");
+  c.depth = r.integer("depth");
+  c.num_heads = r.integer("num_heads");
+  c.mlp_hidden = r.integer("mlp_hidden");
+  c.num_classes = r.integer("num_classes");
+  c.pool = r.get("pool");
+  c.qkv_bias = r.boolean("qkv_bias");
+  c.ln_eps = r.real("ln_eps");
+  // Keys added after the first checkpoints keep their defaults when absent.
+  if (meta.count("drop_rate")) c.drop_rate = r.real("drop_rate");
+  if (meta.count("attn_drop_rate")) c.attn_drop_rate = r.real("attn_drop_rate");
+  if (meta.count("pos_drop_rate")) c.pos_drop_rate = r.real("pos_drop_rate");
+  if (meta.count("csp_layout")) c.csp_layout = r.boolean("csp_layout");
+  if (meta.count("init")) c.init = r.get("init");
+  if (meta.count("mixer_options")) {
+    std::stringstream ss(r.get("mixer_options"));
+    std::string name;
+    while (std::getline(ss, name, ','))
+      if (!name.empty()) c.mixer_options[name] = r.get(name);
+  }
+  c.validate();
+  return c;
+}
+
+void ViTConfig::validate() const {
+  auto fail = [](const std::string& what) { throw Error("ViTConfig: " + what); };
+  if (img_size <= 0 || patch_size <= 0 || in_chans <= 0)
+    fail(fmt::format("img_size ({}), patch_size ({}) and in_chans ({}) must be positive", img_size, patch_size,
+                     in_chans));
+  if (img_size % patch_size != 0) fail(fmt::format("patch_size {} must divide img_size {}", patch_size, img_size));
+  if (embed_dim <= 0 || num_heads <= 0 || embed_dim % num_heads != 0)
+    fail(fmt::format("num_heads ({}) must be positive and divide embed_dim ({})", num_heads, embed_dim));
+  if (depth < 1 || mlp_hidden <= 0 || num_classes <= 0)
+    fail(fmt::format("depth ({}), mlp_hidden ({}) and num_classes ({}) must be positive", depth, mlp_hidden,
+                     num_classes));
+  if (pool != "token" && pool != "avg") fail(fmt::format("pool must be \"token\" or \"avg\", got \"{}\"", pool));
+  if (csp_layout && pool != "avg") fail("csp_layout requires pool = \"avg\"");
+  if (init != "timm" && init != "csp") fail(fmt::format("init must be \"timm\" or \"csp\", got \"{}\"", init));
+  for (double p : {drop_rate, attn_drop_rate, pos_drop_rate})
+    if (!(p >= 0 && p < 1)) fail(fmt::format("dropout rates must be in [0, 1), got {}", p));
+  if (!(ln_eps > 0)) fail(fmt::format("ln_eps must be positive, got {}", ln_eps));
+  const std::vector<std::string> names = nn::mixer_names();
+  if (std::find(names.begin(), names.end(), mixer) == names.end())
+    fail(fmt::format("unknown mixer \"{}\" (known: {})", mixer, fmt::join(names, ", ")));
+}
+
+std::vector<std::string> vit_preset_names() {
+  return {"fmnist-tiny", "fmnist-small", "cifar10-paper", "cifar100-paper"};
+}
+
+ViTConfig vit_preset(const std::string& name) {
+  ViTConfig c;  // defaults are fmnist-tiny
+  if (name == "fmnist-tiny") return c;
+  if (name == "fmnist-small") {
+    c.depth = 6;
+    c.drop_rate = 0.1;
+    return c;
+  }
+  if (name == "cifar10-paper" || name == "cifar100-paper") {
+    const bool c100 = name == "cifar100-paper";
+    c.img_size = 32;
+    c.in_chans = 3;
+    c.patch_size = c100 ? 2 : 4;
+    c.embed_dim = 512;
+    c.depth = 6;
+    c.num_heads = 8;
+    c.mlp_hidden = 512;
+    c.num_classes = c100 ? 100 : 10;
+    c.pool = "avg";
+    c.csp_layout = true;
+    c.qkv_bias = false;
+    c.drop_rate = c.attn_drop_rate = c.pos_drop_rate = 0.1;
+    c.ln_eps = 1e-5;
+    c.init = "csp";
+    return c;
+  }
+  throw Error(fmt::format("vit_preset: unknown preset \"{}\" (known: {})", name, fmt::join(vit_preset_names(), ", ")));
+}
+
+// ---- patch embedding ------------------------------------------------------------------------------------------
+Tensor patchify(const Tensor& x, int64_t p) {
+  MIXGRAD_CHECK(x.dim() == 4, "patchify: expected images [B, C, H, W], got {}", shape_str(x.shape()));
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  MIXGRAD_CHECK(p > 0 && h % p == 0 && w % p == 0, "patchify: patch size {} must divide the image size {}x{}", p, h, w);
+  const int64_t gh = h / p, gw = w / p;
+  // [B, C, gy, i, gx, j] -> [B, gy, gx, C, i, j] -> [B, N, C·p·p]
+  return permute(x.reshape({b, c, gh, p, gw, p}), {0, 2, 4, 1, 3, 5}).reshape({b, gh * gw, c * p * p});
+}
+
+PatchProjection::PatchProjection(int64_t in_chans, int64_t embed_dim, int64_t p) : Module("PatchProjection") {
+  weight = register_parameter("weight", empty({embed_dim, in_chans, p, p}));
+  bias = register_parameter("bias", empty({embed_dim}));
+  nn::init::linear_default_(weight, bias);  // PyTorch's Conv2d default (fan_in = C·p·p)
+}
+
+PatchEmbed::PatchEmbed(int64_t img, int64_t p, int64_t c, int64_t d)
+    : Layer("PatchEmbed"), img_size(img), patch_size(p), in_chans(c), embed_dim(d) {
+  proj = register_module("proj", std::make_shared<PatchProjection>(c, d, p));
+}
+
+Tensor PatchEmbed::forward(const Tensor& x) {
+  MIXGRAD_CHECK(x.dim() == 4 && x.size(1) == in_chans && x.size(2) == img_size && x.size(3) == img_size,
+                "PatchEmbed: expected images [B, {}, {}, {}], got {}", in_chans, img_size, img_size,
+                shape_str(x.shape()));
+  MIXGRAD_CHECK(is_floating(x.dtype()), "PatchEmbed: expected floating-point images, got {}", x.dtype());
+  // The [D, C, p, p] parameter viewed as the [D, C·p·p] Linear weight (reshape shares the storage).
+  const Tensor w = proj->weight.reshape({embed_dim, in_chans * patch_size * patch_size});
+  return linear(patchify(x, patch_size), w, proj->bias);
+}
+
+// ---- model -----------------------------------------------------------------------------------------------------
+namespace {
+void init_linear_timm(nn::Module& m) {
+  if (auto* lin = dynamic_cast<nn::Linear*>(&m)) {
+    nn::init::trunc_normal_(lin->weight, 0.02);
+    if (lin->bias.defined()) nn::init::zeros_(lin->bias);
+  }
+  for (const auto& [name, child] : m.named_children()) init_linear_timm(*child);
+}
+}  // namespace
+
+VisionTransformer::VisionTransformer(const ViTConfig& cfg) : Module("VisionTransformer"), cfg_(cfg) {
+  cfg_.validate();
+  const int64_t d = cfg_.embed_dim, n = cfg_.num_patches();
+  const bool token = cfg_.pool == "token";
+  const bool timm = cfg_.init == "timm";
+  patch_embed_ =
+      register_module("patch_embed", std::make_shared<PatchEmbed>(cfg_.img_size, cfg_.patch_size, cfg_.in_chans, d));
+  if (token || cfg_.csp_layout) {
+    cls_token_ = register_parameter("cls_token", zeros({1, 1, d}));
+    if (timm)
+      nn::init::normal_(cls_token_, 0.0, 1e-6);
+    else
+      nn::init::normal_(cls_token_, 0.0, 1.0);
+  }
+  pos_embed_ = register_parameter("pos_embed", zeros({1, (token || cfg_.csp_layout) ? n + 1 : n, d}));
+  if (timm)
+    nn::init::trunc_normal_(pos_embed_, 0.02);
+  else
+    nn::init::normal_(pos_embed_, 0.0, 1.0);
+
+  nn::MixerContext ctx;
+  ctx.dim = d;
+  ctx.num_heads = cfg_.num_heads;
+  ctx.seq_len = token ? n + 1 : n;
+  ctx.grid_h = ctx.grid_w = cfg_.grid();
+  ctx.has_cls_token = token;
+  ctx.qkv_bias = cfg_.qkv_bias;
+  ctx.attn_drop = cfg_.attn_drop_rate;
+  ctx.proj_drop = cfg_.drop_rate;
+  ctx.options = cfg_.mixer_options;
+  blocks_ = register_module("blocks", std::make_shared<nn::TransformerBlocks>());
+  for (int64_t i = 0; i < cfg_.depth; ++i)
+    blocks_->push_back(
+        std::make_shared<nn::TransformerBlock>(cfg_.mixer, ctx, cfg_.mlp_hidden, cfg_.drop_rate, cfg_.ln_eps));
+  norm_ = register_module(token ? "norm" : "fc_norm", std::make_shared<nn::LayerNorm>(d, cfg_.ln_eps));
+  head_ = register_module("head", std::make_shared<nn::Linear>(d, cfg_.num_classes));
+
+  if (timm) {
+    // timm's init_weights_vit_timm touches nn.Linear only (the mixers' included): trunc-normal 0.02 weights, zero
+    // biases. The patch projection keeps PyTorch's Conv2d default; LayerNorms are 1 / 0 already.
+    for (const auto& [name, child] : named_children()) init_linear_timm(*child);
+  }
+}
+
+Tensor VisionTransformer::forward(const Tensor& images) {
+  const int64_t c = cfg_.in_chans, s = cfg_.img_size;
+  MIXGRAD_CHECK(images.dim() == 4 && images.size(1) == c && images.size(2) == s && images.size(3) == s,
+                "VisionTransformer: expected images [B, {}, {}, {}], got {}", c, s, s, shape_str(images.shape()));
+  const int64_t b = images.size(0), d = cfg_.embed_dim, n = cfg_.num_patches();
+  Tensor x = patch_embed_->forward(images);  // [B, N, D]
+  if (cfg_.pool == "token") {
+    x = cat({expand(cls_token_, {b, 1, d}), x}, 1);
+    x = add(x, pos_embed_);
+  } else if (cfg_.csp_layout) {
+    x = add(x, narrow(pos_embed_, 1, 0, n));  // CSP repo: rows 0..N-1, not shifted by the unused class row
+  } else {
+    x = add(x, pos_embed_);
+  }
+  x = dropout(x, cfg_.pos_drop_rate, is_training());
+  x = blocks_->forward(x);
+  if (cfg_.pool == "token") {
+    x = narrow(x, 1, 0, 1).reshape({b, d});  // LayerNorm is per token: normalising token 0 alone is the same
+  } else {
+    x = mean(x, {1});
+  }
+  x = norm_->forward(x);
+  x = dropout(x, cfg_.drop_rate, is_training());
+  return head_->forward(x);
+}
+
+}  // namespace mixgrad::models

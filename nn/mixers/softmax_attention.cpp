@@ -1,0 +1,55 @@
+// Softmax multi-head attention mixer (specs/vit.md §1.4).
+#include "nn/mixers/softmax_attention.h"
+
+#include <cmath>
+
+#include "engine/attention.h"
+
+namespace mixgrad::nn {
+
+SoftmaxAttention::SoftmaxAttention(const MixerContext& ctx)
+    : TokenMixer("SoftmaxAttention"),
+      dim(ctx.dim),
+      num_heads(ctx.num_heads),
+      head_dim(0),
+      attn_drop(ctx.attn_drop),
+      proj_drop(ctx.proj_drop) {
+  MIXGRAD_CHECK(dim > 0 && num_heads > 0 && dim % num_heads == 0,
+                "SoftmaxAttention: num_heads ({}) must be positive and divide dim ({})", num_heads, dim);
+  MIXGRAD_CHECK(attn_drop >= 0 && attn_drop < 1 && proj_drop >= 0 && proj_drop < 1,
+                "SoftmaxAttention: dropout rates must be in [0, 1), got attn_drop {} proj_drop {}", attn_drop,
+                proj_drop);
+  head_dim = dim / num_heads;
+  qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, ctx.qkv_bias));
+  proj = register_module("proj", std::make_shared<Linear>(dim, dim, true));
+}
+
+Tensor SoftmaxAttention::forward(const Tensor& x, const Tensor& key_padding_mask) {
+  MIXGRAD_CHECK(x.dim() == 3 && x.size(2) == dim, "SoftmaxAttention: expected input [B, N, {}], got {}", dim,
+                shape_str(x.shape()));
+  const int64_t b = x.size(0), n = x.size(1);
+  Tensor attn_mask;
+  if (key_padding_mask.defined()) {
+    MIXGRAD_CHECK(key_padding_mask.shape() == Shape({b, n}) && key_padding_mask.dtype() == DType::u8,
+                  "SoftmaxAttention: key_padding_mask must be uint8 [{}, {}] (1 = valid), got {} {}", b, n,
+                  key_padding_mask.dtype(), shape_str(key_padding_mask.shape()));
+    attn_mask = key_padding_mask.reshape({b, 1, 1, n});
+  }
+  // [B, N, 3D] -> [B, N, 3, H, Dh] -> [3, B, H, N, Dh]; the leading split is a free view.
+  Tensor h = permute(qkv->forward(x).reshape({b, n, 3, num_heads, head_dim}), {2, 0, 3, 1, 4});
+  const Shape head_shape{b, num_heads, n, head_dim};
+  Tensor q = h.slice0(0, 1).reshape(head_shape);
+  Tensor k = h.slice0(1, 1).reshape(head_shape);
+  Tensor v = h.slice0(2, 1).reshape(head_shape);
+  const double p = is_training() ? attn_drop : 0.0;
+  Tensor o = scaled_dot_product_attention(q, k, v, attn_mask, false, p, 1.0 / std::sqrt(double(head_dim)));
+  // [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]: channel = h·Dh + e.
+  o = permute(o, {0, 2, 1, 3}).reshape({b, n, dim});
+  return dropout(proj->forward(o), proj_drop, is_training());
+}
+
+std::shared_ptr<TokenMixer> make_softmax_attention(const MixerContext& ctx) {
+  return std::make_shared<SoftmaxAttention>(ctx);
+}
+
+}  // namespace mixgrad::nn

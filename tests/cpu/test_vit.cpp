@@ -1,0 +1,481 @@
+// The ViT side of the model stack on the CPU: the softmax attention mixer (head split/merge, padding, gradients), the
+// mixer registry, patchify / patch embedding against loops, presets (parameter counts, keys, shapes, init), config
+// metadata, overfitting one batch, and bit-exact checkpoint round trips.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/mixgrad.h"
+#include "models/vit.h"
+#include "nn/init.h"
+#include "nn/mixer.h"
+#include "nn/mixers/softmax_attention.h"
+#include "nn/optim/optimizer.h"
+#include "nn/serialize.h"
+#include "nn/transformer.h"
+#include "tests/common/check.h"
+
+using namespace mixgrad;
+using mixgrad::testing::Compare;
+using mixgrad::testing::tolerance;
+
+namespace {
+
+std::vector<double> host(const Tensor& t) { return t.detach().to(kCPU).to(DType::f64).to_vector<double>(); }
+
+Tensor find_param(const nn::Module& m, const std::string& name) {
+  for (const auto& [n, t] : m.state_dict())
+    if (n == name) return t;
+  return Tensor();
+}
+
+bool has_key(const nn::Module& m, const std::string& name) { return find_param(m, name).defined(); }
+
+models::ViTConfig tiny_config() {
+  models::ViTConfig c;
+  c.img_size = 8;
+  c.in_chans = 3;
+  c.patch_size = 4;
+  c.embed_dim = 16;
+  c.depth = 1;
+  c.num_heads = 2;
+  c.mlp_hidden = 32;
+  c.num_classes = 10;
+  return c;
+}
+
+double std_of(const std::vector<double>& v) {
+  double m = 0, s = 0;
+  for (double x : v) m += x;
+  m /= double(v.size());
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size()));
+}
+
+// Hand-written multi-head attention of specs/vit.md §1.4 from the mixer's own weights (float64 loops).
+std::vector<double> reference_mixer(const nn::SoftmaxAttention& m, const Tensor& x_t,
+                                    const std::vector<int>* pad = nullptr) {
+  const int64_t b = x_t.size(0), n = x_t.size(1), d = m.dim, nh = m.num_heads, dh = m.head_dim;
+  const std::vector<double> x = host(x_t), wq = host(m.qkv->weight), wp = host(m.proj->weight), bp = host(m.proj->bias);
+  const std::vector<double> bq = m.qkv->bias.defined() ? host(m.qkv->bias) : std::vector<double>(size_t(3 * d), 0.0);
+  std::vector<double> qkv(size_t(b * n * 3 * d), 0.0);
+  for (int64_t r = 0; r < b * n; ++r)
+    for (int64_t o = 0; o < 3 * d; ++o) {
+      double s = bq[size_t(o)];
+      for (int64_t i = 0; i < d; ++i) s += x[size_t(r * d + i)] * wq[size_t(o * d + i)];
+      qkv[size_t(r * 3 * d + o)] = s;
+    }
+  std::vector<double> merged(size_t(b * n * d), 0.0);
+  for (int64_t bb = 0; bb < b; ++bb)
+    for (int64_t h = 0; h < nh; ++h)
+      for (int64_t i = 0; i < n; ++i) {
+        auto q = [&](int64_t e) { return qkv[size_t((bb * n + i) * 3 * d + h * dh + e)]; };
+        auto k = [&](int64_t j, int64_t e) { return qkv[size_t((bb * n + j) * 3 * d + d + h * dh + e)]; };
+        auto v = [&](int64_t j, int64_t e) { return qkv[size_t((bb * n + j) * 3 * d + 2 * d + h * dh + e)]; };
+        std::vector<double> s(static_cast<size_t>(n), 0.0);
+        double mx = -1e300, z = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          double dot = 0;
+          for (int64_t e = 0; e < dh; ++e) dot += q(e) * k(j, e);
+          s[size_t(j)] = dot / std::sqrt(double(dh));
+          if (!pad || (*pad)[size_t(bb * n + j)]) mx = std::max(mx, s[size_t(j)]);
+        }
+        for (int64_t j = 0; j < n; ++j) {
+          s[size_t(j)] = (!pad || (*pad)[size_t(bb * n + j)]) ? std::exp(s[size_t(j)] - mx) : 0.0;
+          z += s[size_t(j)];
+        }
+        for (int64_t e = 0; e < dh; ++e) {
+          double o = 0;
+          for (int64_t j = 0; j < n; ++j) o += s[size_t(j)] / z * v(j, e);
+          merged[size_t((bb * n + i) * d + h * dh + e)] = o;  // channel = h·Dh + e
+        }
+      }
+  std::vector<double> out(size_t(b * n * d));
+  for (int64_t r = 0; r < b * n; ++r)
+    for (int64_t o = 0; o < d; ++o) {
+      double s = bp[size_t(o)];
+      for (int64_t i = 0; i < d; ++i) s += merged[size_t(r * d + i)] * wp[size_t(o * d + i)];
+      out[size_t(r * d + o)] = s;
+    }
+  return out;
+}
+
+nn::MixerContext mixer_ctx(int64_t dim, int64_t heads, bool qkv_bias) {
+  nn::MixerContext c;
+  c.dim = dim;
+  c.num_heads = heads;
+  c.qkv_bias = qkv_bias;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("softmax mixer splits and merges heads as specified", "[vit][mixer]") {
+  manual_seed(21);
+  for (bool bias : {true, false}) {
+    nn::SoftmaxAttention m(mixer_ctx(12, 3, bias));
+    m.to(DType::f64);
+    // Non-zero biases so that their rows are checked too.
+    if (bias) nn::init::uniform_(m.qkv->bias, -0.5, 0.5);
+    nn::init::uniform_(m.proj->bias, -0.5, 0.5);
+    CHECK(m.qkv->weight.shape() == Shape({36, 12}));
+    CHECK(m.qkv->bias.defined() == bias);
+    CHECK(m.head_dim == 4);
+    Tensor x = randn({2, 5, 12}, TensorOptions(DType::f64));
+    Tensor y = m.forward(x);
+    CHECK(y.shape() == Shape({2, 5, 12}));
+    REQUIRE_CLOSE(
+        testing::all_close(y, from_vector(reference_mixer(m, x), {2, 5, 12}), tolerance(Compare::forward_f64)));
+    // Key padding: padded keys are invisible to every query.
+    const std::vector<int> pad = {1, 1, 0, 1, 0, /**/ 1, 1, 1, 1, 1};
+    Tensor mask = empty({2, 5}, TensorOptions(DType::u8));
+    for (size_t i = 0; i < pad.size(); ++i) mask.data<uint8_t>()[i] = uint8_t(pad[i]);
+    REQUIRE_CLOSE(testing::all_close(m.forward(x, mask), from_vector(reference_mixer(m, x, &pad), {2, 5, 12}),
+                                     tolerance(Compare::forward_f64)));
+  }
+}
+
+TEST_CASE("softmax mixer: trailing padding equals the truncated sequence", "[vit][mixer]") {
+  manual_seed(22);
+  nn::SoftmaxAttention m(mixer_ctx(8, 2, true));
+  m.to(DType::f64);
+  Tensor x = randn({1, 6, 8}, TensorOptions(DType::f64));
+  Tensor mask = ones({1, 6}, TensorOptions(DType::u8));
+  mask.data<uint8_t>()[4] = mask.data<uint8_t>()[5] = 0;
+  Tensor full = m.forward(x, mask);
+  Tensor cut = m.forward(narrow(x, 1, 0, 4));
+  REQUIRE_CLOSE(testing::all_close(narrow(full, 1, 0, 4), cut, tolerance(Compare::forward_f64)));
+  CHECK_THROWS_WITH(m.forward(x, ones({1, 5}, TensorOptions(DType::u8))), Catch::Contains("key_padding_mask"));
+  CHECK_THROWS_WITH(m.forward(randn({1, 6, 7}, TensorOptions(DType::f64))), Catch::Contains("[B, N, 8]"));
+}
+
+TEST_CASE("softmax mixer gradients match finite differences (float64)", "[vit][mixer]") {
+  manual_seed(23);
+  nn::SoftmaxAttention m(mixer_ctx(4, 2, true));
+  m.to(DType::f64);
+  nn::init::uniform_(m.qkv->bias, -0.3, 0.3);
+  Tensor x = testing::rand_f64({2, 3, 4});
+  Tensor mask = ones({2, 3}, TensorOptions(DType::u8));
+  mask.data<uint8_t>()[2] = 0;
+  // The parameters are passed as inputs too: gradcheck perturbs them in place, the module reads the same storage.
+  std::vector<Tensor> inputs = {x, m.qkv->weight, m.qkv->bias, m.proj->weight, m.proj->bias};
+  REQUIRE_CLOSE(testing::gradcheck([&](const std::vector<Tensor>& in) { return m.forward(in[0], mask); }, inputs));
+}
+
+TEST_CASE("mixer registry and transformer block", "[vit][mixer]") {
+  const auto names = nn::mixer_names();
+  REQUIRE(std::find(names.begin(), names.end(), "softmax") != names.end());
+  auto mixer = nn::make_mixer("softmax", mixer_ctx(8, 2, false));
+  CHECK(dynamic_cast<nn::SoftmaxAttention*>(mixer.get()) != nullptr);
+  CHECK_THROWS_WITH(nn::make_mixer("no-such-mixer", mixer_ctx(8, 2, false)),
+                    Catch::Contains("no-such-mixer") && Catch::Contains("softmax"));
+  CHECK_THROWS_WITH(nn::make_mixer("softmax", mixer_ctx(8, 3, false)), Catch::Contains("divide"));
+
+  manual_seed(24);
+  nn::TransformerBlock block("softmax", mixer_ctx(8, 2, true), 16, 0.0, 1e-6);
+  std::vector<std::string> keys;
+  for (const auto& [n, t] : block.named_parameters()) keys.push_back(n);
+  CHECK(keys == std::vector<std::string>{"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
+                                         "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
+                                         "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"});
+  // Pre-norm residual structure, composed by hand.
+  block.to(DType::f64);
+  Tensor x = randn({2, 3, 8}, TensorOptions(DType::f64));
+  Tensor h = add(x, block.attn->forward(block.norm1->forward(x)));
+  Tensor want = add(h, block.mlp->fc2->forward(gelu(block.mlp->fc1->forward(block.norm2->forward(h)))));
+  REQUIRE_CLOSE(testing::all_close(block.forward(x), want, tolerance(Compare::forward_f64)));
+}
+
+TEST_CASE("patchify matches a loop reference and its backward is the inverse scatter", "[vit]") {
+  manual_seed(25);
+  const int64_t b = 2, c = 3, h = 4, w = 6, p = 2, gw = w / p, n = (h / p) * gw;
+  Tensor x = randn({b, c, h, w}, TensorOptions(DType::f64));
+  Tensor got = models::patchify(x, p);
+  REQUIRE(got.shape() == Shape({b, n, c * p * p}));
+  const std::vector<double> xv = host(x), gv = host(got);
+  for (int64_t bb = 0; bb < b; ++bb)
+    for (int64_t gy = 0; gy < h / p; ++gy)
+      for (int64_t gx = 0; gx < gw; ++gx)
+        for (int64_t cc = 0; cc < c; ++cc)
+          for (int64_t i = 0; i < p; ++i)
+            for (int64_t j = 0; j < p; ++j) {
+              const int64_t tok = gy * gw + gx, f = cc * p * p + i * p + j;
+              REQUIRE(gv[size_t((bb * n + tok) * c * p * p + f)] ==
+                      xv[size_t(((bb * c + cc) * h + gy * p + i) * w + gx * p + j)]);
+            }
+  Tensor xg = testing::rand_f64({1, 3, 4, 4});
+  REQUIRE_CLOSE(testing::gradcheck([](const std::vector<Tensor>& in) { return models::patchify(in[0], 2); }, {xg}));
+  CHECK_THROWS_WITH(models::patchify(x, 4), Catch::Contains("must divide"));
+}
+
+TEST_CASE("patch embedding equals Conv2d(kernel = stride = p) computed with loops", "[vit]") {
+  manual_seed(26);
+  const int64_t img = 8, p = 4, c = 3, d = 5, b = 2, g = img / p;
+  models::PatchEmbed pe(img, p, c, d);
+  pe.to(DType::f64);
+  CHECK(pe.proj->weight.shape() == Shape({d, c, p, p}));
+  CHECK(pe.proj->weight.reshape({d, c * p * p}).same_storage(pe.proj->weight));
+  Tensor x = randn({b, c, img, img}, TensorOptions(DType::f64));
+  Tensor y = pe.forward(x);
+  REQUIRE(y.shape() == Shape({b, g * g, d}));
+  const std::vector<double> xv = host(x), wv = host(pe.proj->weight), bv = host(pe.proj->bias);
+  std::vector<double> want(size_t(b * g * g * d));
+  for (int64_t bb = 0; bb < b; ++bb)
+    for (int64_t oy = 0; oy < g; ++oy)
+      for (int64_t ox = 0; ox < g; ++ox)
+        for (int64_t o = 0; o < d; ++o) {
+          double s = bv[size_t(o)];
+          for (int64_t cc = 0; cc < c; ++cc)
+            for (int64_t i = 0; i < p; ++i)
+              for (int64_t j = 0; j < p; ++j)
+                s += wv[size_t(((o * c + cc) * p + i) * p + j)] *
+                     xv[size_t(((bb * c + cc) * img + oy * p + i) * img + ox * p + j)];
+          want[size_t((bb * g * g + oy * g + ox) * d + o)] = s;  // Conv2d output flatten(2).transpose(1, 2)
+        }
+  REQUIRE_CLOSE(testing::all_close(y, from_vector(want, {b, g * g, d}), tolerance(Compare::forward_f64)));
+  // The gradient lands on the 4-D parameter.
+  sum(pe.forward(x)).backward();
+  REQUIRE(pe.proj->weight.grad().defined());
+  CHECK(pe.proj->weight.grad().shape() == Shape({d, c, p, p}));
+}
+
+TEST_CASE("ViT presets: parameter counts, keys, shapes and forward", "[vit]") {
+  struct Expect {
+    std::string name;
+    int64_t params, c, img, classes, tokens;
+  };
+  const std::vector<Expect> presets = {{"fmnist-tiny", 139018, 1, 28, 10, 50},
+                                       {"fmnist-small", 205962, 1, 28, 10, 50},
+                                       {"cifar10-paper", 9523722, 3, 32, 10, 65},
+                                       {"cifar100-paper", 9649764, 3, 32, 100, 257}};
+  REQUIRE(models::vit_preset_names() ==
+          std::vector<std::string>{"fmnist-tiny", "fmnist-small", "cifar10-paper", "cifar100-paper"});
+  for (const Expect& e : presets) {
+    INFO("preset " << e.name);
+    manual_seed(27);
+    const models::ViTConfig cfg = models::vit_preset(e.name);
+    models::VisionTransformer m(cfg);
+    CHECK(m.num_parameters() == e.params);
+    const int64_t d = cfg.embed_dim, p = cfg.patch_size;
+    CHECK(find_param(m, "patch_embed.proj.weight").shape() == Shape({d, e.c, p, p}));
+    CHECK(find_param(m, "pos_embed").shape() == Shape({1, e.tokens, d}));
+    CHECK(find_param(m, "cls_token").shape() == Shape({1, 1, d}));
+    CHECK(find_param(m, "blocks.0.attn.qkv.weight").shape() == Shape({3 * d, d}));
+    CHECK(find_param(m, "blocks." + std::to_string(cfg.depth - 1) + ".mlp.fc2.weight").shape() ==
+          Shape({d, cfg.mlp_hidden}));
+    CHECK(find_param(m, "head.weight").shape() == Shape({e.classes, d}));
+    const bool cifar = e.name.rfind("cifar", 0) == 0;
+    CHECK(has_key(m, "blocks.0.attn.qkv.bias") == !cifar);
+    CHECK(has_key(m, "fc_norm.weight") == cifar);
+    CHECK(has_key(m, "norm.weight") == !cifar);
+    CHECK_FALSE(has_key(m, "blocks." + std::to_string(cfg.depth) + ".norm1.weight"));
+    m.eval();
+    NoGradGuard ng;
+    const int64_t batch = cifar ? 1 : 2;
+    Tensor logits = m.forward(randn({batch, e.c, e.img, e.img}));
+    CHECK(logits.shape() == Shape({batch, e.classes}));
+    for (double v : host(logits)) REQUIRE(std::isfinite(v));
+  }
+  CHECK_THROWS_WITH(models::vit_preset("imagenet"), Catch::Contains("imagenet") && Catch::Contains("fmnist-tiny"));
+}
+
+TEST_CASE("ViT initialisation follows the timm and CSP schemes", "[vit]") {
+  manual_seed(28);
+  models::VisionTransformer timm(models::vit_preset("fmnist-small"));
+  const double pos_std = std_of(host(find_param(timm, "pos_embed")));
+  CHECK(pos_std > 0.018);
+  CHECK(pos_std < 0.022);
+  const double qkv_std = std_of(host(find_param(timm, "blocks.0.attn.qkv.weight")));
+  CHECK(qkv_std > 0.018);
+  CHECK(qkv_std < 0.022);
+  for (double v : host(find_param(timm, "cls_token"))) CHECK(std::abs(v) < 1e-5);
+  for (const char* zero :
+       {"blocks.0.attn.qkv.bias", "blocks.0.attn.proj.bias", "blocks.0.mlp.fc1.bias", "head.bias", "norm.bias"})
+    for (double v : host(find_param(timm, zero))) REQUIRE(v == 0.0);
+  for (double v : host(find_param(timm, "blocks.0.norm1.weight"))) REQUIRE(v == 1.0);
+  // Patch projection keeps PyTorch's Conv2d default: U(±1/sqrt(C·p·p)) = U(±0.25) for C = 1, p = 4.
+  double mx = 0;
+  for (double v : host(find_param(timm, "patch_embed.proj.weight"))) mx = std::max(mx, std::abs(v));
+  CHECK(mx <= 0.25);
+  CHECK(mx > 0.2);
+
+  models::ViTConfig c = tiny_config();
+  c.pool = "avg";
+  c.csp_layout = true;
+  c.init = "csp";
+  c.img_size = 32;
+  models::VisionTransformer csp(c);
+  const double csp_pos = std_of(host(find_param(csp, "pos_embed")));
+  CHECK(csp_pos > 0.9);
+  CHECK(csp_pos < 1.1);
+  double fc1 = 0;  // PyTorch Linear default: U(±1/sqrt(16)), so not all zero bias
+  for (double v : host(find_param(csp, "blocks.0.mlp.fc1.bias"))) fc1 = std::max(fc1, std::abs(v));
+  CHECK(fc1 > 0);
+  CHECK(fc1 <= 0.25);
+}
+
+TEST_CASE("ViT csp_layout adds pos_embed rows 0..N-1 and ignores the class token", "[vit]") {
+  manual_seed(29);
+  models::ViTConfig c = tiny_config();
+  c.pool = "avg";
+  c.csp_layout = true;
+  models::VisionTransformer m(c);
+  m.eval();
+  NoGradGuard ng;
+  const int64_t n = c.num_patches();
+  Tensor x = randn({2, 3, 8, 8});
+  Tensor base = m.forward(x);
+  Tensor pos = find_param(m, "pos_embed"), cls = find_param(m, "cls_token");
+  REQUIRE(pos.shape() == Shape({1, n + 1, 16}));
+  // The last row (index N) and the class token are unused.
+  Tensor last = pos.reshape({n + 1, 16}).slice0(n, 1);
+  last.fill_(5.0);
+  cls.fill_(7.0);
+  REQUIRE_CLOSE(testing::bit_equal(m.forward(x), base));
+  pos.reshape({n + 1, 16}).slice0(0, 1).fill_(5.0);
+  CHECK_FALSE(testing::bit_equal(m.forward(x), base).ok);
+  // csp_layout needs mean pooling.
+  c.pool = "token";
+  CHECK_THROWS_WITH(models::VisionTransformer(c), Catch::Contains("csp_layout"));
+}
+
+TEST_CASE("ViTConfig metadata round trip and validation errors", "[vit]") {
+  for (const std::string& name : models::vit_preset_names()) {
+    models::ViTConfig c = models::vit_preset(name);
+    c.mixer_options = {{"demo_k", "2"}, {"demo_schedule", "constant"}};
+    const auto meta = c.to_metadata();
+    CHECK(meta.at("arch") == "vit");
+    CHECK(meta.at("pool") == c.pool);
+    CHECK(meta.at("demo_k") == "2");
+    const models::ViTConfig r = models::ViTConfig::from_metadata(meta);
+    CHECK(r.img_size == c.img_size);
+    CHECK(r.in_chans == c.in_chans);
+    CHECK(r.patch_size == c.patch_size);
+    CHECK(r.embed_dim == c.embed_dim);
+    CHECK(r.depth == c.depth);
+    CHECK(r.num_heads == c.num_heads);
+    CHECK(r.mlp_hidden == c.mlp_hidden);
+    CHECK(r.num_classes == c.num_classes);
+    CHECK(r.pool == c.pool);
+    CHECK(r.qkv_bias == c.qkv_bias);
+    CHECK(r.ln_eps == c.ln_eps);
+    CHECK(r.drop_rate == c.drop_rate);
+    CHECK(r.attn_drop_rate == c.attn_drop_rate);
+    CHECK(r.pos_drop_rate == c.pos_drop_rate);
+    CHECK(r.csp_layout == c.csp_layout);
+    CHECK(r.init == c.init);
+    CHECK(r.mixer == c.mixer);
+    CHECK(r.mixer_options == c.mixer_options);
+    CHECK(r.to_metadata() == meta);
+  }
+  auto meta = models::vit_preset("fmnist-tiny").to_metadata();
+  auto missing = meta;
+  missing.erase("embed_dim");
+  CHECK_THROWS_WITH(models::ViTConfig::from_metadata(missing), Catch::Contains("embed_dim"));
+  auto bad = meta;
+  bad["depth"] = "four";
+  CHECK_THROWS_WITH(models::ViTConfig::from_metadata(bad), Catch::Contains("depth") && Catch::Contains("four"));
+  bad = meta;
+  bad["arch"] = "resnet";
+  CHECK_THROWS_WITH(models::ViTConfig::from_metadata(bad), Catch::Contains("arch"));
+
+  auto invalid = [](auto edit) {
+    models::ViTConfig c = models::vit_preset("fmnist-tiny");
+    edit(c);
+    return c;
+  };
+  CHECK_NOTHROW(models::vit_preset("fmnist-tiny").validate());
+  CHECK_THROWS_WITH(invalid([](auto& c) { c.patch_size = 5; }).validate(),
+                    Catch::Contains("patch_size 5 must divide img_size 28"));
+  CHECK_THROWS_WITH(invalid([](auto& c) { c.num_heads = 3; }).validate(), Catch::Contains("divide embed_dim"));
+  CHECK_THROWS_WITH(invalid([](auto& c) { c.pool = "max"; }).validate(), Catch::Contains("pool"));
+  CHECK_THROWS_WITH(invalid([](auto& c) { c.init = "xavier"; }).validate(), Catch::Contains("init"));
+  CHECK_THROWS_WITH(invalid([](auto& c) { c.drop_rate = 1.0; }).validate(), Catch::Contains("dropout"));
+  CHECK_THROWS_WITH(invalid([](auto& c) { c.depth = 0; }).validate(), Catch::Contains("depth"));
+  CHECK_THROWS_WITH(invalid([](auto& c) { c.ln_eps = 0; }).validate(), Catch::Contains("ln_eps"));
+  CHECK_THROWS_WITH(invalid([](auto& c) { c.mixer = "nope"; }).validate(),
+                    Catch::Contains("unknown mixer \"nope\"") && Catch::Contains("softmax"));
+  CHECK_THROWS_WITH(models::VisionTransformer(invalid([](auto& c) { c.mixer = "nope"; })), Catch::Contains("nope"));
+}
+
+TEST_CASE("ViT rejects images of the wrong shape", "[vit]") {
+  models::VisionTransformer m(models::vit_preset("fmnist-tiny"));
+  CHECK_THROWS_WITH(m.forward(randn({2, 1, 32, 32})),
+                    Catch::Contains("[B, 1, 28, 28]") && Catch::Contains("[2, 1, 32, 32]"));
+  CHECK_THROWS_WITH(m.forward(randn({2, 3, 28, 28})), Catch::Contains("[B, 1, 28, 28]"));
+  CHECK_THROWS_WITH(m.forward(randn({1, 28, 28})), Catch::Contains("[B, 1, 28, 28]"));
+}
+
+TEST_CASE("tiny ViT: every parameter gets a gradient and one batch is overfitted", "[vit]") {
+  for (const std::string pool : {"token", "avg"}) {
+    INFO("pool " << pool);
+    manual_seed(30);
+    models::ViTConfig c = tiny_config();
+    c.pool = pool;
+    models::VisionTransformer m(c);
+    Tensor images = randn({8, 3, 8, 8});
+    Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
+    nn::AdamW opt(m.parameters(), AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 0.0});
+    double loss = 1e9, first = 0;
+    int steps = 0;
+    for (; steps < 300 && loss >= 0.05; ++steps) {
+      opt.zero_grad();
+      Tensor l = cross_entropy(m.forward(images), labels);
+      l.backward();
+      if (steps == 0) {
+        first = l.item();
+        for (const auto& [n, t] : m.named_parameters()) {
+          INFO("parameter " << n);
+          REQUIRE(t.grad().defined());
+          REQUIRE(t.grad().shape() == t.shape());
+        }
+      }
+      opt.step();
+      loss = l.item();
+    }
+    INFO("initial loss " << first << ", loss " << loss << " after " << steps << " steps");
+    CHECK(first > 1.5);
+    REQUIRE(loss < 0.05);
+    REQUIRE(autograd::tape_size() == 0);
+  }
+}
+
+TEST_CASE("ViT checkpoints round-trip bit-exactly through safetensors", "[vit]") {
+  manual_seed(31);
+  models::ViTConfig c = tiny_config();
+  c.qkv_bias = false;
+  c.drop_rate = 0.1;
+  models::VisionTransformer a(c);
+  // Make the weights differ from a fresh init: a few training steps.
+  nn::AdamW opt(a.parameters(), AdamWHyper{1e-2});
+  Tensor images = randn({4, 3, 8, 8});
+  for (int i = 0; i < 3; ++i) {
+    opt.zero_grad();
+    cross_entropy(a.forward(images), from_vector<int64_t>({1, 2, 3, 4}, {4})).backward();
+    opt.step();
+  }
+  const auto path =
+      std::filesystem::temp_directory_path() / fmt::format("mixgrad_test_vit_{}.safetensors", std::random_device{}());
+  nn::save_state_dict(a, path, c.to_metadata());
+  nn::Metadata meta;
+  const nn::NamedTensors loaded = nn::load_tensors(path, &meta);
+  CHECK(meta.at("arch") == "vit");
+  manual_seed(999);
+  models::VisionTransformer b(models::ViTConfig::from_metadata(meta));
+  nn::load_state_dict(b, path);
+  std::filesystem::remove(path);
+  CHECK(loaded.size() == a.state_dict().size());
+  a.eval();
+  b.eval();
+  NoGradGuard ng;
+  Tensor x = randn({3, 3, 8, 8});
+  REQUIRE_CLOSE(testing::bit_equal(b.forward(x), a.forward(x)));
+  for (const auto& [n, t] : a.state_dict()) {
+    INFO(n);
+    REQUIRE_CLOSE(testing::bit_equal(find_param(b, n), t));
+  }
+}

@@ -1,0 +1,283 @@
+// The vit app (apps/common/vit_app.*): exact resume, predict output, checkpoint errors, CLI parsing, run files.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "apps/common/report.h"
+#include "apps/common/vit_app.h"
+#include "nn/serialize.h"
+#include "tests/common/check.h"
+
+namespace fs = std::filesystem;
+using namespace mixgrad;
+using Catch::Contains;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / ("mixgrad_vit_app_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+void put_be32(std::ofstream& f, uint32_t v) {
+  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  f.write(b, 4);
+}
+
+// Synthetic learnable Fashion-MNIST look-alike: class c = a bright bar at rows 2c+4.. plus deterministic noise.
+void write_idx_pair(const fs::path& dir, const std::string& prefix, int per_class) {
+  const int n = 10 * per_class;
+  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
+  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
+  put_be32(img, 2051), put_be32(img, uint32_t(n)), put_be32(img, 28), put_be32(img, 28);
+  put_be32(lab, 2049), put_be32(lab, uint32_t(n));
+  uint32_t s = 12345;
+  for (int i = 0; i < n; ++i) {
+    const int c = i % 10;
+    std::vector<char> px(784);
+    for (int p = 0; p < 784; ++p) {
+      s = s * 1664525u + 1013904223u;
+      const int row = p / 28;
+      int v = int(s >> 27);  // 0..31 noise
+      if (row >= 2 * c + 4 && row < 2 * c + 7) v += 180;
+      px[size_t(p)] = char(uint8_t(v));
+    }
+    img.write(px.data(), 784);
+    lab.put(char(c));
+  }
+}
+
+fs::path make_dataset(const fs::path& dir) {
+  fs::create_directories(dir);
+  write_idx_pair(dir, "train", 540);  // 500 per class go to validation, 40 per class to training
+  write_idx_pair(dir, "t10k", 10);
+  return dir;
+}
+
+app::TrainOptions tiny_options(const fs::path& data, const fs::path& out) {
+  app::TrainOptions o;
+  o.data_dir = data.string();
+  o.out_dir = out.string();
+  o.device = "cpu";
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.lr = 2e-3;
+  o.warmup = 3;
+  o.train_limit = 192;  // 6 steps per epoch
+  o.val_limit = 100;
+  o.test_limit = 60;
+  o.log_every = 4;
+  o.quiet = true;
+  models::ViTConfig cfg = models::vit_preset("fmnist-tiny");
+  cfg.patch_size = 7, cfg.embed_dim = 32, cfg.depth = 1, cfg.num_heads = 2, cfg.mlp_hidden = 64;
+  o.model_override = cfg;
+  return o;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+app::CliCommand parse(std::vector<const char*> args, std::string* err_text = nullptr) {
+  args.insert(args.begin(), "vit");
+  std::ostringstream out, err;
+  app::CliCommand c = app::parse_cli(int(args.size()), args.data(), out, err);
+  if (err_text) *err_text = err.str() + out.str();
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("vit app: a run interrupted by --max-steps and resumed equals an uninterrupted run bit for bit", "[vit-app]") {
+  TempDir tmp;
+  const fs::path data = make_dataset(tmp.path / "data");
+  const app::TrainSummary a = app::run_training(tiny_options(data, tmp.path / "a"));
+  REQUIRE(a.finished);
+  REQUIRE(a.global_step == 12);
+  REQUIRE(a.total_steps == 12);
+
+  app::TrainOptions b = tiny_options(data, tmp.path / "b");
+  b.max_steps = 4;  // mid epoch 1
+  app::TrainSummary sb = app::run_training(b);
+  REQUIRE_FALSE(sb.finished);
+  REQUIRE(sb.global_step == 4);
+  REQUIRE_FALSE(fs::exists(tmp.path / "b" / "summary.json"));
+  b.resume = true;
+  b.max_steps = 6;  // exactly the epoch boundary
+  sb = app::run_training(b);
+  REQUIRE(sb.global_step == 6);
+  b.max_steps = 0;
+  b.lr = 1.0;  // ignored on resume: the recorded recipe is used
+  sb = app::run_training(b);
+  REQUIRE(sb.finished);
+  REQUIRE(sb.global_step == 12);
+
+  for (const char* file : {"last.safetensors", "best.safetensors"}) {
+    nn::Metadata ma, mb;
+    const nn::NamedTensors ta = nn::load_tensors(tmp.path / "a" / file, &ma);
+    const nn::NamedTensors tb = nn::load_tensors(tmp.path / "b" / file, &mb);
+    REQUIRE(ta.size() == tb.size());
+    for (size_t i = 0; i < ta.size(); ++i) {
+      INFO(file << " " << ta[i].first);
+      REQUIRE(ta[i].first == tb[i].first);
+      REQUIRE_CLOSE(testing::bit_equal(tb[i].second, ta[i].second));
+    }
+    REQUIRE(ma.at("embed_dim") == "32");  // ViTConfig metadata travels with the weights
+    REQUIRE(ma.at("normalize.mean") == mb.at("normalize.mean"));
+  }
+  REQUIRE(a.test_accuracy == sb.test_accuracy);
+  REQUIRE(a.best_val_accuracy == sb.best_val_accuracy);
+  REQUIRE(a.test_accuracy >= 0.0);
+  REQUIRE(a.test_accuracy <= 1.0);
+
+  // Run files: metrics per log interval and per evaluation, summary with confusion matrix, curves, report.
+  const std::vector<app::Json> recs = app::read_metrics(tmp.path / "b" / "metrics.jsonl");
+  int train_recs = 0, val_recs = 0;
+  for (const auto& r : recs) (r["kind"] == "train" ? train_recs : val_recs)++;
+  REQUIRE(val_recs == 2);
+  REQUIRE(train_recs == int(app::read_metrics(tmp.path / "a" / "metrics.jsonl").size()) - 2);
+  const app::Json s = app::Json::parse(slurp(tmp.path / "a" / "summary.json"));
+  for (const char* k : {"test_accuracy", "best_val_accuracy", "params", "mixer", "preset", "device", "epochs",
+                        "train_images_per_s", "peak_memory_bytes", "wall_s", "per_class_accuracy", "confusion_matrix"})
+    REQUIRE(s.contains(k));
+  int64_t cm_total = 0, cm_diag = 0;
+  for (size_t i = 0; i < 10; ++i)
+    for (size_t j = 0; j < 10; ++j) cm_total += s["confusion_matrix"][i][j].get<int64_t>(), cm_diag += i == j ? s["confusion_matrix"][i][j].get<int64_t>() : 0;
+  REQUIRE(cm_total == 60);
+  REQUIRE(double(cm_diag) / 60.0 == Approx(s["test_accuracy"].get<double>()));
+  REQUIRE(slurp(tmp.path / "a" / "curves.png").substr(1, 3) == "PNG");
+  const std::string html = slurp(tmp.path / "a" / "report.html");
+  REQUIRE_THAT(html, Contains("Confusion matrix") && Contains("data:image/png;base64,") && Contains("Ankle boot"));
+  REQUIRE(app::Json::parse(slurp(tmp.path / "a" / "config.json"))["total_steps"] == 12);
+
+  // A fresh run into an existing run folder is refused unless --overwrite.
+  REQUIRE_THROWS_WITH(app::run_training(tiny_options(data, tmp.path / "a")), Contains("--resume"));
+
+  // predict: tensor "logits" [N, 10], equal to the eval path's predictions.
+  app::PredictOptions p;
+  p.checkpoint = (tmp.path / "a" / "best.safetensors").string();
+  p.images = (data / "t10k-images-idx3-ubyte").string();
+  p.out = (tmp.path / "logits.safetensors").string();
+  p.device = "cpu";
+  REQUIRE(app::run_predict(p) == 100);
+  const nn::NamedTensors logits = nn::load_tensors(p.out);
+  REQUIRE(logits.size() == 1);
+  REQUIRE(logits[0].first == "logits");
+  REQUIRE(logits[0].second.shape() == Shape{100, 10});
+
+  // eval of the best checkpoint reproduces the run's test accuracy.
+  app::EvalOptions e;
+  e.checkpoint = p.checkpoint;
+  e.data_dir = data.string();
+  e.device = "cpu";
+  e.test_limit = 60;
+  e.quiet = true;
+  REQUIRE(app::run_eval(e).accuracy == a.test_accuracy);
+}
+
+TEST_CASE("vit app: corrupt or foreign checkpoints give clear errors", "[vit-app]") {
+  TempDir tmp;
+  const fs::path bad = tmp.path / "garbage.safetensors";
+  {
+    std::ofstream f(bad, std::ios::binary);
+    f << "this is not a safetensors file at all";
+  }
+  app::EvalOptions e;
+  e.checkpoint = bad.string();
+  e.device = "cpu";
+  e.quiet = true;
+  REQUIRE_THROWS_WITH(app::run_eval(e), Contains("garbage.safetensors"));
+  e.checkpoint = (tmp.path / "missing.safetensors").string();
+  REQUIRE_THROWS_WITH(app::run_eval(e), Contains("does not exist"));
+  // A valid safetensors file without the ViT metadata.
+  const fs::path foreign = tmp.path / "foreign.safetensors";
+  nn::save_tensors(foreign, {{"w", zeros({2, 2})}});
+  e.checkpoint = foreign.string();
+  REQUIRE_THROWS_WITH(app::run_eval(e), Contains("foreign.safetensors") && Contains("not a vit checkpoint"));
+  // --resume with nothing to resume.
+  app::TrainOptions t;
+  t.out_dir = (tmp.path / "empty").string();
+  t.resume = true;
+  t.device = "cpu";
+  t.quiet = true;
+  REQUIRE_THROWS_WITH(app::run_training(t), Contains("--resume"));
+}
+
+TEST_CASE("vit app: command-line parsing", "[vit-app]") {
+  std::string err;
+  app::CliCommand c = parse({"train", "--preset", "fmnist-small", "--lr", "0.002", "--max-steps", "5", "--device", "cpu",
+                             "--train-limit", "512", "--seed", "7"});
+  REQUIRE(c.exit_code == -1);
+  REQUIRE(c.command == "train");
+  REQUIRE(c.train.preset == "fmnist-small");
+  REQUIRE(c.train.lr == 0.002);
+  REQUIRE_FALSE(c.train.epochs.has_value());  // unset flags keep the preset's recipe
+  REQUIRE(c.train.max_steps == 5);
+  REQUIRE(c.train.train_limit == 512);
+  REQUIRE(c.train.seed == 7);
+
+  for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{
+           {"train", "--lr", "-1"},
+           {"train", "--lr", "nan"},
+           {"train", "--epochs", "0"},
+           {"train", "--device", "tpu"},
+           {"train", "--mixer", "no-such-mixer"},
+           {"train", "--preset", "huge"},
+           {"train", "--dataset", "imagenet"},
+           {"train", "--label-smoothing", "1.5"},
+           {"train", "--no-such-flag"},
+           {"eval"},  // --checkpoint is required
+           {}}) {     // a subcommand is required
+    c = parse(bad, &err);
+    INFO(err);
+    REQUIRE(c.exit_code > 0);
+    REQUIRE_FALSE(err.empty());
+  }
+  c = parse({"train", "--help"}, &err);
+  REQUIRE(c.exit_code == 0);
+  for (const char* flag : {"--dataset", "--data", "--preset", "--mixer", "--epochs", "--batch-size", "--lr",
+                           "--weight-decay", "--warmup", "--label-smoothing", "--seed", "--device", "--tf32", "--out",
+                           "--resume", "--log-every", "--max-steps", "--train-limit"})
+    REQUIRE_THAT(err, Contains(flag));
+
+  c = parse({"predict", "--checkpoint", "a.safetensors", "--images", "x.idx", "--out", "y.safetensors"});
+  REQUIRE(c.command == "predict");
+  REQUIRE(c.predict.out == "y.safetensors");
+}
+
+TEST_CASE("vit app: info lists every parameter and the preset's count", "[vit-app]") {
+  const std::string info = app::model_info("fmnist-tiny", "softmax");
+  REQUIRE_THAT(info, Contains("total parameters: 139018"));
+  REQUIRE_THAT(info, Contains("blocks.3.attn.qkv.weight") && Contains("[192, 64]") && Contains("pos_embed"));
+}
+
+TEST_CASE("vit app: report helpers", "[vit-app]") {
+  REQUIRE(app::base64_encode({'M', 'a', 'n'}) == "TWFu");
+  REQUIRE(app::base64_encode({'M', 'a'}) == "TWE=");
+  REQUIRE(app::base64_encode({'M'}) == "TQ==");
+  app::Curves c;
+  c.train_loss = {{1, 2.0}, {2, 1.0}};
+  c.val_acc = {{2, 0.5}};
+  const std::vector<uint8_t> png = app::render_curves_png(c, 200, 150);
+  REQUIRE(png.size() > 8);
+  REQUIRE(png[1] == 'P');
+  REQUIRE(app::format_duration(125) == "2 min 05 s");
+}

@@ -1,0 +1,142 @@
+// CPU vs CUDA for the ViT stack: scaled_dot_product_attention forward/backward (masks, causal, dropout), one ViT
+// training step (loss and every parameter gradient), and overfitting one batch on the device.
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/attention.h"
+#include "engine/mixgrad.h"
+#include "models/vit.h"
+#include "nn/optim/optimizer.h"
+#include "tests/common/check.h"
+
+using namespace mixgrad;
+using mixgrad::testing::Compare;
+using mixgrad::testing::tolerance;
+
+namespace {
+
+const Device kCuda{DeviceType::cuda, 0};
+
+Tensor leaf(const Tensor& t) {
+  Tensor l = t.detach();
+  l.requires_grad_();
+  return l;
+}
+
+Tensor u8_mask(const std::vector<int>& v, const Shape& shape) {
+  Tensor m = empty(shape, TensorOptions(DType::u8));
+  for (size_t i = 0; i < v.size(); ++i) m.data<uint8_t>()[i] = uint8_t(v[i]);
+  return m;
+}
+
+models::ViTConfig tiny_config() {
+  models::ViTConfig c;
+  c.img_size = 8;
+  c.in_chans = 3;
+  c.patch_size = 4;
+  c.embed_dim = 16;
+  c.depth = 1;
+  c.num_heads = 2;
+  c.mlp_hidden = 32;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: sdpa forward and backward match the CPU", "[cuda][vit][attention]") {
+  struct Case {
+    int64_t b, h, t, tk, d;
+    bool mask, causal;
+    double dropout;
+  };
+  const std::vector<Case> cases = {{2, 3, 5, 7, 4, false, false, 0.0},
+                                   {1, 2, 33, 17, 16, true, false, 0.0},
+                                   {2, 2, 9, 9, 8, true, true, 0.0},
+                                   {2, 1, 7, 4, 5, false, true, 0.0},
+                                   {2, 4, 16, 16, 32, true, false, 0.3}};
+  for (const Case& c : cases) {
+    INFO("B" << c.b << " H" << c.h << " T" << c.t << " Tk" << c.tk << " d" << c.d << " mask " << c.mask << " causal "
+             << c.causal << " dropout " << c.dropout);
+    manual_seed(40);
+    Tensor q = leaf(randn({c.b, c.h, c.t, c.d})), k = leaf(randn({c.b, c.h, c.tk, c.d})),
+           v = leaf(randn({c.b, c.h, c.tk, c.d}));
+    Tensor gout = randn({c.b, c.h, c.t, c.d});
+    Tensor mask;
+    if (c.mask) {
+      std::vector<int> m(size_t(c.b * c.tk), 1);
+      for (int64_t j = 0; j < c.tk; j += 3) m[size_t(j)] = 0;  // batch 0: some keys padded
+      for (int64_t j = 0; j < c.tk; ++j) m[size_t((c.b - 1) * c.tk + j)] = c.b > 1 ? 0 : m[size_t(j)];  // last: all
+      mask = u8_mask(m, {c.b, 1, 1, c.tk});
+    }
+    Tensor qc = leaf(q.to(kCuda)), kc = leaf(k.to(kCuda)), vc = leaf(v.to(kCuda));
+    manual_seed(77);
+    Tensor out = scaled_dot_product_attention(q, k, v, mask, c.causal, c.dropout);
+    sum(mul(out, gout)).backward();
+    manual_seed(77);
+    Tensor outc =
+        scaled_dot_product_attention(qc, kc, vc, mask.defined() ? mask.to(kCuda) : Tensor(), c.causal, c.dropout);
+    sum(mul(outc, gout.to(kCuda))).backward();
+    REQUIRE(outc.device() == kCuda);
+    REQUIRE_CLOSE(testing::all_close(outc, out, tolerance(Compare::cpu_vs_cuda)));
+    REQUIRE_CLOSE(testing::all_close(qc.grad(), q.grad(), tolerance(Compare::cpu_vs_cuda)));
+    REQUIRE_CLOSE(testing::all_close(kc.grad(), k.grad(), tolerance(Compare::cpu_vs_cuda)));
+    REQUIRE_CLOSE(testing::all_close(vc.grad(), v.grad(), tolerance(Compare::cpu_vs_cuda)));
+  }
+}
+
+TEST_CASE("cuda: one ViT training step gives the CPU's loss and gradients", "[cuda][vit]") {
+  for (const std::string pool : {"token", "avg"}) {
+    INFO("pool " << pool);
+    models::ViTConfig cfg = tiny_config();
+    cfg.pool = pool;
+    cfg.csp_layout = pool == "avg";
+    cfg.drop_rate = 0.1;
+    cfg.attn_drop_rate = 0.1;
+    manual_seed(41);
+    models::VisionTransformer cpu(cfg);
+    manual_seed(42);  // different init, then the same weights through load_state_dict
+    models::VisionTransformer gpu(cfg);
+    gpu.load_state_dict(cpu.state_dict());
+    gpu.to(kCuda);
+    Tensor images = randn({4, 3, 8, 8});
+    Tensor labels = from_vector<int64_t>({3, 1, 4, 1}, {4});
+    manual_seed(5);  // the same dropout masks on both devices (Philox)
+    Tensor loss = cross_entropy(cpu.forward(images), labels);
+    loss.backward();
+    manual_seed(5);
+    Tensor loss_c = cross_entropy(gpu.forward(images.to(kCuda)), labels.to(kCuda));
+    loss_c.backward();
+    REQUIRE_CLOSE(testing::all_close(loss_c, loss, tolerance(Compare::cpu_vs_cuda)));
+    const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+    REQUIRE(pc.size() == pg.size());
+    for (size_t i = 0; i < pc.size(); ++i) {
+      INFO("gradient of " << pc[i].first);
+      REQUIRE(pg[i].first == pc[i].first);
+      REQUIRE(pg[i].second.device() == kCuda);
+      REQUIRE(pc[i].second.grad().defined());
+      REQUIRE(pg[i].second.grad().defined());
+      REQUIRE_CLOSE(testing::all_close(pg[i].second.grad(), pc[i].second.grad(), tolerance(Compare::cpu_vs_cuda)));
+    }
+  }
+}
+
+TEST_CASE("cuda: tiny ViT overfits one batch", "[cuda][vit]") {
+  manual_seed(43);
+  models::VisionTransformer m(tiny_config());
+  m.to(kCuda);
+  Tensor images = randn({8, 3, 8, 8}).to(kCuda);
+  Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8}).to(kCuda);
+  nn::AdamW opt(m.parameters(), AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 0.0});
+  double loss = 1e9;
+  int steps = 0;
+  for (; steps < 300 && loss >= 0.05; ++steps) {
+    opt.zero_grad();
+    Tensor l = cross_entropy(m.forward(images), labels);
+    l.backward();
+    opt.step();
+    loss = l.item();
+  }
+  INFO("loss " << loss << " after " << steps << " steps");
+  REQUIRE(loss < 0.05);
+}
