@@ -1,0 +1,27 @@
+// CSP (channel-wise sample permutation, specs/csp.md) on CUDA, float32; the CPU reference is kernels/cpu/csp.h and
+// both agree bit for bit (values are copied, never recomputed; same order: NaN last, -0 == +0, stable ties).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace mixgrad::kernels::cuda {
+
+// Which kernel layout runs (spec §8.3). simple = Design A: one thread per (b, group, channel), channels fastest
+// (coalesced writes, scattered reads). tiled = Design B: one CTA per (b, 32-channel tile, 64-row band) stages the
+// source window into shared memory with coalesced row loads; a CTA whose tile has a shift spread above the window
+// budget falls back to Design A's direct loads. automatic picks tiled when D >= 16 and the grid fits.
+enum class CspDesign { automatic, simple, tiled };
+
+// Device pointers; v, y, dy, dv [B, N, D] row-major, shifts [D] (>= 0, used mod n_b), lengths [B] in [1, N] or null.
+// K in {2, 4, 8} and N % K == 0 (the engine op validates; a bad K throws std::invalid_argument). Never synchronises.
+void csp_forward(float* y, const float* v, const int32_t* shifts, const int32_t* lengths, int64_t B, int64_t N,
+                 int64_t D, int K, cudaStream_t stream, CspDesign design = CspDesign::automatic);
+
+// dv[b, π(j), c] = dy[b, j, c] for j < n_b (ranks recomputed from v), every dv element written exactly once with a
+// plain store (no atomics); dv rows >= n_b are 0.
+void csp_backward(float* dv, const float* dy, const float* v, const int32_t* shifts, const int32_t* lengths,
+                  int64_t B, int64_t N, int64_t D, int K, cudaStream_t stream,
+                  CspDesign design = CspDesign::automatic);
+
+}  // namespace mixgrad::kernels::cuda

@@ -1,0 +1,206 @@
+// CSP on CUDA against the CPU reference (specs/csp.md §11.2 item 1/3/5/8/10): the engine op forward and autograd
+// backward bit for bit over the CPU suite's case table (K 2/4/8, lengths, ties/NaN/±inf/±0), and the kernels'
+// Design A (simple), Design B (tiled, with its per-tile fallback) and automatic choice against the CPU kernel.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/csp.h"
+#include "engine/cuda_backend.h"
+#include "engine/mixgrad.h"
+#include "kernels/cpu/csp.h"
+#include "kernels/cuda/csp.h"
+
+namespace {
+
+using namespace mixgrad;
+
+Device gpu() { return Device("cuda"); }
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b, std::string* where) {
+  if (a.size() != b.size()) {
+    *where = fmt::format("sizes {} vs {}", a.size(), b.size());
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      *where = fmt::format("first difference at flat index {}: {} vs {}", i, a[i], b[i]);
+      return false;
+    }
+  return true;
+}
+
+#define REQUIRE_SAME_BITS(a, b)                        \
+  do {                                                 \
+    std::string mg_where_;                             \
+    const bool mg_ok_ = same_bits((a), (b), &mg_where_); \
+    INFO(mg_where_);                                   \
+    REQUIRE(mg_ok_);                                   \
+  } while (0)
+
+enum class Fill { normal, ties01, zeros_signed, specials };
+
+std::vector<float> make_values(size_t n, Fill fill, std::mt19937& gen) {
+  std::vector<float> x(n);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_int_distribution<int> pick(0, 6);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (auto& e : x) {
+    const int p = pick(gen);
+    switch (fill) {
+      case Fill::normal: e = float(normal(gen)); break;
+      case Fill::ties01: e = float(p % 2); break;
+      case Fill::zeros_signed: e = p % 2 ? -0.0f : 0.0f; break;
+      case Fill::specials:
+        e = p == 0 ? nan : p == 1 ? -nan : p == 2 ? inf : p == 3 ? -inf : p == 4 ? -0.0f : p == 5 ? 0.0f : 1.0f;
+        break;
+    }
+  }
+  return x;
+}
+
+struct Case {
+  const char* name;
+  int64_t B, N, D;
+  int K;
+  const char* schedule;  // "constant" (small spread: tiled path), "exponential" (layer 2 of 3), "random" (wide)
+  std::vector<int32_t> lengths;
+};
+
+std::vector<int32_t> shifts_for(const Case& tc, std::mt19937& gen) {
+  const std::string s = tc.schedule;
+  if (s == "constant") return csp_shifts_constant(tc.D, tc.N, tc.K);
+  if (s == "exponential") return csp_shifts_exponential(2, 3, tc.D, tc.N + 5);
+  std::uniform_int_distribution<int32_t> d(0, int32_t(3 * tc.N));
+  std::vector<int32_t> r(size_t(tc.D));
+  for (auto& e : r) e = d(gen);
+  return r;
+}
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> table = {
+      {"K2 N8 D5", 2, 8, 5, 2, "constant", {}},
+      {"K2 N1000 D7 exp", 2, 1000, 7, 2, "exponential", {}},
+      {"K2 N64 D37 random", 3, 64, 37, 2, "random", {}},
+      {"K4 N64 D8 const", 1, 64, 8, 4, "constant", {}},
+      {"K4 N36 D33 exp", 2, 36, 33, 4, "exponential", {}},
+      {"K8 N24 D33 exp", 2, 24, 33, 8, "exponential", {}},
+      {"K8 N24 D70 random", 1, 24, 70, 8, "random", {}},
+      {"B1 D1", 1, 16, 1, 4, "exponential", {}},
+      {"N=K=2", 3, 2, 9, 2, "random", {}},
+      {"N=K=8", 2, 8, 3, 8, "random", {}},
+      {"K2 lengths", 4, 16, 70, 2, "exponential", {1, 16, 7, 13}},
+      {"K4 lengths", 3, 12, 40, 4, "random", {3, 12, 1}},
+      {"K8 lengths", 4, 24, 9, 8, "exponential", {5, 24, 17, 1}},
+      {"K2 N1000 lengths", 2, 1000, 5, 2, "constant", {999, 501}},
+      // Band and tile edges of the tiled design: N over several 64-row bands, D over several 32-channel tiles.
+      {"K2 N256 D100 const lengths", 4, 256, 100, 2, "constant", {256, 65, 130, 1}},
+      {"K4 N520 D64 exp lengths", 3, 520, 64, 4, "exponential", {520, 200, 63}},
+      {"K8 N1024 D48 random", 2, 1024, 48, 8, "random", {}},
+      {"K8 N512 D40 const lengths", 2, 512, 40, 8, "constant", {317, 512}},
+  };
+  return table;
+}
+
+void check_op(const Case& tc, Fill fill, uint32_t seed) {
+  INFO(tc.name << " fill " << int(fill));
+  std::mt19937 gen(seed);
+  const Shape shape{tc.B, tc.N, tc.D};
+  const size_t n = size_t(tc.B * tc.N * tc.D);
+  const auto shifts = shifts_for(tc, gen);
+  const auto v = make_values(n, fill, gen), dy = make_values(n, Fill::normal, gen);
+  Tensor len_cpu = tc.lengths.empty() ? Tensor() : from_vector<int32_t>(tc.lengths, {tc.B}, TensorOptions(DType::i32));
+  Tensor len_gpu = len_cpu.defined() ? len_cpu.to(gpu()) : Tensor();
+
+  Tensor vc = from_vector<float>(v, shape).requires_grad_();
+  Tensor yc = csp(vc, shifts, tc.K, len_cpu);
+  yc.backward(from_vector<float>(dy, shape));
+
+  Tensor vg = from_vector<float>(v, shape).to(gpu()).detach().requires_grad_();
+  Tensor yg = csp(vg, shifts, tc.K, len_gpu);
+  REQUIRE(yg.device() == gpu());
+  yg.backward(from_vector<float>(dy, shape).to(gpu()));
+  REQUIRE_SAME_BITS(yg.to(kCPU).to_vector<float>(), yc.detach().to_vector<float>());
+  REQUIRE_SAME_BITS(vg.grad().to(kCPU).to_vector<float>(), vc.grad().to_vector<float>());
+  // Lengths may live on the CPU for a CUDA V.
+  REQUIRE_SAME_BITS(csp(vg.detach(), shifts, tc.K, len_cpu).to(kCPU).to_vector<float>(), yc.detach().to_vector<float>());
+}
+
+TEST_CASE("CUDA csp: op forward and backward equal the CPU op bit for bit", "[cuda][csp]") {
+  uint32_t seed = 1;
+  for (const auto& tc : cases())
+    for (Fill f : {Fill::normal, Fill::ties01, Fill::zeros_signed, Fill::specials}) check_op(tc, f, seed++);
+}
+
+TEST_CASE("CUDA csp: Path-X size N = 16384", "[cuda][csp]") {
+  check_op({"Path-X K2 random", 2, 16384, 3, 2, "random", {}}, Fill::normal, 500);
+  check_op({"Path-X K2 exp", 1, 16384, 128, 2, "exponential", {}}, Fill::normal, 501);
+  check_op({"Path-X K8 lengths", 2, 16384, 40, 8, "constant", {16384, 12345}}, Fill::specials, 502);
+}
+
+// Kernel level: every design against the CPU kernel, forward and backward; output buffers start as garbage so an
+// element a design forgets to write shows up.
+TEST_CASE("CUDA csp: simple, tiled and automatic designs equal the CPU kernel", "[cuda][csp]") {
+  using kernels::cuda::CspDesign;
+  uint32_t seed = 900;
+  for (const auto& tc : cases())
+    for (Fill fill : {Fill::normal, Fill::specials}) {
+      INFO(tc.name << " fill " << int(fill));
+      std::mt19937 gen(seed++);
+      const Shape shape{tc.B, tc.N, tc.D};
+      const size_t n = size_t(tc.B * tc.N * tc.D);
+      const auto shifts = shifts_for(tc, gen);
+      const auto v = make_values(n, fill, gen), dy = make_values(n, Fill::normal, gen);
+      const int32_t* lp = tc.lengths.empty() ? nullptr : tc.lengths.data();
+      std::vector<float> y_ref(n), dv_ref(n);
+      kernels::cpu::csp_forward(y_ref.data(), v.data(), shifts.data(), lp, tc.B, tc.N, tc.D, tc.K);
+      kernels::cpu::csp_backward(dv_ref.data(), dy.data(), v.data(), shifts.data(), lp, tc.B, tc.N, tc.D, tc.K);
+
+      Tensor vg = from_vector<float>(v, shape).to(gpu()), dyg = from_vector<float>(dy, shape).to(gpu());
+      Tensor sg = from_vector<int32_t>(shifts, {tc.D}, TensorOptions(DType::i32, gpu()));
+      Tensor lg = lp ? from_vector<int32_t>(tc.lengths, {tc.B}, TensorOptions(DType::i32, gpu())) : Tensor();
+      const int32_t* lgp = lp ? lg.data<int32_t>() : nullptr;
+      for (CspDesign d : {CspDesign::simple, CspDesign::tiled, CspDesign::automatic}) {
+        INFO("design " << int(d));
+        Tensor y = full(shape, std::numeric_limits<double>::quiet_NaN(), TensorOptions(DType::f32, gpu()));
+        Tensor dv = full(shape, -12345.0, TensorOptions(DType::f32, gpu()));
+        cudaStream_t st = mixgrad::cuda::stream(gpu());
+        kernels::cuda::csp_forward(y.data<float>(), vg.data<float>(), sg.data<int32_t>(), lgp, tc.B, tc.N, tc.D, tc.K,
+                                   st, d);
+        kernels::cuda::csp_backward(dv.data<float>(), dyg.data<float>(), vg.data<float>(), sg.data<int32_t>(), lgp,
+                                    tc.B, tc.N, tc.D, tc.K, st, d);
+        REQUIRE_SAME_BITS(y.to(kCPU).to_vector<float>(), y_ref);
+        REQUIRE_SAME_BITS(dv.to(kCPU).to_vector<float>(), dv_ref);
+      }
+    }
+}
+
+TEST_CASE("CUDA csp: two runs are bitwise identical", "[cuda][csp]") {
+  std::mt19937 gen(7);
+  const int64_t B = 3, N = 256, D = 70;
+  const auto v = make_values(size_t(B * N * D), Fill::specials, gen);
+  const auto dy = make_values(size_t(B * N * D), Fill::ties01, gen);
+  Tensor vg = from_vector<float>(v, {B, N, D}).to(gpu()), dyg = from_vector<float>(dy, {B, N, D}).to(gpu());
+  Tensor len = from_vector<int32_t>({256, 77, 3}, {3}).to(gpu());
+  for (int k : {2, 4, 8}) {
+    const auto sh = csp_shifts_exponential(1, 2, D, N);
+    std::string where;
+    REQUIRE(same_bits(csp(vg, sh, k, len).to(kCPU).to_vector<float>(), csp(vg, sh, k, len).to(kCPU).to_vector<float>(),
+                      &where));
+    REQUIRE(same_bits(csp_backward(dyg, vg, sh, k, len).to(kCPU).to_vector<float>(),
+                      csp_backward(dyg, vg, sh, k, len).to(kCPU).to_vector<float>(), &where));
+  }
+}
+
+TEST_CASE("CUDA csp: float64 on CUDA is a clear error", "[cuda][csp]") {
+  Tensor v = zeros({1, 4, 2}, TensorOptions(DType::f64, gpu()));
+  REQUIRE_THROWS_AS(csp(v, {0, 1}, 2), Error);
+}
+
+}  // namespace
