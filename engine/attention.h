@@ -1,4 +1,5 @@
-// Scaled dot-product attention as one engine op (composite path now; the fused flash-style path replaces its body later).
+// Scaled dot-product attention as one engine op: a fused flash-style path (one tape node, O(T·d) memory) chosen
+// automatically when the masks allow it, and the composite path (matmul, where, softmax, dropout, matmul).
 // AGREED API — see docs/vit-api.md; implemented in engine/ops_attention.cpp.
 #pragma once
 #include "engine/tensor.h"
@@ -9,7 +10,43 @@ namespace mixgrad {
 // [B,H,T,Tk], nonzero = may attend (PyTorch boolean-mask semantics), e.g. a key-padding mask viewed as [B,1,1,Tk].
 // causal: key j visible to query i iff j <= i + (Tk - T). scale <= 0 means 1/sqrt(d). Fully masked rows give zero
 // output and zero gradient (never NaN). dropout_p applies to the probabilities in training.
+// Uses the calling thread's attention_backend() (default automatic).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask = Tensor(),
                                     bool causal = false, double dropout_p = 0.0, double scale = -1.0);
+
+// Which implementation scaled_dot_product_attention runs.
+//   automatic: fused when it can express the call, composite otherwise. Fused needs: float32 (float64 stays
+//              composite because the kernels keep LSE in fp32, which limits a float64 backward to ~1e-7 relative
+//              accuracy — too coarse for float64 gradient checks), no mask / causal / a key-padding mask of shape
+//              [B or 1, 1, 1, Tk] (fewer leading dims allowed) whose nonzeros form a prefix of every row, non-empty
+//              sizes, and on CUDA head dim d <= 128.
+//   fused:     the fused kernels (float32 or float64 on the CPU); throws when the call cannot be expressed by them.
+//   composite: always the composite path (the reference; its memory grows with T·Tk).
+// The two paths draw dropout masks differently (both from the Philox generator, one stream per call): the fused
+// mask is kernels::flash_dropout_keep(seed, stream, b, h, i, j), identical on CPU and CUDA.
+enum class AttentionBackend { automatic, fused, composite };
+
+// Same as above with an explicit backend (ignores the thread's setting).
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
+                                    bool causal, double dropout_p, double scale, AttentionBackend backend);
+
+// The calling thread's default backend (thread-local like grad mode; starts as automatic).
+void set_attention_backend(AttentionBackend backend);
+AttentionBackend attention_backend();
+const char* attention_backend_name(AttentionBackend backend);  // "automatic", "fused", "composite"
+
+// Sets the thread's backend for a scope and restores the previous one (tests, benchmarks).
+class AttentionBackendGuard {
+ public:
+  explicit AttentionBackendGuard(AttentionBackend backend) : previous_(attention_backend()) {
+    set_attention_backend(backend);
+  }
+  ~AttentionBackendGuard() { set_attention_backend(previous_); }
+  AttentionBackendGuard(const AttentionBackendGuard&) = delete;
+  AttentionBackendGuard& operator=(const AttentionBackendGuard&) = delete;
+
+ private:
+  AttentionBackend previous_;
+};
 
 }  // namespace mixgrad

@@ -1,17 +1,31 @@
-// scaled_dot_product_attention: the composite path (matmul, where, softmax, dropout, matmul), each piece an
-// existing differentiable op, so the backward comes from theirs. A fused flash-style kernel replaces the body of
-// attention_composite() later; the validation and the public signature stay.
+// scaled_dot_product_attention: validation, backend choice, and the two paths — fused (the flash-style kernels of
+// kernels/{cpu,cuda}/flash_attention.h, one tape node whose backward recomputes P from Q, K and LSE) and composite
+// (matmul, where, softmax, dropout, matmul, each an existing differentiable op).
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "engine/attention.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "engine/rng.h"
+#include "kernels/cpu/flash_attention.h"
+#include "kernels/flash_params.h"
+#ifdef MIXGRAD_WITH_CUDA
+#include "kernels/cuda/flash_attention.h"
+#endif
 
 namespace mixgrad {
 namespace {
+
+constexpr const char* kOp = "scaled_dot_product_attention";
+
+thread_local AttentionBackend t_backend = AttentionBackend::automatic;
 
 // uint8 [T, Tk], 1 where key j is visible to query i: j <= i + (Tk - T) (bottom-right aligned, PyTorch/flash).
 Tensor causal_mask(int64_t t, int64_t tk, Device device) {
@@ -36,11 +50,176 @@ Tensor attention_composite(const Tensor& q, const Tensor& k, const Tensor& v, co
   return matmul(probs, v);
 }
 
+// Key lengths [B] when attn_mask is a key-padding mask the kernels can take: shape [Bm, 1, 1, Tkm] after left
+// padding to 4 dims (Bm ∈ {1, B}, Tkm ∈ {1, Tk}) with the nonzeros of every row forming a prefix. nullopt
+// otherwise. Reads the mask on the host (a device-to-host copy for CUDA masks).
+std::optional<std::vector<int32_t>> key_padding_lengths(const Tensor& mask, int64_t b, int64_t tk) {
+  Shape ms = mask.shape();
+  while (ms.size() < 4) ms.insert(ms.begin(), 1);
+  if (ms[1] != 1 || ms[2] != 1) return std::nullopt;
+  const int64_t rows = ms[0], width = ms[3];
+  const Tensor host = mask.to(kCPU);
+  const uint8_t* m = host.data<uint8_t>();
+  std::vector<int32_t> len(size_t(b), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* row = m + r * width;
+    int64_t n = 0;
+    while (n < width && row[n] != 0) ++n;
+    for (int64_t j = n; j < width; ++j)
+      if (row[j] != 0) return std::nullopt;  // a hole: not a prefix
+    const int64_t keys = width == 1 ? (n == 1 ? tk : 0) : n;
+    if (rows == 1) {
+      std::fill(len.begin(), len.end(), int32_t(keys));
+    } else {
+      len[size_t(r)] = int32_t(keys);
+    }
+  }
+  return len;
+}
+
+// Why the fused kernels cannot run this call (empty string: they can), filling kv_len for a key-padding mask.
+std::string fused_obstacle(const Tensor& q, const Tensor& k, const Tensor& attn_mask, bool allow_f64,
+                           std::vector<int32_t>& kv_len) {
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3), tk = k.size(2);
+  if (b == 0 || h == 0 || t == 0 || tk == 0 || d == 0) return "an empty dimension";
+  if (q.dtype() == DType::f64 && !allow_f64) return "float64 (the kernels keep LSE in float32)";
+  if (q.dtype() != DType::f32 && q.dtype() != DType::f64) return fmt::format("dtype {}", q.dtype());
+#ifdef MIXGRAD_WITH_CUDA
+  if (q.device().is_cuda() && d > kernels::cuda::kFlashMaxHeadDim)
+    return fmt::format("head dim {} > {} on CUDA", d, kernels::cuda::kFlashMaxHeadDim);
+#endif
+  if (t > std::numeric_limits<int32_t>::max() || tk > std::numeric_limits<int32_t>::max()) return "T or Tk >= 2^31";
+  kv_len.clear();
+  if (attn_mask.defined()) {
+    std::optional<std::vector<int32_t>> len = key_padding_lengths(attn_mask, b, tk);
+    if (!len)
+      return fmt::format("attn_mask {} is not a prefix key-padding mask [B, 1, 1, Tk]", shape_str(attn_mask.shape()));
+    bool all_full = true;
+    for (int32_t n : *len) all_full = all_full && n >= tk;
+    if (!all_full) kv_len = std::move(*len);
+  }
+  return "";
+}
+
+// Workspace tensor of at least `bytes` bytes, 8-byte (CPU) / 16-byte (CUDA) aligned: allocations are 64-byte aligned.
+Tensor workspace(size_t bytes, Device device) {
+  const int64_t words = int64_t((bytes + 7) / 8);
+  return empty({std::max<int64_t>(words, 1)}, TensorOptions(DType::f64, device));
+}
+
+void run_fused_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const kernels::FlashParams& p) {
+  if (q.device().is_cpu()) {
+    MIXGRAD_DISPATCH_FLOATING(q.dtype(), kOp, [&] {
+      kernels::cpu::flash_attention_forward(o.data<scalar_t>(), lse.data<float>(), q.data<scalar_t>(),
+                                            k.data<scalar_t>(), v.data<scalar_t>(), p);
+    });
+  } else {
+#ifdef MIXGRAD_WITH_CUDA
+    kernels::cuda::flash_attention_forward(o.data<float>(), lse.data<float>(), q.data<float>(), k.data<float>(),
+                                           v.data<float>(), p, detail::stream_of(q));
+#else
+    detail::no_cuda(kOp);
+#endif
+  }
+}
+
+void run_fused_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& o, const Tensor& lse, const kernels::FlashParams& p) {
+  if (q.device().is_cpu()) {
+    Tensor ws = workspace(kernels::cpu::flash_attention_backward_workspace_bytes(p), q.device());
+    MIXGRAD_DISPATCH_FLOATING(q.dtype(), kOp, [&] {
+      kernels::cpu::flash_attention_backward(dq.data<scalar_t>(), dk.data<scalar_t>(), dv.data<scalar_t>(),
+                                             dout.data<scalar_t>(), q.data<scalar_t>(), k.data<scalar_t>(),
+                                             v.data<scalar_t>(), o.data<scalar_t>(), lse.data<float>(), p,
+                                             ws.raw_data());
+    });
+  } else {
+#ifdef MIXGRAD_WITH_CUDA
+    Tensor ws = workspace(kernels::cuda::flash_attention_backward_workspace_bytes(p), q.device());
+    kernels::cuda::flash_attention_backward(dq.data<float>(), dk.data<float>(), dv.data<float>(), dout.data<float>(),
+                                            q.data<float>(), k.data<float>(), v.data<float>(), o.data<float>(),
+                                            lse.data<float>(), p, ws.raw_data(), detail::stream_of(q));
+#else
+    detail::no_cuda(kOp);
+#endif
+  }
+}
+
+Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const std::vector<int32_t>& kv_len,
+                       bool causal, double dropout_p, double scale) {
+  const int64_t b = q_in.size(0), h = q_in.size(1), t = q_in.size(2), d = q_in.size(3), tk = k_in.size(2);
+  const Device device = q_in.device();
+  const Tensor k = k_in.detach(), v = v_in.detach();
+  // Tensors are contiguous [B, H, rows, d] today; strided views would set p.q / p.k / p.v from their strides.
+  kernels::FlashParams p = kernels::flash_params_contiguous(b, h, t, tk, d);
+  p.causal = causal;
+  // The kernels take a float scale. When rounding it would cost float64 accuracy, Q is scaled exactly instead
+  // (kernel scale 1) and dQ is scaled back in the backward; dK = dSᵀ (scale·Q) needs nothing.
+  Tensor q = q_in.detach();
+  double dq_scale = 1.0;
+  if (double(float(scale)) == scale) {
+    p.scale = float(scale);
+  } else {
+    NoGradGuard no_grad;
+    q = mul_scalar(q, scale);
+    p.scale = 1.0f;
+    dq_scale = scale;
+  }
+  if (dropout_p > 0.0) {
+    p.dropout_p = float(dropout_p);
+    p.seed = generator_state().seed;
+    p.offset = next_random_stream();
+  }
+  Tensor kv_len_t;
+  if (!kv_len.empty()) {
+    kv_len_t = from_vector<int32_t>(kv_len, {b}, TensorOptions(DType::i32, device));
+    p.kv_len = kv_len_t.data<int32_t>();
+  }
+  Tensor o = empty({b, h, t, d}, TensorOptions(q.dtype(), device));
+  Tensor lse = empty({b, h, t}, TensorOptions(DType::f32, device));
+  run_fused_forward(o, lse, q, k, v, p);
+
+  if (autograd::needs_grad({q_in, k_in, v_in})) {
+    const bool gq = q_in.requires_grad(), gk = k_in.requires_grad(), gv = v_in.requires_grad();
+    autograd::record("flash_attention", {q_in, k_in, v_in}, {o},
+                     [q, k, v, o = o.detach(), lse, kv_len_t, p, dq_scale, gq, gk,
+                      gv](const std::vector<Tensor>& g) mutable -> std::vector<Tensor> {
+                       MIXGRAD_CHECK(g[0].shape() == o.shape() && g[0].dtype() == o.dtype(),
+                                     "{}: backward got a gradient {} {}, expected {} {}", kOp, g[0].dtype(),
+                                     shape_str(g[0].shape()), o.dtype(), shape_str(o.shape()));
+                       p.kv_len = kv_len_t.defined() ? kv_len_t.data<int32_t>() : nullptr;
+                       Tensor dq = empty_like(q), dk = empty_like(k), dv = empty_like(v);
+                       run_fused_backward(dq, dk, dv, g[0], q, k, v, o, lse, p);
+                       if (dq_scale != 1.0) dq = mul_scalar(dq, dq_scale);
+                       return {gq ? dq : Tensor(), gk ? dk : Tensor(), gv ? dv : Tensor()};
+                     });
+  }
+  return o;
+}
+
 }  // namespace
+
+void set_attention_backend(AttentionBackend backend) { t_backend = backend; }
+AttentionBackend attention_backend() { return t_backend; }
+
+const char* attention_backend_name(AttentionBackend backend) {
+  switch (backend) {
+    case AttentionBackend::automatic: return "automatic";
+    case AttentionBackend::fused: return "fused";
+    case AttentionBackend::composite: return "composite";
+  }
+  return "unknown";
+}
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                                     bool causal, double dropout_p, double scale) {
-  constexpr const char* op = "scaled_dot_product_attention";
+  return scaled_dot_product_attention(q, k, v, attn_mask, causal, dropout_p, scale, t_backend);
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
+                                    bool causal, double dropout_p, double scale, AttentionBackend backend) {
+  constexpr const char* op = kOp;
   MIXGRAD_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v must be defined", op);
   MIXGRAD_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
                 "{}: expected q [B, H, T, d] and k, v [B, H, Tk, d], got q {}, k {}, v {}", op, shape_str(q.shape()),
@@ -63,6 +242,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                   shape_str(attn_mask.shape()), shape_str(full_shape));
   }
   const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(double(d));
+  if (backend != AttentionBackend::composite) {
+    std::vector<int32_t> kv_len;
+    const std::string why = fused_obstacle(q, k, attn_mask, backend == AttentionBackend::fused, kv_len);
+    if (why.empty()) return attention_fused(q, k, v, kv_len, causal, dropout_p, s);
+    MIXGRAD_CHECK(backend != AttentionBackend::fused,
+                  "{}: backend 'fused' requested but the fused kernels cannot take this call: {} (q {}, k {}, {})",
+                  op, why, shape_str(q.shape()), shape_str(k.shape()), q.device().str());
+  }
   return attention_composite(q, k, v, attn_mask, causal, dropout_p, s);
 }
 

@@ -99,21 +99,34 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json records = nlohmann::ordered_json::array();
     for (const Device& device : devices) {
       for (const OpCase& c : all_op_cases()) {
-        if (!wanted.count(c.op)) continue;
+        if (!wanted.count(c.op) || (device.is_cpu() ? !c.on_cpu : !c.on_cuda)) continue;
         const CaseTimes t = measure(c, device, cfg, !no_backward);
-        auto emit = [&](const char* pass, const PassTime& p, double bytes, double flops) {
+        const PeakMemory peak = c.report_peak_memory ? measure_peak_memory(c, device, !no_backward) : PeakMemory{};
+        auto emit = [&](const char* pass, const PassTime& p, double bytes, double flops, int64_t peak_bytes) {
           nlohmann::ordered_json r = {{"op", c.op},           {"pass", pass},
                               {"device", device.str()}, {"shape", c.shape},
                               {"dtype", "float32"},    {"ms", p.ms},
                               {"gbps", rate_or_null(bytes, p.ms)}, {"gflops", rate_or_null(flops, p.ms)}};
+          if (!c.impl.empty()) r["impl"] = c.impl;
+          if (c.tokens > 0) r["tokens_per_s"] = p.ms > 0 ? nlohmann::ordered_json(c.tokens / (p.ms * 1e-3)) : nullptr;
+          if (peak_bytes >= 0) r["peak_bytes"] = peak_bytes;
           auto show = [](const nlohmann::ordered_json& v) { return v.is_null() ? std::string("-") : fmt::format("{:.1f}", v.get<double>()); };
-          fmt::print("{:<7} {:<14} {:<24} {:<8} {:>10.4f} {:>9} {:>9} {:>6}\n", device.str(), c.op, c.shape, pass, p.ms,
+          const std::string name = c.impl.empty() ? c.op : c.op + "/" + c.impl;
+          fmt::print("{:<7} {:<14} {:<24} {:<8} {:>10.4f} {:>9} {:>9} {:>6}", device.str(), name, c.shape, pass, p.ms,
                      show(r["gbps"]), show(r["gflops"]), p.calls);
+          if (c.tokens > 0 && p.ms > 0) fmt::print("  {:.0f} tok/s", c.tokens / (p.ms * 1e-3));
+          if (peak_bytes >= 0) fmt::print("  peak {:.1f} MiB", double(peak_bytes) / 1048576.0);
+          fmt::print("\n");
           std::fflush(stdout);
           records.push_back(std::move(r));
         };
-        emit("forward", t.forward, c.forward_bytes, c.forward_flops);
-        if (t.has_backward) emit("backward", t.backward, c.backward_bytes, c.backward_flops);
+        emit("forward", t.forward, c.forward_bytes, c.forward_flops, peak.forward);
+        if (t.has_backward) emit("backward", t.backward, c.backward_bytes, c.backward_flops, -1);
+        if (t.has_backward && c.report_forward_backward) {
+          const PassTime both{t.forward.ms + t.backward.ms, t.backward.calls, t.backward.input_sets};
+          emit("forward+backward", both, c.forward_bytes + c.backward_bytes, c.forward_flops + c.backward_flops,
+               peak.forward_backward);
+        }
       }
     }
     if (!json_path.empty()) {

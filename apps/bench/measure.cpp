@@ -91,4 +91,38 @@ CaseTimes measure(const OpCase& c, Device device, const MeasureConfig& cfg, bool
   return out;
 }
 
+PeakMemory measure_peak_memory(const OpCase& c, Device device, bool backward) {
+  const std::vector<Tensor> in = c.make_inputs(device);
+  const auto& fwd = c.forward_for_backward ? c.forward_for_backward : c.forward;
+  PeakMemory out;
+  autograd::clear_tape();
+  synchronize(device);
+  int64_t base = memory_stats(device).bytes_in_use;
+  reset_peak_memory(device);
+  {
+    NoGradGuard no_grad;
+    Tensor y = c.forward(in);
+    synchronize(device);
+  }
+  out.forward = memory_stats(device).peak_bytes - base;
+  if (!backward) return out;
+  Tensor y0;  // the gradient is made before the measurement starts
+  {
+    NoGradGuard no_grad;
+    y0 = c.forward(in);
+  }
+  const Tensor g = c.grad_output ? c.grad_output(y0) : randn(y0.shape(), TensorOptions(y0.dtype(), y0.device()));
+  y0 = Tensor();
+  synchronize(device);
+  base = memory_stats(device).bytes_in_use;
+  reset_peak_memory(device);
+  {
+    Tensor y = fwd(in);
+    autograd::backward(y, g);
+    synchronize(device);
+  }
+  out.forward_backward = memory_stats(device).peak_bytes - base;
+  return out;
+}
+
 }  // namespace mixgrad::bench

@@ -28,4 +28,11 @@ struct CaseTimes {
 
 CaseTimes measure(const OpCase& c, Device device, const MeasureConfig& cfg, bool backward);
 
+// Allocator peak (memory_stats) above what was in use before the call, in bytes, for one forward under
+// NoGradGuard and one forward with grad + autograd::backward (-1: not measured).
+struct PeakMemory {
+  int64_t forward = -1, forward_backward = -1;
+};
+PeakMemory measure_peak_memory(const OpCase& c, Device device, bool backward);
+
 }  // namespace mixgrad::bench

@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "engine/attention.h"
+
 namespace mixgrad::bench {
 namespace {
 
@@ -100,6 +102,30 @@ OpCase cross_entropy_case(int64_t rows, int64_t classes) {
   return c;
 }
 
+// scaled_dot_product_attention on q, k, v [B, H, N, d] (self-attention, Tk = N) with one backend. FLOPs follow
+// specs/mixers.md §2.4 (the FlashAttention convention): forward 4·B·H·N·N·d, backward 2.5× that, both halved when
+// causal. Bytes: the minimum — read q, k, v, write o (forward); read q, k, v, o, dO, write dq, dk, dv (backward).
+OpCase attention_case(int64_t b, int64_t h, int64_t n, int64_t d, bool causal, AttentionBackend backend) {
+  OpCase c;
+  c.op = "attention";
+  c.impl = attention_backend_name(backend);
+  c.shape = fmt::format("[{}, {}, {}, {}]{}", b, h, n, d, causal ? " causal" : "");
+  const double bhnd = double(b) * double(h) * double(n) * double(d);
+  c.forward_flops = 4.0 * bhnd * double(n) * (causal ? 0.5 : 1.0);
+  c.backward_flops = 2.5 * c.forward_flops;
+  c.forward_bytes = kF32 * 4 * bhnd;
+  c.backward_bytes = kF32 * 8 * bhnd;
+  c.tokens = double(b) * double(n);
+  c.report_forward_backward = true;
+  c.make_inputs = [=](Device dev) {
+    return std::vector<Tensor>{param({b, h, n, d}, dev), param({b, h, n, d}, dev), param({b, h, n, d}, dev)};
+  };
+  c.forward = [=](const std::vector<Tensor>& in) {
+    return scaled_dot_product_attention(in[0], in[1], in[2], Tensor(), causal, 0.0, -1.0, backend);
+  };
+  return c;
+}
+
 }  // namespace
 
 std::vector<OpCase> all_op_cases() {
@@ -117,6 +143,25 @@ std::vector<OpCase> all_op_cases() {
     for (auto [r, c] : activations) cases.push_back(make(r, c));
   cases.push_back(cross_entropy_case(128, 10));  // the ViT's classification head on one batch
   for (auto [r, c] : activations) cases.push_back(cross_entropy_case(r, c));
+
+  // Attention, CUDA: FlashAttention's benchmark layout — B·N = 16k tokens, H·d = 2048 — non-causal and causal. The
+  // composite path materialises B·H·N² scores per tensor, so it stops at N = 4096 (17 GB per score tensor at 16k).
+  for (int64_t d : {64, 128})
+    for (int64_t n : {512, 1024, 4096, 16384})
+      for (bool causal : {false, true})
+        for (AttentionBackend be : {AttentionBackend::fused, AttentionBackend::composite}) {
+          if (be == AttentionBackend::composite && n > 4096) continue;
+          OpCase c = attention_case(16384 / n, 2048 / d, n, d, causal, be);
+          c.on_cpu = false;
+          cases.push_back(std::move(c));
+        }
+  // Attention, CPU: one head group at N = 2048 (tokens/s and peak memory, fused vs composite).
+  for (AttentionBackend be : {AttentionBackend::fused, AttentionBackend::composite}) {
+    OpCase c = attention_case(1, 4, 2048, 64, false, be);
+    c.on_cuda = false;
+    c.report_peak_memory = true;
+    cases.push_back(std::move(c));
+  }
   return cases;
 }
 

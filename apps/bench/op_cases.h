@@ -24,6 +24,14 @@ struct OpCase {
   std::function<Tensor(const std::vector<Tensor>& inputs)> forward_for_backward;
   // The gradient fed to that node (defaults to randn of the output's shape).
   std::function<Tensor(const Tensor& output)> grad_output;
+  // Implementation variant (attention: "fused" or "composite"), written as "impl" in the JSON when not empty.
+  std::string impl;
+  bool on_cpu = true, on_cuda = true;  // devices the case runs on (the largest attention shapes are CUDA-only)
+  double tokens = 0;                   // tokens per call (B·T) for tokens/s; 0 = not reported
+  // Also report "forward+backward" (forward ms + backward ms, FLOPs summed) and, when report_peak_memory, the
+  // allocator's peak bytes above the inputs for one forward (no grad) and one forward + backward.
+  bool report_forward_backward = false;
+  bool report_peak_memory = false;
 };
 
 // Every case, in the order they are run.

@@ -340,6 +340,8 @@ TrainSummary run_training(const TrainOptions& o) {
     if (o.weight_decay) rc.weight_decay = *o.weight_decay;
     if (o.label_smoothing) rc.label_smoothing = *o.label_smoothing;
     if (o.warmup) rc.warmup_steps = *o.warmup, rc.warmup_epochs = 0;
+    if (o.crop_padding) rc.crop_padding = *o.crop_padding;
+    if (o.flip) rc.flip = *o.flip && rc.flip;  // a data set that must not be flipped (MNIST) stays unflipped
     rc.seed = o.seed;
     rc.train_limit = o.train_limit;
     rc.val_limit = o.val_limit;
@@ -787,6 +789,11 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
                      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   auto* o_ls = tr->add_option("--label-smoothing", ls, "Label smoothing in [0, 1) (default 0)")
                    ->check(CLI::Range(0.0, 0.999999));
+  int64_t crop = 0;
+  bool no_flip = false;
+  auto* o_crop = tr->add_option("--crop-padding", crop, "Random-crop zero padding in pixels, 0 = no crop (default: the preset's)")
+                     ->check(CLI::Range(int64_t(0), int64_t(64)));
+  auto* o_noflip = tr->add_flag("--no-flip", no_flip, "No random horizontal flip (default: the preset's; MNIST is never flipped)");
   tr->add_option("--seed", t.seed, "Seed of the weights, data order, augmentation and dropout")->capture_default_str();
   tr->add_option("--device", t.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
   tr->add_flag("--tf32", t.tf32, "Allow TF32 tensor cores for CUDA matrix products");
@@ -849,6 +856,8 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   if (o_wd->count()) t.weight_decay = wd;
   if (o_warm->count()) t.warmup = warmup;
   if (o_ls->count()) t.label_smoothing = ls;
+  if (o_crop->count()) t.crop_padding = crop;
+  if (o_noflip->count()) t.flip = !no_flip;
   for (CLI::App* sc : {tr, ev, pr, in})
     if (sc->parsed()) c.command = sc->get_name();
   return c;

@@ -33,6 +33,8 @@ struct TrainOptions {
   // Recipe overrides (unset = the preset's recipe).
   std::optional<int64_t> epochs, batch_size, warmup;
   std::optional<double> lr, weight_decay, label_smoothing;
+  std::optional<int64_t> crop_padding;  // random-crop zero padding P (0 = no crop)
+  std::optional<bool> flip;             // random horizontal flip (never applied to MNIST digits)
   uint64_t seed = 0;
   std::string device = "auto";
   bool tf32 = false;

@@ -1,0 +1,164 @@
+// scaled_dot_product_attention's fused CUDA path: against the fused CPU path and the composite CUDA path (forward
+// and backward) over head dims and lengths with causal, key padding and fully masked rows; the dropout mask shared
+// with the CPU; bitwise determinism; peak device memory linear in N.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "engine/attention.h"
+#include "engine/mixgrad.h"
+#include "tests/common/check.h"
+
+using namespace mixgrad;
+using mixgrad::testing::Compare;
+using mixgrad::testing::tolerance;
+
+namespace {
+
+const Device kCuda{DeviceType::cuda, 0};
+
+struct Run {
+  Tensor o, dq, dk, dv;
+  std::string node;
+};
+
+Run run_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& mask, bool causal,
+             AttentionBackend backend, Device device, double dropout = 0.0) {
+  autograd::clear_tape();
+  Tensor ql = q.to(device).detach(), kl = k.to(device).detach(), vl = v.to(device).detach();
+  for (Tensor* t : {&ql, &kl, &vl}) t->requires_grad_();
+  Run r;
+  r.o = scaled_dot_product_attention(ql, kl, vl, mask.defined() ? mask.to(device) : Tensor(), causal, dropout, -1.0,
+                                     backend);
+  const auto node = r.o.impl().grad_fn.lock();
+  r.node = node ? node->name() : "";
+  autograd::backward(r.o, g.to(device));
+  r.o = r.o.detach().to(kCPU), r.dq = ql.grad().to(kCPU), r.dk = kl.grad().to(kCPU), r.dv = vl.grad().to(kCPU);
+  return r;
+}
+
+void require_close(const Run& got, const Run& want, testing::Tolerance tol) {
+  REQUIRE_CLOSE(testing::all_close(got.o, want.o, tol));
+  REQUIRE_CLOSE(testing::all_close(got.dq, want.dq, tol));
+  REQUIRE_CLOSE(testing::all_close(got.dk, want.dk, tol));
+  REQUIRE_CLOSE(testing::all_close(got.dv, want.dv, tol));
+}
+
+void require_bitwise(const Run& a, const Run& b) {
+  REQUIRE_CLOSE(testing::bit_equal(a.o, b.o));
+  REQUIRE_CLOSE(testing::bit_equal(a.dq, b.dq));
+  REQUIRE_CLOSE(testing::bit_equal(a.dk, b.dk));
+  REQUIRE_CLOSE(testing::bit_equal(a.dv, b.dv));
+}
+
+Tensor key_padding(const std::vector<int64_t>& lens, int64_t tk) {
+  Tensor m = zeros({int64_t(lens.size()), 1, 1, tk}, TensorOptions(DType::u8));
+  for (size_t b = 0; b < lens.size(); ++b)
+    for (int64_t j = 0; j < std::min(lens[b], tk); ++j) m.data<uint8_t>()[int64_t(b) * tk + j] = 1;
+  return m;
+}
+
+bool finite_all(const Tensor& t) {
+  for (double x : t.to(DType::f64).to_vector<double>())
+    if (!std::isfinite(x)) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: fused sdpa matches fused CPU and composite CUDA, forward and backward", "[cuda][flash]") {
+  // Sums over up to 2048 keys in float32 on both sides: the CPU-vs-CUDA tolerance, loosened for the longest rows.
+  const testing::Tolerance tol{2e-4, 2e-5};
+  manual_seed(201);
+  for (int64_t d : {32, 64, 128})
+    for (int64_t n : {1, 63, 64, 65, 1000, 2048})
+      for (bool causal : {false, true}) {
+        const bool masked = n > 1 && !causal;  // key padding on the non-causal runs
+        INFO("d " << d << " N " << n << " causal " << causal << " key padding " << masked);
+        const int64_t b = n >= 1000 ? 1 : 2, h = 2;
+        const Shape s{b, h, n, d};
+        Tensor q = randn(s), k = randn(s), v = randn(s), g = randn(s);
+        const Tensor mask = masked ? key_padding(b == 1 ? std::vector<int64_t>{n / 2 + 3}
+                                                        : std::vector<int64_t>{n, n / 3 + 1},
+                                                 n)
+                                   : Tensor();
+        const Run gpu = run_sdpa(q, k, v, g, mask, causal, AttentionBackend::automatic, kCuda);
+        CHECK(gpu.node == "flash_attention");
+        const Run cpu = run_sdpa(q, k, v, g, mask, causal, AttentionBackend::fused, kCPU);
+        require_close(gpu, cpu, tol);
+        if (n <= 1000) {
+          const Run comp = run_sdpa(q, k, v, g, mask, causal, AttentionBackend::composite, kCuda);
+          CHECK(comp.node != "flash_attention");
+          require_close(gpu, comp, tol);
+        }
+      }
+}
+
+TEST_CASE("cuda: fused sdpa fully masked rows, head dims above 128 fall back", "[cuda][flash]") {
+  manual_seed(202);
+  const int64_t t = 70, tk = 66, d = 64;
+  Tensor q = randn({2, 2, t, d}), k = randn({2, 2, tk, d}), v = randn({2, 2, tk, d}), g = randn({2, 2, t, d});
+  Tensor mask = key_padding({tk, 0}, tk);  // batch 1: no key; causal T > Tk: first rows of batch 0 see none
+  const Run gpu = run_sdpa(q, k, v, g, mask, true, AttentionBackend::automatic, kCuda);
+  REQUIRE(gpu.node == "flash_attention");
+  for (const Tensor* x : {&gpu.o, &gpu.dq, &gpu.dk, &gpu.dv}) REQUIRE(finite_all(*x));
+  const std::vector<float> o = gpu.o.to_vector<float>(), dk = gpu.dk.to_vector<float>();
+  for (int64_t x = 0; x < 2 * t * d; ++x) CHECK(o[size_t(2 * t * d + x)] == 0.0f);
+  for (int64_t x = 0; x < 2 * tk * d; ++x) CHECK(dk[size_t(2 * tk * d + x)] == 0.0f);
+  require_close(gpu, run_sdpa(q, k, v, g, mask, true, AttentionBackend::fused, kCPU), tolerance(Compare::cpu_vs_cuda));
+
+  Tensor q2 = randn({1, 1, 20, 160}), k2 = randn({1, 1, 20, 160}), v2 = randn({1, 1, 20, 160});
+  const Run wide = run_sdpa(q2, k2, v2, randn({1, 1, 20, 160}), Tensor(), false, AttentionBackend::automatic, kCuda);
+  CHECK(wide.node != "flash_attention");
+  CHECK_THROWS_WITH(scaled_dot_product_attention(q2.to(kCuda), k2.to(kCuda), v2.to(kCuda), Tensor(), false, 0.0,
+                                                 -1.0, AttentionBackend::fused),
+                    Catch::Contains("head dim"));
+}
+
+TEST_CASE("cuda: fused sdpa dropout mask equals the CPU's; runs are bitwise deterministic", "[cuda][flash]") {
+  manual_seed(203);
+  for (int64_t d : {32, 128}) {
+    INFO("d " << d);
+    const Shape s{2, 3, 130, d};
+    Tensor q = randn(s), k = randn(s), v = randn(s), g = randn(s);
+    Tensor mask = key_padding({130, 77}, 130);
+    const GeneratorState st = generator_state();
+    const Run cpu = run_sdpa(q, k, v, g, mask, false, AttentionBackend::fused, kCPU, 0.25);
+    set_generator_state(st);
+    const Run gpu = run_sdpa(q, k, v, g, mask, false, AttentionBackend::automatic, kCuda, 0.25);
+    set_generator_state(st);
+    const Run gpu2 = run_sdpa(q, k, v, g, mask, false, AttentionBackend::automatic, kCuda, 0.25);
+    // Same mask: a value dropped on one device is dropped on the other, so the outputs agree within rounding.
+    require_close(gpu, cpu, tolerance(Compare::cpu_vs_cuda));
+    require_bitwise(gpu, gpu2);
+    // Without dropout, too.
+    const Run a = run_sdpa(q, k, v, g, Tensor(), true, AttentionBackend::automatic, kCuda);
+    const Run b = run_sdpa(q, k, v, g, Tensor(), true, AttentionBackend::automatic, kCuda);
+    require_bitwise(a, b);
+  }
+}
+
+TEST_CASE("cuda: fused sdpa peak device memory grows linearly with N", "[cuda][flash]") {
+  const auto peak_of = [](int64_t n, AttentionBackend backend) {
+    manual_seed(204);
+    const TensorOptions opt(DType::f32, kCuda, true);
+    Tensor q = randn({1, 1, n, 64}, opt), k = randn({1, 1, n, 64}, opt), v = randn({1, 1, n, 64}, opt);
+    Tensor g = randn({1, 1, n, 64}, TensorOptions(DType::f32, kCuda));
+    autograd::clear_tape();
+    synchronize(kCuda);
+    const int64_t base = memory_stats(kCuda).bytes_in_use;
+    reset_peak_memory(kCuda);
+    {
+      Tensor o = scaled_dot_product_attention(q, k, v, Tensor(), false, 0.0, -1.0, backend);
+      autograd::backward(o, g);
+      synchronize(kCuda);
+    }
+    return double(memory_stats(kCuda).peak_bytes - base);
+  };
+  const double f1 = peak_of(1024, AttentionBackend::fused), f4 = peak_of(4096, AttentionBackend::fused);
+  const double c1 = peak_of(1024, AttentionBackend::composite), c4 = peak_of(4096, AttentionBackend::composite);
+  INFO("fused peak " << f1 << " -> " << f4 << " bytes; composite " << c1 << " -> " << c4);
+  CHECK(f4 / f1 < 4.0 * 1.5);
+  CHECK(c4 / c1 > 8.0);
+}
