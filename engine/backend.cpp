@@ -3,32 +3,39 @@
 
 namespace mixgrad::detail {
 
-Device common_device(const char* op, const std::vector<Tensor>& ts) {
+namespace {
+
+// Calls check(first, t) for each defined tensor t after the first defined one; returns that first one (nullptr
+// when none is defined).
+template <class Check>
+const Tensor* for_each_defined_after_first(const std::vector<Tensor>& ts, Check&& check) {
   const Tensor* first = nullptr;
   for (const Tensor& t : ts) {
     if (!t.defined()) continue;
-    if (!first) {
+    if (!first)
       first = &t;
-      continue;
-    }
-    MIXGRAD_CHECK(t.device() == first->device(), "{}: expected all tensors on the same device, got {} and {}", op,
-                  first->device(), t.device());
+    else
+      check(*first, t);
   }
+  return first;
+}
+
+}  // namespace
+
+Device common_device(const char* op, const std::vector<Tensor>& ts) {
+  const Tensor* first = for_each_defined_after_first(ts, [op](const Tensor& a, const Tensor& t) {
+    MIXGRAD_CHECK(t.device() == a.device(), "{}: expected all tensors on the same device, got {} and {}", op,
+                  a.device(), t.device());
+  });
   MIXGRAD_CHECK(first != nullptr, "{}: no defined input tensor", op);
   return first->device();
 }
 
 void check_same_dtype(const char* op, const std::vector<Tensor>& ts) {
-  const Tensor* first = nullptr;
-  for (const Tensor& t : ts) {
-    if (!t.defined()) continue;
-    if (!first) {
-      first = &t;
-      continue;
-    }
-    MIXGRAD_CHECK(t.dtype() == first->dtype(), "{}: expected tensors of the same dtype, got {} and {}", op,
-                  first->dtype(), t.dtype());
-  }
+  for_each_defined_after_first(ts, [op](const Tensor& a, const Tensor& t) {
+    MIXGRAD_CHECK(t.dtype() == a.dtype(), "{}: expected tensors of the same dtype, got {} and {}", op, a.dtype(),
+                  t.dtype());
+  });
 }
 
 void check_cuda_float(const char* op, const Tensor& t) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/elementwise_math.h"
 #include "kernels/philox.h"
 
 namespace mixgrad::kernels::cpu {
@@ -16,213 +17,13 @@ namespace {
 // Below this many elements a loop is not worth waking the OpenMP team.
 constexpr int64_t kParallelMin = int64_t{1} << 15;
 
-constexpr double kInvSqrt2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
-constexpr double kGeluTanhCoeff = 0.044715;
-
 template <class Body>
 void parallel_for(int64_t n, Body&& body) {
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) body(i);
 }
 
-// ---- Unary math -----------------------------------------------------------------------------------------------
-template <class T>
-T stable_sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  const T e = std::exp(x);  // x < 0 (or NaN): e in (0, 1), no overflow
-  return e / (T(1) + e);
-}
-
-template <UnaryOp OP, class T>
-T unary_value(T x, T alpha, T beta) {
-  (void)alpha;
-  (void)beta;
-  if constexpr (OP == UnaryOp::neg) {
-    return -x;
-  } else if constexpr (OP == UnaryOp::exp) {
-    return std::exp(x);
-  } else if constexpr (OP == UnaryOp::log) {
-    return std::log(x);
-  } else if constexpr (OP == UnaryOp::sqrt) {
-    return std::sqrt(x);
-  } else if constexpr (OP == UnaryOp::tanh) {
-    return std::tanh(x);
-  } else if constexpr (OP == UnaryOp::sigmoid) {
-    return stable_sigmoid(x);
-  } else if constexpr (OP == UnaryOp::relu) {
-    return x < T(0) ? T(0) : x;  // NaN propagates
-  } else if constexpr (OP == UnaryOp::gelu_erf) {
-    return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2)));
-  } else if constexpr (OP == UnaryOp::gelu_tanh) {
-    const T inner = T(kSqrt2OverPi) * (x + T(kGeluTanhCoeff) * x * x * x);
-    return T(0.5) * x * (T(1) + std::tanh(inner));
-  } else if constexpr (OP == UnaryOp::silu) {
-    return x * stable_sigmoid(x);
-  } else if constexpr (OP == UnaryOp::pow_scalar) {
-    return std::pow(x, alpha);
-  } else {
-    static_assert(OP == UnaryOp::affine);
-    return alpha * x + beta;
-  }
-}
-
-template <UnaryOp OP, class T>
-T unary_grad(T dy, T x, T y, T alpha, T beta) {
-  (void)x;
-  (void)y;
-  (void)alpha;
-  (void)beta;
-  if constexpr (OP == UnaryOp::neg) {
-    return -dy;
-  } else if constexpr (OP == UnaryOp::exp) {
-    return dy * y;
-  } else if constexpr (OP == UnaryOp::log) {
-    return dy / x;
-  } else if constexpr (OP == UnaryOp::sqrt) {
-    return dy / (T(2) * y);
-  } else if constexpr (OP == UnaryOp::tanh) {
-    return dy * (T(1) - y * y);
-  } else if constexpr (OP == UnaryOp::sigmoid) {
-    return dy * ((T(1) - y) * y);
-  } else if constexpr (OP == UnaryOp::relu) {
-    return x > T(0) ? dy : T(0);
-  } else if constexpr (OP == UnaryOp::gelu_erf) {
-    const T cdf = T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2)));
-    const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
-    return dy * (cdf + x * pdf);
-  } else if constexpr (OP == UnaryOp::gelu_tanh) {
-    const T x2 = x * x;
-    const T t = std::tanh(T(kSqrt2OverPi) * (x + T(kGeluTanhCoeff) * x2 * x));
-    const T sech2 = T(1) - t * t;
-    // sech2 == 0 for large |x|, where x2 may overflow: skip the 0 * inf.
-    const T tail = sech2 == T(0) ? T(0)
-                                 : T(0.5) * x * sech2 * T(kSqrt2OverPi) * (T(1) + T(3 * kGeluTanhCoeff) * x2);
-    return dy * (T(0.5) * (T(1) + t) + tail);
-  } else if constexpr (OP == UnaryOp::silu) {
-    const T s = stable_sigmoid(x);
-    return dy * (s * (T(1) + x * (T(1) - s)));
-  } else if constexpr (OP == UnaryOp::pow_scalar) {
-    return alpha == T(0) ? T(0) : dy * alpha * std::pow(x, alpha - T(1));
-  } else {
-    static_assert(OP == UnaryOp::affine);
-    return dy * alpha;
-  }
-}
-
-template <UnaryOp OP>
-using UnaryTag = std::integral_constant<UnaryOp, OP>;
-
-template <class F>
-void dispatch_unary(UnaryOp op, F&& f) {
-  switch (op) {
-    case UnaryOp::neg: return f(UnaryTag<UnaryOp::neg>{});
-    case UnaryOp::exp: return f(UnaryTag<UnaryOp::exp>{});
-    case UnaryOp::log: return f(UnaryTag<UnaryOp::log>{});
-    case UnaryOp::sqrt: return f(UnaryTag<UnaryOp::sqrt>{});
-    case UnaryOp::tanh: return f(UnaryTag<UnaryOp::tanh>{});
-    case UnaryOp::sigmoid: return f(UnaryTag<UnaryOp::sigmoid>{});
-    case UnaryOp::relu: return f(UnaryTag<UnaryOp::relu>{});
-    case UnaryOp::gelu_erf: return f(UnaryTag<UnaryOp::gelu_erf>{});
-    case UnaryOp::gelu_tanh: return f(UnaryTag<UnaryOp::gelu_tanh>{});
-    case UnaryOp::silu: return f(UnaryTag<UnaryOp::silu>{});
-    case UnaryOp::pow_scalar: return f(UnaryTag<UnaryOp::pow_scalar>{});
-    case UnaryOp::affine: return f(UnaryTag<UnaryOp::affine>{});
-  }
-  throw std::invalid_argument("elementwise: unknown UnaryOp " + std::to_string(static_cast<int>(op)));
-}
-
-// ---- Binary math ----------------------------------------------------------------------------------------------
-template <BinaryOp OP, class T>
-T binary_value(T a, T b) {
-  if constexpr (OP == BinaryOp::add) {
-    return a + b;
-  } else if constexpr (OP == BinaryOp::sub) {
-    return a - b;
-  } else if constexpr (OP == BinaryOp::mul) {
-    return a * b;
-  } else if constexpr (OP == BinaryOp::div) {
-    return a / b;
-  } else if constexpr (OP == BinaryOp::maximum) {
-    return (a > b || a != a) ? a : b;  // NaN in either operand propagates
-  } else {
-    static_assert(OP == BinaryOp::minimum);
-    return (a < b || a != a) ? a : b;
-  }
-}
-
-// Gradient of a (op) b with respect to a and to b, for upstream gradient g.
-template <BinaryOp OP, class T>
-T binary_grad_a(T g, T a, T b) {
-  (void)a;
-  (void)b;
-  if constexpr (OP == BinaryOp::add || OP == BinaryOp::sub) {
-    return g;
-  } else if constexpr (OP == BinaryOp::mul) {
-    return g * b;
-  } else if constexpr (OP == BinaryOp::div) {
-    return g / b;
-  } else if constexpr (OP == BinaryOp::maximum) {
-    return a == b ? T(0.5) * g : (a < b ? T(0) : g);
-  } else {
-    static_assert(OP == BinaryOp::minimum);
-    return a == b ? T(0.5) * g : (a > b ? T(0) : g);
-  }
-}
-
-template <BinaryOp OP, class T>
-T binary_grad_b(T g, T a, T b) {
-  (void)a;
-  (void)b;
-  if constexpr (OP == BinaryOp::add) {
-    return g;
-  } else if constexpr (OP == BinaryOp::sub) {
-    return -g;
-  } else if constexpr (OP == BinaryOp::mul) {
-    return g * a;
-  } else if constexpr (OP == BinaryOp::div) {
-    return -g * ((a / b) / b);  // PyTorch's form: avoids overflowing b*b
-  } else if constexpr (OP == BinaryOp::maximum) {
-    return a == b ? T(0.5) * g : (a > b ? T(0) : g);
-  } else {
-    static_assert(OP == BinaryOp::minimum);
-    return a == b ? T(0.5) * g : (a < b ? T(0) : g);
-  }
-}
-
-template <BinaryOp OP>
-using BinaryTag = std::integral_constant<BinaryOp, OP>;
-
-template <class F>
-void dispatch_binary(BinaryOp op, F&& f) {
-  switch (op) {
-    case BinaryOp::add: return f(BinaryTag<BinaryOp::add>{});
-    case BinaryOp::sub: return f(BinaryTag<BinaryOp::sub>{});
-    case BinaryOp::mul: return f(BinaryTag<BinaryOp::mul>{});
-    case BinaryOp::div: return f(BinaryTag<BinaryOp::div>{});
-    case BinaryOp::maximum: return f(BinaryTag<BinaryOp::maximum>{});
-    case BinaryOp::minimum: return f(BinaryTag<BinaryOp::minimum>{});
-  }
-  throw std::invalid_argument("elementwise: unknown BinaryOp " + std::to_string(static_cast<int>(op)));
-}
-
-// ---- Broadcast access ---------------------------------------------------------------------------------------------
-enum class Access { contiguous, scalar, strided };
-
-// How an operand with strides `st` is read over out's shape: element i at i, at 0, or via strided_offset.
-Access classify(const StridedShape& out, const StridedShape& st) {
-  bool contiguous = true, scalar = true;
-  int64_t expected = 1;
-  for (int d = out.ndim - 1; d >= 0; --d) {
-    if (out.size[d] == 1) continue;  // the stride of a size-1 dimension is never used
-    contiguous = contiguous && st.stride[d] == expected;
-    scalar = scalar && st.stride[d] == 0;
-    expected *= out.size[d];
-  }
-  return contiguous ? Access::contiguous : (scalar ? Access::scalar : Access::strided);
-}
-
+// ---- Broadcast access (Access and classify live in kernels/elementwise_math.h) -----------------------------------
 // Calls f(std::bool_constant<a_scalar>, std::bool_constant<b_scalar>) so the fast loops index without branches.
 template <class F>
 void dispatch_scalar_flags(bool a_scalar, bool b_scalar, F&& f) {
@@ -255,7 +56,7 @@ int64_t inner_stride(const StridedShape& out, const StridedShape& st) {
 template <class T>
 void unary_forward(T* y, const T* x, int64_t n, UnaryOp op, Scalar<T> alpha, Scalar<T> beta) {
   if (n <= 0) return;
-  dispatch_unary(op, [&](auto tag) {
+  dispatch_unary(op, "elementwise", [&](auto tag) {
     constexpr UnaryOp OP = decltype(tag)::value;
     parallel_for(n, [&](int64_t i) { y[i] = unary_value<OP>(x[i], alpha, beta); });
   });
@@ -264,14 +65,15 @@ void unary_forward(T* y, const T* x, int64_t n, UnaryOp op, Scalar<T> alpha, Sca
 template <class T>
 void unary_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, UnaryOp op, Scalar<T> alpha,
                     Scalar<T> beta) {
+  (void)beta;  // no op's derivative depends on beta
   if (n <= 0) return;
-  dispatch_unary(op, [&](auto tag) {
+  dispatch_unary(op, "elementwise", [&](auto tag) {
     constexpr UnaryOp OP = decltype(tag)::value;
     constexpr bool kUsesX = unary_backward_uses_input(OP), kUsesY = unary_backward_uses_output(OP);
     parallel_for(n, [&](int64_t i) {
       const T xi = kUsesX ? x[i] : T(0);
       const T yi = kUsesY ? y[i] : T(0);
-      dx[i] = unary_grad<OP>(dy[i], xi, yi, alpha, beta);
+      dx[i] = unary_grad<OP>(dy[i], xi, yi, alpha);
     });
   });
 }
@@ -282,7 +84,7 @@ void binary_forward(T* out, const T* a, const T* b, int64_t n, const StridedShap
                     const StridedShape& a_st, const StridedShape& b_st, BinaryOp op) {
   if (n <= 0) return;
   const Access am = classify(out_shape, a_st), bm = classify(out_shape, b_st);
-  dispatch_binary(op, [&](auto tag) {
+  dispatch_binary(op, "elementwise", [&](auto tag) {
     constexpr BinaryOp OP = decltype(tag)::value;
     if (am != Access::strided && bm != Access::strided) {
       dispatch_scalar_flags(am == Access::scalar, bm == Access::scalar, [&](auto a_scalar, auto b_scalar) {
@@ -307,7 +109,7 @@ void binary_backward(T* da, T* db, const T* dout, const T* a, const T* b, int64_
                      const StridedShape& a_st, const StridedShape& b_st, BinaryOp op) {
   if (n <= 0 || (da == nullptr && db == nullptr)) return;
   const Access am = classify(out_shape, a_st), bm = classify(out_shape, b_st);
-  dispatch_binary(op, [&](auto tag) {
+  dispatch_binary(op, "elementwise", [&](auto tag) {
     constexpr BinaryOp OP = decltype(tag)::value;
     if (am != Access::strided && bm != Access::strided) {
       dispatch_scalar_flags(am == Access::scalar, bm == Access::scalar, [&](auto a_scalar, auto b_scalar) {

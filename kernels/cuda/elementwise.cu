@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.h"
+#include "kernels/elementwise_math.h"
 #include "kernels/philox.h"
 
 namespace mixgrad::kernels::cuda {
@@ -18,11 +19,6 @@ namespace {
 constexpr int kThreads = 256;
 // Grid-stride loops: enough blocks to fill any current GPU several times over, without huge grids.
 constexpr int64_t kMaxBlocks = 4096;
-
-constexpr float kInvSqrt2 = 0.70710678118654752440f;
-constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
-constexpr float kSqrt2OverPi = 0.79788456080286535588f;
-constexpr float kGeluTanhCoeff = 0.044715f;
 
 __device__ __forceinline__ int64_t first_thread() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -81,133 +77,6 @@ __device__ __forceinline__ void broadcast_offsets(Index i, const StridedShape& o
       o1 += idx * s1.stride[d];
       o2 += idx * s2.stride[d];
     }
-  }
-}
-
-// ---- Unary math (fp32 intrinsics; the CPU twin is the reference) ----------------------------------------------
-__device__ __forceinline__ float stable_sigmoid(float x) {
-  const float e = expf(-fabsf(x));  // in (0, 1]: never overflows
-  const float s = 1.0f / (1.0f + e);
-  return x >= 0.0f ? s : e * s;
-}
-
-template <UnaryOp OP>
-__device__ __forceinline__ float unary_value(float x, float alpha, float beta) {
-  if constexpr (OP == UnaryOp::neg) {
-    return -x;
-  } else if constexpr (OP == UnaryOp::exp) {
-    return expf(x);
-  } else if constexpr (OP == UnaryOp::log) {
-    return logf(x);
-  } else if constexpr (OP == UnaryOp::sqrt) {
-    return sqrtf(x);
-  } else if constexpr (OP == UnaryOp::tanh) {
-    return tanhf(x);
-  } else if constexpr (OP == UnaryOp::sigmoid) {
-    return stable_sigmoid(x);
-  } else if constexpr (OP == UnaryOp::relu) {
-    return x < 0.0f ? 0.0f : x;  // NaN propagates
-  } else if constexpr (OP == UnaryOp::gelu_erf) {
-    return 0.5f * x * (1.0f + erff(x * kInvSqrt2));
-  } else if constexpr (OP == UnaryOp::gelu_tanh) {
-    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kGeluTanhCoeff * x * x * x)));
-  } else if constexpr (OP == UnaryOp::silu) {
-    return x * stable_sigmoid(x);
-  } else if constexpr (OP == UnaryOp::pow_scalar) {
-    return powf(x, alpha);
-  } else {
-    static_assert(OP == UnaryOp::affine);
-    return alpha * x + beta;
-  }
-}
-
-template <UnaryOp OP>
-__device__ __forceinline__ float unary_grad(float dy, float x, float y, float alpha) {
-  if constexpr (OP == UnaryOp::neg) {
-    return -dy;
-  } else if constexpr (OP == UnaryOp::exp) {
-    return dy * y;
-  } else if constexpr (OP == UnaryOp::log) {
-    return dy / x;
-  } else if constexpr (OP == UnaryOp::sqrt) {
-    return dy / (2.0f * y);
-  } else if constexpr (OP == UnaryOp::tanh) {
-    return dy * (1.0f - y * y);
-  } else if constexpr (OP == UnaryOp::sigmoid) {
-    return dy * ((1.0f - y) * y);
-  } else if constexpr (OP == UnaryOp::relu) {
-    return x > 0.0f ? dy : 0.0f;
-  } else if constexpr (OP == UnaryOp::gelu_erf) {
-    const float cdf = 0.5f * (1.0f + erff(x * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
-    return dy * (cdf + x * pdf);
-  } else if constexpr (OP == UnaryOp::gelu_tanh) {
-    const float x2 = x * x;
-    const float t = tanhf(kSqrt2OverPi * (x + kGeluTanhCoeff * x2 * x));
-    const float sech2 = 1.0f - t * t;
-    const float tail = sech2 == 0.0f ? 0.0f : 0.5f * x * sech2 * kSqrt2OverPi * (1.0f + 3.0f * kGeluTanhCoeff * x2);
-    return dy * (0.5f * (1.0f + t) + tail);
-  } else if constexpr (OP == UnaryOp::silu) {
-    const float s = stable_sigmoid(x);
-    return dy * (s * (1.0f + x * (1.0f - s)));
-  } else if constexpr (OP == UnaryOp::pow_scalar) {
-    return alpha == 0.0f ? 0.0f : dy * alpha * powf(x, alpha - 1.0f);
-  } else {
-    static_assert(OP == UnaryOp::affine);
-    return dy * alpha;
-  }
-}
-
-// ---- Binary math --------------------------------------------------------------------------------------------------
-template <BinaryOp OP>
-__device__ __forceinline__ float binary_value(float a, float b) {
-  if constexpr (OP == BinaryOp::add) {
-    return a + b;
-  } else if constexpr (OP == BinaryOp::sub) {
-    return a - b;
-  } else if constexpr (OP == BinaryOp::mul) {
-    return a * b;
-  } else if constexpr (OP == BinaryOp::div) {
-    return a / b;
-  } else if constexpr (OP == BinaryOp::maximum) {
-    return (a > b || a != a) ? a : b;
-  } else {
-    static_assert(OP == BinaryOp::minimum);
-    return (a < b || a != a) ? a : b;
-  }
-}
-
-template <BinaryOp OP>
-__device__ __forceinline__ float binary_grad_a(float g, float a, float b) {
-  if constexpr (OP == BinaryOp::add || OP == BinaryOp::sub) {
-    return g;
-  } else if constexpr (OP == BinaryOp::mul) {
-    return g * b;
-  } else if constexpr (OP == BinaryOp::div) {
-    return g / b;
-  } else if constexpr (OP == BinaryOp::maximum) {
-    return a == b ? 0.5f * g : (a < b ? 0.0f : g);
-  } else {
-    static_assert(OP == BinaryOp::minimum);
-    return a == b ? 0.5f * g : (a > b ? 0.0f : g);
-  }
-}
-
-template <BinaryOp OP>
-__device__ __forceinline__ float binary_grad_b(float g, float a, float b) {
-  if constexpr (OP == BinaryOp::add) {
-    return g;
-  } else if constexpr (OP == BinaryOp::sub) {
-    return -g;
-  } else if constexpr (OP == BinaryOp::mul) {
-    return g * a;
-  } else if constexpr (OP == BinaryOp::div) {
-    return -g * ((a / b) / b);
-  } else if constexpr (OP == BinaryOp::maximum) {
-    return a == b ? 0.5f * g : (a > b ? 0.0f : g);
-  } else {
-    static_assert(OP == BinaryOp::minimum);
-    return a == b ? 0.5f * g : (a < b ? 0.0f : g);
   }
 }
 
@@ -503,58 +372,6 @@ bool aligned16(const void* p) { return aligned(p, 16); }
 // 32-bit index math is exact when every linear index fits.
 bool fits_u32(int64_t n) { return n <= static_cast<int64_t>(UINT32_MAX); }
 
-enum class Access { contiguous, scalar, strided };
-
-Access classify(const StridedShape& out, const StridedShape& st) {
-  bool contiguous = true, scalar = true;
-  int64_t expected = 1;
-  for (int d = out.ndim - 1; d >= 0; --d) {
-    if (out.size[d] == 1) continue;
-    contiguous = contiguous && st.stride[d] == expected;
-    scalar = scalar && st.stride[d] == 0;
-    expected *= out.size[d];
-  }
-  return contiguous ? Access::contiguous : (scalar ? Access::scalar : Access::strided);
-}
-
-template <UnaryOp OP>
-using UnaryTag = std::integral_constant<UnaryOp, OP>;
-
-template <class F>
-void dispatch_unary(UnaryOp op, F&& f) {
-  switch (op) {
-    case UnaryOp::neg: return f(UnaryTag<UnaryOp::neg>{});
-    case UnaryOp::exp: return f(UnaryTag<UnaryOp::exp>{});
-    case UnaryOp::log: return f(UnaryTag<UnaryOp::log>{});
-    case UnaryOp::sqrt: return f(UnaryTag<UnaryOp::sqrt>{});
-    case UnaryOp::tanh: return f(UnaryTag<UnaryOp::tanh>{});
-    case UnaryOp::sigmoid: return f(UnaryTag<UnaryOp::sigmoid>{});
-    case UnaryOp::relu: return f(UnaryTag<UnaryOp::relu>{});
-    case UnaryOp::gelu_erf: return f(UnaryTag<UnaryOp::gelu_erf>{});
-    case UnaryOp::gelu_tanh: return f(UnaryTag<UnaryOp::gelu_tanh>{});
-    case UnaryOp::silu: return f(UnaryTag<UnaryOp::silu>{});
-    case UnaryOp::pow_scalar: return f(UnaryTag<UnaryOp::pow_scalar>{});
-    case UnaryOp::affine: return f(UnaryTag<UnaryOp::affine>{});
-  }
-  throw std::invalid_argument("elementwise (cuda): unknown UnaryOp " + std::to_string(static_cast<int>(op)));
-}
-
-template <BinaryOp OP>
-using BinaryTag = std::integral_constant<BinaryOp, OP>;
-
-template <class F>
-void dispatch_binary(BinaryOp op, F&& f) {
-  switch (op) {
-    case BinaryOp::add: return f(BinaryTag<BinaryOp::add>{});
-    case BinaryOp::sub: return f(BinaryTag<BinaryOp::sub>{});
-    case BinaryOp::mul: return f(BinaryTag<BinaryOp::mul>{});
-    case BinaryOp::div: return f(BinaryTag<BinaryOp::div>{});
-    case BinaryOp::maximum: return f(BinaryTag<BinaryOp::maximum>{});
-    case BinaryOp::minimum: return f(BinaryTag<BinaryOp::minimum>{});
-  }
-  throw std::invalid_argument("elementwise (cuda): unknown BinaryOp " + std::to_string(static_cast<int>(op)));
-}
-
 // Launch geometry of a contiguous_loop kernel.
 int contiguous_blocks(int64_t n, bool vec) { return blocks_for(vec ? (n + 3) / 4 : n); }
 
@@ -565,7 +382,7 @@ void unary_forward(float* y, const float* x, int64_t n, UnaryOp op, float alpha,
   if (n <= 0) return;
   const bool vec = aligned16(y) && aligned16(x);
   const int grid = contiguous_blocks(n, vec);
-  dispatch_unary(op, [&](auto tag) {
+  dispatch_unary(op, "elementwise (cuda)", [&](auto tag) {
     constexpr UnaryOp OP = decltype(tag)::value;
     if (vec) {
       unary_forward_kernel<OP, true><<<grid, kThreads, 0, stream>>>(y, x, n, alpha, beta);
@@ -582,7 +399,7 @@ void unary_backward(float* dx, const float* dy, const float* x, const float* y, 
   if (n <= 0) return;
   const bool vec = aligned16(dx) && aligned16(dy) && aligned16(x) && aligned16(y);  // nullptr counts as aligned
   const int grid = contiguous_blocks(n, vec);
-  dispatch_unary(op, [&](auto tag) {
+  dispatch_unary(op, "elementwise (cuda)", [&](auto tag) {
     constexpr UnaryOp OP = decltype(tag)::value;
     if (vec) {
       unary_backward_kernel<OP, true><<<grid, kThreads, 0, stream>>>(dx, dy, x, y, n, alpha);
@@ -597,7 +414,7 @@ void binary_forward(float* out, const float* a, const float* b, int64_t n, const
                     const StridedShape& a_st, const StridedShape& b_st, BinaryOp op, cudaStream_t stream) {
   if (n <= 0) return;
   const Access am = classify(out_shape, a_st), bm = classify(out_shape, b_st);
-  dispatch_binary(op, [&](auto tag) {
+  dispatch_binary(op, "elementwise (cuda)", [&](auto tag) {
     constexpr BinaryOp OP = decltype(tag)::value;
     if (am != Access::strided && bm != Access::strided) {
       const bool as = am == Access::scalar, bs = bm == Access::scalar;
@@ -624,7 +441,7 @@ void binary_backward(float* da, float* db, const float* dout, const float* a, co
                      cudaStream_t stream) {
   if (n <= 0 || (da == nullptr && db == nullptr)) return;
   const Access am = classify(out_shape, a_st), bm = classify(out_shape, b_st);
-  dispatch_binary(op, [&](auto tag) {
+  dispatch_binary(op, "elementwise (cuda)", [&](auto tag) {
     constexpr BinaryOp OP = decltype(tag)::value;
     if (am != Access::strided && bm != Access::strided) {
       const bool as = am == Access::scalar, bs = bm == Access::scalar;

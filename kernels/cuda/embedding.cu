@@ -11,31 +11,13 @@
 #include <string>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/reduce_utils.cuh"
 
 namespace mixgrad::kernels::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
 constexpr int kMaxRowThreads = 256;
-constexpr int64_t kMaxGrid = int64_t{1} << 20;
-
-template <int W>
-__device__ __forceinline__ void load_vec(const float* p, float* v) {
-  if constexpr (W == 4) {
-    const float4 q = *reinterpret_cast<const float4*>(p);
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-  } else {
-    v[0] = *p;
-  }
-}
-
-template <int W>
-__device__ __forceinline__ void store_vec(float* p, const float* v) {
-  if constexpr (W == 4)
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  else
-    *p = v[0];
-}
 
 // Warp per position: y[p, :] = weight[index[p], :], a zero row (and the flag) for an index out of range.
 template <int W>
@@ -113,15 +95,7 @@ __global__ void segment_sum_kernel(float* dweight, const float* dy, const Key* k
 
 // ---------------------------------------------------------------------------------------------------------------
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 size_t align256(size_t n) { return (n + 255) & ~size_t{255}; }
-
-unsigned grid_for(int64_t n, int64_t per_block) {
-  return static_cast<unsigned>(std::min(ceil_div(n, per_block), kMaxGrid));
-}
 
 // 32-bit sort keys and positions when they fit (half the sort traffic), else 64-bit.
 bool narrow_pairs(int64_t n_index, int64_t num_embeddings) {

@@ -5,63 +5,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/reduce_utils.cuh"
 
 namespace mixgrad::kernels::cuda {
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int64_t kWarpRowMax = 1024;
 constexpr int kWarpsPerBlock = 4;
-constexpr int64_t kMaxGrid = int64_t{1} << 20;
-
-template <int W>
-__device__ __forceinline__ void load_vec(const float* p, float* v) {
-  if constexpr (W == 4) {
-    const float4 q = *reinterpret_cast<const float4*>(p);
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-  } else {
-    v[0] = *p;
-  }
-}
-
-template <int W>
-__device__ __forceinline__ void store_vec(float* p, const float* v) {
-  if constexpr (W == 4)
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  else
-    *p = v[0];
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
-struct MaxSum {
-  float m, s;
-};
-
-__device__ __forceinline__ void online_add(MaxSum& a, float v) {
-  if (v > a.m) {
-    a.s = a.s * expf(a.m - v) + 1.f;
-    a.m = v;
-  } else if (v != -INFINITY) {  // also lets a NaN poison the sum
-    a.s += expf(v - a.m);
-  }
-}
-
-// Symmetric in its arguments (no fused multiply-add), so both lanes of a butterfly step agree bit for bit.
-__device__ __forceinline__ MaxSum combine(const MaxSum& a, const MaxSum& b) {
-  const float m = fmaxf(a.m, b.m);
-  if (m == -INFINITY) return {m, 0.f};
-  return {m, __fadd_rn(__fmul_rn(a.s, expf(a.m - m)), __fmul_rn(b.s, expf(b.m - m)))};
-}
-
-__device__ __forceinline__ MaxSum warp_combine(MaxSum a) {
-  for (int o = 16; o > 0; o >>= 1)
-    a = combine(a, MaxSum{__shfl_xor_sync(kFullMask, a.m, o), __shfl_xor_sync(kFullMask, a.s, o)});
-  return a;
-}
 
 // Rows are handled by a warp (kBlockPerRow false: kWarpsPerBlock rows per block) or by the whole block.
 template <bool kBlockPerRow>
@@ -162,22 +112,18 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* dloss
 
 // ---------------------------------------------------------------------------------------------------------------
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 // Calls f.template operator()<W, kBlockPerRow>(grid, threads): a warp per row up to 1024 classes, else a block.
 template <class F>
 void dispatch(int64_t rows, int64_t classes, bool vec, F&& f) {
   if (classes <= kWarpRowMax) {
-    const unsigned grid = static_cast<unsigned>(std::min(ceil_div(rows, kWarpsPerBlock), kMaxGrid));
+    const unsigned grid = grid_for(rows, kWarpsPerBlock);
     if (vec)
       f.template operator()<4, false>(grid, kWarpsPerBlock * 32);
     else
       f.template operator()<1, false>(grid, kWarpsPerBlock * 32);
   } else {
-    const unsigned grid = static_cast<unsigned>(std::min(rows, kMaxGrid));
-    const int threads = classes <= 8192 ? 256 : classes <= 32768 ? 512 : 1024;
+    const unsigned grid = grid_for(rows, 1);
+    const int threads = row_block_threads(classes);
     if (vec)
       f.template operator()<4, true>(grid, threads);
     else

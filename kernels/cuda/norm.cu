@@ -9,15 +9,14 @@
 #include <string>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/reduce_utils.cuh"
 
 namespace mixgrad::kernels::cuda {
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int64_t kWarpRowMax = 1024;  // longest row a warp keeps in registers (32 values per lane)
 constexpr int kWarpsPerBlock = 4;
 constexpr int kRowBlock = 256;  // threads of the block-per-row kernels
-constexpr int64_t kMaxGrid = int64_t{1} << 20;
 // Column sums: 32 columns x 8 row lanes per block; rows split into chunks of at least kMinChunkRows so that
 // there are about kTargetBlocks blocks.
 constexpr int kColTile = 32;
@@ -25,24 +24,6 @@ constexpr int kRowLanes = 8;
 constexpr int64_t kMinChunkRows = 64;
 constexpr int64_t kTargetBlocks = 1024;
 constexpr int64_t kMaxGridY = 65535;
-
-template <int W>
-__device__ __forceinline__ void load_vec(const float* p, float* v) {
-  if constexpr (W == 4) {
-    const float4 q = *reinterpret_cast<const float4*>(p);
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-  } else {
-    v[0] = *p;
-  }
-}
-
-template <int W>
-__device__ __forceinline__ void store_vec(float* p, const float* v) {
-  if constexpr (W == 4)
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  else
-    *p = v[0];
-}
 
 // W values of an optional per-column parameter (fill when p is null).
 template <int W>
@@ -53,21 +34,6 @@ __device__ __forceinline__ void load_param(const float* p, int64_t j, float fill
 #pragma unroll
     for (int t = 0; t < W; ++t) v[t] = fill;
   }
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32), returned to every thread; smem holds 32 floats.
-__device__ __forceinline__ float block_sum(float v, float* smem) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  return warp_sum(lane < nwarps ? smem[lane] : 0.f);
 }
 
 // Warp per row, lane holds N values: the k-th vector of W starts at column (k * 32 + lane) * W.
@@ -305,35 +271,8 @@ __global__ void column_sum_kernel(float* out, const float* partial, int64_t chun
 
 // ---------------------------------------------------------------------------------------------------------------
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }  // null counts as aligned
-
-unsigned warp_grid(int64_t rows) { return static_cast<unsigned>(std::min(ceil_div(rows, kWarpsPerBlock), kMaxGrid)); }
-unsigned block_grid(int64_t rows) { return static_cast<unsigned>(std::min(rows, kMaxGrid)); }
-
-// Calls f.template operator()<N, W>() with N = values per lane (a power of two, >= W) for cols <= 1024.
-template <class F>
-void dispatch_warp(int64_t cols, bool vec, F&& f) {
-  int64_t n = 1;
-  while (n * 32 < cols) n *= 2;
-  if (vec) {
-    switch (std::max<int64_t>(n, 4)) {
-      case 4: f.template operator()<4, 4>(); return;
-      case 8: f.template operator()<8, 4>(); return;
-      case 16: f.template operator()<16, 4>(); return;
-      default: f.template operator()<32, 4>(); return;
-    }
-  }
-  switch (n) {
-    case 1: f.template operator()<1, 1>(); return;
-    case 2: f.template operator()<2, 1>(); return;
-    case 4: f.template operator()<4, 1>(); return;
-    case 8: f.template operator()<8, 1>(); return;
-    case 16: f.template operator()<16, 1>(); return;
-    default: f.template operator()<32, 1>(); return;
-  }
-}
+unsigned warp_grid(int64_t rows) { return grid_for(rows, kWarpsPerBlock); }
+unsigned block_grid(int64_t rows) { return grid_for(rows, 1); }
 
 // Rows per chunk of the parameter-gradient column sums (the number of chunks follows).
 int64_t chunk_rows_for(int64_t rows, int64_t cols) {

@@ -8,11 +8,11 @@
 #include <string>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/reduce_utils.cuh"
 
 namespace mixgrad::kernels::cuda {
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kBlock = 256;
 // Rows shorter than this are reduced by one warp each (8 rows per block), longer ones by a block each.
 constexpr int64_t kWarpRowMax = 1024;
@@ -25,21 +25,6 @@ constexpr int64_t kMinSplitRows = 256;
 constexpr int kInnerTileX = 32;
 constexpr int kInnerTileY = 8;
 constexpr int64_t kMaxGridY = 65535;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32), returned to every thread; smem holds 32 floats.
-__device__ __forceinline__ float block_sum(float v, float* smem) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();  // a previous call may still be reading smem
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  return warp_sum(lane < nwarps ? smem[lane] : 0.f);
-}
 
 // This thread's share (elements tid, tid + nthreads, ... in 16-byte vectors once p is aligned) of the sum of
 // p[0, n): a scalar head up to the first 16-byte boundary, float4 body, scalar tail.
@@ -244,13 +229,6 @@ __global__ void max_backward_kernel(float* dx, const float* dy, const int64_t* a
 
 // ---------------------------------------------------------------------------------------------------------------
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Blocks for a grid-stride loop over n items of `per_block` each.
-unsigned grid_for(int64_t n, int64_t per_block) {
-  return static_cast<unsigned>(std::min<int64_t>(ceil_div(n, per_block), int64_t{1} << 20));
-}
-
 // How sum_dim_forward splits the reduced dimension: `splits` blocks of `chunk` entries of dim each.
 struct SumPlan {
   int64_t splits = 1;
@@ -273,8 +251,6 @@ SumPlan plan_sum(int64_t outer, int64_t dim, int64_t inner) {
   plan.splits = ceil_div(dim, plan.chunk);
   return plan;
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 void launch_sum_rows(float* out, const float* x, int64_t rows, int64_t dim, int64_t splits, int64_t chunk, float scale,
                      cudaStream_t stream) {

@@ -6,79 +6,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/reduce_utils.cuh"
 
 namespace mixgrad::kernels::cuda {
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int64_t kWarpRowMax = 1024;  // longest row a warp keeps in registers (32 values per lane)
 constexpr int kWarpsPerBlock = 4;
-constexpr int64_t kMaxGrid = int64_t{1} << 20;
-
-template <int W>
-__device__ __forceinline__ void load_vec(const float* p, float* v) {
-  if constexpr (W == 4) {
-    const float4 q = *reinterpret_cast<const float4*>(p);
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-  } else {
-    v[0] = *p;
-  }
-}
-
-template <int W>
-__device__ __forceinline__ void store_vec(float* p, const float* v) {
-  if constexpr (W == 4)
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  else
-    *p = v[0];
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32), returned to every thread; smem holds 32 floats.
-__device__ __forceinline__ float block_sum(float v, float* smem) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  return warp_sum(lane < nwarps ? smem[lane] : 0.f);
-}
-
-// Running maximum m and sum of exp(x - m) (online softmax).
-struct MaxSum {
-  float m, s;
-};
-
-__device__ __forceinline__ void online_add(MaxSum& a, float v) {
-  if (v > a.m) {
-    a.s = a.s * expf(a.m - v) + 1.f;
-    a.m = v;
-  } else if (v != -INFINITY) {  // also lets a NaN poison the sum
-    a.s += expf(v - a.m);
-  }
-}
-
-// Symmetric in its arguments (no fused multiply-add), so both lanes of a butterfly step agree bit for bit.
-__device__ __forceinline__ MaxSum combine(const MaxSum& a, const MaxSum& b) {
-  const float m = fmaxf(a.m, b.m);
-  if (m == -INFINITY) return {m, 0.f};
-  return {m, __fadd_rn(__fmul_rn(a.s, expf(a.m - m)), __fmul_rn(b.s, expf(b.m - m)))};
-}
-
-__device__ __forceinline__ MaxSum warp_combine(MaxSum a) {
-  for (int o = 16; o > 0; o >>= 1)
-    a = combine(a, MaxSum{__shfl_xor_sync(kFullMask, a.m, o), __shfl_xor_sync(kFullMask, a.s, o)});
-  return a;
-}
 
 // Warp per row: lane holds N values, the k-th vector of W starting at column (k * 32 + lane) * W.
 template <int N, int W, bool kLog>
@@ -265,38 +199,8 @@ __global__ void softmax_backward_block_kernel(float* dx, const float* dy, const 
 
 // ---------------------------------------------------------------------------------------------------------------
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
-unsigned warp_grid(int64_t rows) { return static_cast<unsigned>(std::min(ceil_div(rows, kWarpsPerBlock), kMaxGrid)); }
-unsigned block_grid(int64_t rows) { return static_cast<unsigned>(std::min(rows, kMaxGrid)); }
-
-// Threads per block for the block-per-row kernels: more for longer rows.
-int block_threads(int64_t cols) { return cols <= 8192 ? 256 : cols <= 32768 ? 512 : 1024; }
-
-// Calls f.template operator()<N, W>() with N = values per lane (a power of two, >= W) for cols <= 1024.
-template <class F>
-void dispatch_warp(int64_t cols, bool vec, F&& f) {
-  int64_t n = 1;
-  while (n * 32 < cols) n *= 2;
-  if (vec) {
-    switch (std::max<int64_t>(n, 4)) {
-      case 4: f.template operator()<4, 4>(); return;
-      case 8: f.template operator()<8, 4>(); return;
-      case 16: f.template operator()<16, 4>(); return;
-      default: f.template operator()<32, 4>(); return;
-    }
-  }
-  switch (n) {
-    case 1: f.template operator()<1, 1>(); return;
-    case 2: f.template operator()<2, 1>(); return;
-    case 4: f.template operator()<4, 1>(); return;
-    case 8: f.template operator()<8, 1>(); return;
-    case 16: f.template operator()<16, 1>(); return;
-    default: f.template operator()<32, 1>(); return;
-  }
-}
+unsigned warp_grid(int64_t rows) { return grid_for(rows, kWarpsPerBlock); }
+unsigned block_grid(int64_t rows) { return grid_for(rows, 1); }
 
 template <bool kLog>
 void launch_forward(float* y, const float* x, int64_t rows, int64_t cols, cudaStream_t stream) {
@@ -307,9 +211,9 @@ void launch_forward(float* y, const float* x, int64_t rows, int64_t cols, cudaSt
       softmax_forward_warp_kernel<N, W, kLog><<<warp_grid(rows), kWarpsPerBlock * 32, 0, stream>>>(y, x, rows, cols);
     });
   } else if (vec) {
-    softmax_forward_block_kernel<4, kLog><<<block_grid(rows), block_threads(cols), 0, stream>>>(y, x, rows, cols);
+    softmax_forward_block_kernel<4, kLog><<<block_grid(rows), row_block_threads(cols), 0, stream>>>(y, x, rows, cols);
   } else {
-    softmax_forward_block_kernel<1, kLog><<<block_grid(rows), block_threads(cols), 0, stream>>>(y, x, rows, cols);
+    softmax_forward_block_kernel<1, kLog><<<block_grid(rows), row_block_threads(cols), 0, stream>>>(y, x, rows, cols);
   }
   MIXGRAD_CUDA_LAUNCH_CHECK();
 }
@@ -324,9 +228,11 @@ void launch_backward(float* dx, const float* dy, const float* y, int64_t rows, i
           <<<warp_grid(rows), kWarpsPerBlock * 32, 0, stream>>>(dx, dy, y, rows, cols);
     });
   } else if (vec) {
-    softmax_backward_block_kernel<4, kLog><<<block_grid(rows), block_threads(cols), 0, stream>>>(dx, dy, y, rows, cols);
+    softmax_backward_block_kernel<4, kLog>
+        <<<block_grid(rows), row_block_threads(cols), 0, stream>>>(dx, dy, y, rows, cols);
   } else {
-    softmax_backward_block_kernel<1, kLog><<<block_grid(rows), block_threads(cols), 0, stream>>>(dx, dy, y, rows, cols);
+    softmax_backward_block_kernel<1, kLog>
+        <<<block_grid(rows), row_block_threads(cols), 0, stream>>>(dx, dy, y, rows, cols);
   }
   MIXGRAD_CUDA_LAUNCH_CHECK();
 }

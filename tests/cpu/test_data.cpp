@@ -1,6 +1,5 @@
 // Data pipeline: IDX (real Debian Fashion-MNIST and corrupt files), CIFAR binaries, augmentation, splits, loader.
 #include <zlib.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -18,6 +17,7 @@
 #include "apps/data/idx.h"
 #include "apps/data/loader.h"
 #include "apps/data/split.h"
+#include "tests/common/temp_files.h"
 
 namespace fs = std::filesystem;
 using namespace mixgrad::data;
@@ -25,39 +25,18 @@ using Catch::Contains;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("mixgrad_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
+// This file's scratch directories: <temp>/mixgrad_test_data_<pid>_<n>.
+struct TempDir : mixgrad::testing::TempDir {
+  TempDir() : mixgrad::testing::TempDir("mixgrad_test_data_") {}
 };
-
-void write_bytes(const fs::path& p, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
+using mixgrad::testing::read_bytes;
+using mixgrad::testing::write_bytes;
 
 void write_gzip(const fs::path& p, const std::vector<uint8_t>& bytes) {
   gzFile f = gzopen(p.c_str(), "wb");
   REQUIRE(f != nullptr);
   REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()));
   REQUIRE(gzclose(f) == Z_OK);
-}
-
-std::vector<uint8_t> read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // IDX bytes: magic 00 00 type ndim, big-endian dims, then payload.

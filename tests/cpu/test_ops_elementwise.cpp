@@ -10,26 +10,19 @@
 
 #include "engine/mixgrad.h"
 #include "tests/common/check.h"
+#include "tests/common/reference.h"
 
 namespace {
 
 using namespace mixgrad;
 namespace mt = mixgrad::testing;
 using Catch::Contains;
-
-#define REQUIRE_MG_ERROR(expr, matcher)        \
-  do {                                         \
-    REQUIRE_THROWS_AS(expr, ::mixgrad::Error); \
-    REQUIRE_THROWS_WITH(expr, matcher);        \
-  } while (0)
-
-std::vector<double> uniform(int64_t n, double lo, double hi, uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = dist(gen);
-  return v;
-}
+using mt::fwd_tol;
+using mt::make;
+using mt::make_leaf;
+using mt::rounded;
+using mt::uniform;
+using mt::values;
 
 // Values 0.2·k + offset + jitter: two vectors with offsets 0.05 and 0.15 never come closer than 0.06, which keeps
 // maximum/minimum away from their kink and divisors away from zero.
@@ -42,45 +35,7 @@ std::vector<double> gapped(int64_t n, double offset, uint64_t seed) {
   return v;
 }
 
-// The values a tensor of dtype dt actually holds.
-std::vector<double> rounded(std::vector<double> v, DType dt) {
-  if (dt == DType::f32)
-    for (double& x : v) x = double(float(x));
-  return v;
-}
-
-Tensor make(const std::vector<double>& v, const Shape& s, DType dt = DType::f64) {
-  Tensor t = from_vector<double>(v, s);
-  return dt == DType::f64 ? t : t.to(dt);
-}
-
-Tensor make_leaf(const std::vector<double>& v, const Shape& s) {
-  Tensor t = make(v, s);
-  t.requires_grad_();
-  return t;
-}
-
-mt::Tolerance fwd_tol(DType dt) {
-  return mt::tolerance(dt == DType::f64 ? mt::Compare::forward_f64 : mt::Compare::forward_f32);
-}
-
-std::vector<double> values(const Tensor& t) {
-  Tensor h = t.detach();
-  return h.dtype() == DType::f64 ? h.to_vector<double>() : h.to(DType::f64).to_vector<double>();
-}
-
 // ---- broadcasting reference -------------------------------------------------------------------------------
-Shape ref_broadcast(const Shape& a, const Shape& b) {
-  const size_t n = std::max(a.size(), b.size());
-  Shape out(n);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
 // v (shape `in`) read at every index of `out` with size-1 and missing leading dims repeated.
 std::vector<double> broadcast_to(const std::vector<double>& v, const Shape& in, const Shape& out) {
   const int64_t n = shape_numel(out);
@@ -167,7 +122,7 @@ TEST_CASE("binary ops match a broadcasting reference in float64 and float32", "[
       for (const BinaryCase& c : binary_cases()) {
         const std::vector<double> va = rounded(gapped(shape_numel(p.a), 0.05, seed++), dt);
         const std::vector<double> vb = rounded(gapped(shape_numel(p.b), 0.15, seed++), dt);
-        const Shape out = ref_broadcast(p.a, p.b);
+        const Shape out = mt::broadcast_shapes(p.a, p.b);
         const std::vector<double> ea = broadcast_to(va, p.a, out), eb = broadcast_to(vb, p.b, out);
         std::vector<double> expect(ea.size());
         for (size_t i = 0; i < ea.size(); ++i) expect[i] = c.ref(ea[i], eb[i]);

@@ -9,61 +9,20 @@
 
 #include "engine/mixgrad.h"
 #include "tests/common/check.h"
+#include "tests/common/reference.h"
 
 namespace {
 
 using namespace mixgrad;
 namespace mt = mixgrad::testing;
 using Catch::Contains;
-
-#define REQUIRE_MG_ERROR(expr, matcher)        \
-  do {                                         \
-    REQUIRE_THROWS_AS(expr, ::mixgrad::Error); \
-    REQUIRE_THROWS_WITH(expr, matcher);        \
-  } while (0)
-
-std::vector<double> uniform(int64_t n, double lo, double hi, uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = dist(gen);
-  return v;
-}
-
-std::vector<double> rounded(std::vector<double> v, DType dt) {
-  if (dt == DType::f32)
-    for (double& x : v) x = double(float(x));
-  return v;
-}
-
-Tensor make(const std::vector<double>& v, const Shape& s, DType dt = DType::f64) {
-  Tensor t = from_vector<double>(v, s);
-  return dt == DType::f64 ? t : t.to(dt);
-}
-
-Tensor make_leaf(const std::vector<double>& v, const Shape& s) {
-  Tensor t = make(v, s);
-  t.requires_grad_();
-  return t;
-}
-
-mt::Tolerance fwd_tol(DType dt) {
-  return mt::tolerance(dt == DType::f64 ? mt::Compare::forward_f64 : mt::Compare::forward_f32);
-}
-
-std::vector<double> values(const Tensor& t) {
-  Tensor h = t.detach();
-  return h.dtype() == DType::f64 ? h.to_vector<double>() : h.to(DType::f64).to_vector<double>();
-}
-
-std::vector<int64_t> unravel(int64_t flat, const Shape& s) {
-  std::vector<int64_t> idx(s.size());
-  for (size_t d = s.size(); d-- > 0;) {
-    idx[d] = flat % s[d];
-    flat /= s[d];
-  }
-  return idx;
-}
+using mt::fwd_tol;
+using mt::make;
+using mt::make_leaf;
+using mt::rounded;
+using mt::uniform;
+using mt::unravel;
+using mt::values;
 
 // Flat index into a batch of shape `in` for a batch index of the (broadcast) shape `out`.
 int64_t broadcast_index(const std::vector<int64_t>& out_idx, const Shape& in) {
@@ -71,17 +30,6 @@ int64_t broadcast_index(const std::vector<int64_t>& out_idx, const Shape& in) {
   int64_t flat = 0;
   for (size_t d = 0; d < in.size(); ++d) flat = flat * in[d] + (in[d] == 1 ? 0 : out_idx[d + shift]);
   return flat;
-}
-
-Shape broadcast_batch(const Shape& a, const Shape& b) {
-  const size_t n = std::max(a.size(), b.size());
-  Shape out(n);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
 }
 
 // torch.matmul by definition: 1-D operands promoted (and the added dim dropped), batch dims broadcast.
@@ -92,7 +40,7 @@ std::vector<double> matmul_ref(const std::vector<double>& a, Shape sa, const std
   if (b1) sb = {sb[0], 1};
   const int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
   const Shape ba(sa.begin(), sa.end() - 2), bb(sb.begin(), sb.end() - 2);
-  const Shape batch = broadcast_batch(ba, bb);
+  const Shape batch = mt::broadcast_shapes(ba, bb);
   const int64_t nb = shape_numel(batch);
   std::vector<double> out(size_t(nb * m * n), 0.0);
   for (int64_t p = 0; p < nb; ++p) {

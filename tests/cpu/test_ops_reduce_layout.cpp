@@ -10,67 +10,21 @@
 
 #include "engine/mixgrad.h"
 #include "tests/common/check.h"
+#include "tests/common/reference.h"
 
 namespace {
 
 using namespace mixgrad;
 namespace mt = mixgrad::testing;
 using Catch::Contains;
-
-#define REQUIRE_MG_ERROR(expr, matcher)        \
-  do {                                         \
-    REQUIRE_THROWS_AS(expr, ::mixgrad::Error); \
-    REQUIRE_THROWS_WITH(expr, matcher);        \
-  } while (0)
-
-std::vector<double> uniform(int64_t n, double lo, double hi, uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = dist(gen);
-  return v;
-}
-
-std::vector<double> rounded(std::vector<double> v, DType dt) {
-  if (dt == DType::f32)
-    for (double& x : v) x = double(float(x));
-  return v;
-}
-
-Tensor make(const std::vector<double>& v, const Shape& s, DType dt = DType::f64) {
-  Tensor t = from_vector<double>(v, s);
-  return dt == DType::f64 ? t : t.to(dt);
-}
-
-Tensor make_leaf(const std::vector<double>& v, const Shape& s) {
-  Tensor t = make(v, s);
-  t.requires_grad_();
-  return t;
-}
-
-mt::Tolerance fwd_tol(DType dt) {
-  return mt::tolerance(dt == DType::f64 ? mt::Compare::forward_f64 : mt::Compare::forward_f32);
-}
-
-std::vector<double> values(const Tensor& t) {
-  Tensor h = t.detach();
-  return h.dtype() == DType::f64 ? h.to_vector<double>() : h.to(DType::f64).to_vector<double>();
-}
-
-std::vector<int64_t> unravel(int64_t flat, const Shape& s) {
-  std::vector<int64_t> idx(s.size());
-  for (size_t d = s.size(); d-- > 0;) {
-    idx[d] = flat % s[d];
-    flat /= s[d];
-  }
-  return idx;
-}
-
-int64_t ravel(const std::vector<int64_t>& idx, const Shape& s) {
-  int64_t flat = 0;
-  for (size_t d = 0; d < s.size(); ++d) flat = flat * s[d] + idx[d];
-  return flat;
-}
+using mt::fwd_tol;
+using mt::make;
+using mt::make_leaf;
+using mt::ravel;
+using mt::rounded;
+using mt::uniform;
+using mt::unravel;
+using mt::values;
 
 // Sum (or mean) over `dims` (already non-negative), result in the keepdim shape.
 std::vector<double> reduce_ref(const std::vector<double>& v, const Shape& s, const std::vector<int64_t>& dims,

@@ -1,8 +1,6 @@
 // safetensors file format on raw buffers: bit-exact round trip, layout, atomic writes, every corruption case,
 // and an independent parse of the header with Python's json + struct when python3 is available.
-#include <unistd.h>
 
-#include <atomic>
 #include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -15,6 +13,7 @@
 #include <vector>
 
 #include "engine/safetensors.h"
+#include "tests/common/temp_files.h"
 
 namespace fs = std::filesystem;
 using namespace mixgrad::safetensors;
@@ -22,26 +21,11 @@ using Catch::Contains;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("mixgrad_test_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
+// This file's scratch directories: <temp>/mixgrad_test_st_<pid>_<n>.
+struct TempDir : mixgrad::testing::TempDir {
+  TempDir() : mixgrad::testing::TempDir("mixgrad_test_st_") {}
 };
-
-std::vector<uint8_t> read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using mixgrad::testing::read_bytes;
 
 // A file from a literal header and data area: 8-byte length (default: the header's size), header, data.
 void write_raw(const fs::path& p, const std::string& header, const std::vector<uint8_t>& data,
