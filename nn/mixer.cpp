@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "nn/mixers/csp_mixer.h"
 #include "nn/mixers/softmax_attention.h"
 
 namespace mixgrad::nn {
@@ -12,6 +13,7 @@ namespace {
 const std::vector<std::pair<std::string, MixerFactory>>& registry() {
   static const std::vector<std::pair<std::string, MixerFactory>> table = {
       {"softmax", make_softmax_attention},
+      {"csp", make_csp_mixer},
   };
   return table;
 }

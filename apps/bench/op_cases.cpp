@@ -2,6 +2,10 @@
 // transformer-sized activations, with the byte and FLOP counts used for GB/s and GFLOP/s.
 #include "apps/bench/op_cases.h"
 
+#include <algorithm>
+
+#include "apps/bench/csp_cases.h"
+
 #include <random>
 
 #include "engine/attention.h"
@@ -162,13 +166,22 @@ std::vector<OpCase> all_op_cases() {
     c.report_peak_memory = true;
     cases.push_back(std::move(c));
   }
+  // CSP (specs/csp.md §8.1 sizes) next to a device copy of the same tensor; Path-X with batch 4 on the CPU.
+  for (OpCase c : csp_op_cases(4)) {
+    c.on_cuda = false;
+    cases.push_back(std::move(c));
+  }
+  for (OpCase c : csp_op_cases(60)) {
+    c.on_cpu = false;
+    cases.push_back(std::move(c));
+  }
   return cases;
 }
 
 std::vector<std::string> op_names() {
   std::vector<std::string> names;
   for (const OpCase& c : all_op_cases())
-    if (names.empty() || names.back() != c.op) names.push_back(c.op);
+    if (std::find(names.begin(), names.end(), c.op) == names.end()) names.push_back(c.op);
   return names;
 }
 

@@ -1,0 +1,393 @@
+// The CSP token mixer and CSP-ViT on the CPU (specs/csp.md §9, §11 items 11–12): parameter counts of the paper
+// presets, checkpoint names, the mixer against a hand computation (Linear -> brute-force permutation -> Linear),
+// finite differences, masks -> lengths, option errors, overfitting, every preset, checkpoints and `vit info`.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "apps/common/vit_app.h"
+#include "engine/mixgrad.h"
+#include "models/vit.h"
+#include "nn/init.h"
+#include "nn/mixer.h"
+#include "nn/mixers/csp_mixer.h"
+#include "nn/optim/optimizer.h"
+#include "nn/serialize.h"
+#include "nn/transformer.h"
+#include "tests/common/check.h"
+
+using namespace mixgrad;
+using Catch::Contains;
+using mixgrad::testing::Compare;
+using mixgrad::testing::tolerance;
+
+namespace {
+
+std::vector<double> host(const Tensor& t) { return t.detach().to(kCPU).to(DType::f64).to_vector<double>(); }
+
+nn::MixerContext csp_ctx(int64_t dim, int64_t seq, std::map<std::string, std::string> options = {}) {
+  nn::MixerContext c;
+  c.dim = dim;
+  c.num_heads = 2;
+  c.seq_len = seq;
+  c.options = std::move(options);
+  return c;
+}
+
+// y[r, o] = b[o] + Σ_i x[r, i]·w[o, i] over rows r of a [rows, in] matrix.
+std::vector<double> linear_ref(const std::vector<double>& x, const std::vector<double>& w,
+                               const std::vector<double>* bias, int64_t rows, int64_t in, int64_t out) {
+  std::vector<double> y(size_t(rows * out));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double s = bias ? (*bias)[size_t(o)] : 0.0;
+      for (int64_t i = 0; i < in; ++i) s += x[size_t(r * in + i)] * w[size_t(o * in + i)];
+      y[size_t(r * out + o)] = s;
+    }
+  return y;
+}
+
+// Brute-force CSP of spec §11.1 (no NaN in these inputs): per (b, c) rotate the valid prefix by shifts[c] mod n_b,
+// sort each K-group (a partial last group among its members) by (value, shifted position), zero the padded rows.
+std::vector<double> csp_ref(const std::vector<double>& v, const std::vector<int32_t>& shifts, int k,
+                            const std::vector<int64_t>& lengths, int64_t B, int64_t N, int64_t D) {
+  std::vector<double> y(v.size(), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < D; ++c) {
+      const int64_t n = lengths[size_t(b)], s = shifts[size_t(c)] % n;
+      std::vector<int64_t> src(static_cast<size_t>(n)), pi(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) src[size_t(j)] = ((j - s) % n + n) % n;
+      for (int64_t g = 0; g < n; g += k) {
+        std::vector<std::pair<double, int64_t>> members;
+        for (int64_t j = g; j < std::min<int64_t>(g + k, n); ++j)
+          members.push_back({v[size_t((b * N + src[size_t(j)]) * D + c)], j});
+        std::sort(members.begin(), members.end());
+        for (size_t m = 0; m < members.size(); ++m) pi[size_t(g) + m] = src[size_t(members[m].second)];
+      }
+      std::vector<int64_t> seen(pi);
+      std::sort(seen.begin(), seen.end());
+      for (int64_t j = 0; j < n; ++j) REQUIRE(seen[size_t(j)] == j);  // π is a bijection of [0, n)
+      for (int64_t j = 0; j < n; ++j) y[size_t((b * N + j) * D + c)] = v[size_t((b * N + pi[size_t(j)]) * D + c)];
+    }
+  return y;
+}
+
+// The mixer by hand from its own weights: v Linear -> csp_ref -> proj Linear.
+std::vector<double> mixer_ref(const nn::CspMixer& m, const Tensor& x, const std::vector<int64_t>& lengths) {
+  const int64_t B = x.size(0), N = x.size(1), D = m.dim;
+  const std::vector<double> wp = host(m.proj->weight), bp = host(m.proj->bias);
+  const std::vector<double> v = linear_ref(host(x), host(m.v->weight), nullptr, B * N, D, D);
+  return linear_ref(csp_ref(v, m.shifts, m.k, lengths, B, N, D), wp, &bp, B * N, D, D);
+}
+
+Tensor u8_mask(const std::vector<int>& v, const Shape& shape) {
+  Tensor m = empty(shape, TensorOptions(DType::u8));
+  for (size_t i = 0; i < v.size(); ++i) m.data<uint8_t>()[i] = uint8_t(v[i]);
+  return m;
+}
+
+Tensor find_param(const nn::Module& m, const std::string& name) {
+  for (const auto& [n, t] : m.state_dict())
+    if (n == name) return t;
+  return Tensor();
+}
+
+std::shared_ptr<nn::Module> child(const nn::Module& m, const std::string& name) {
+  for (const auto& [n, c] : m.named_children())
+    if (n == name) return c;
+  return nullptr;
+}
+
+// blocks.{i}.attn of a ViT, or null.
+const nn::CspMixer* find_csp_mixer(const nn::Module& vit, int i) {
+  auto blocks = child(vit, "blocks");
+  auto block = blocks ? child(*blocks, std::to_string(i)) : nullptr;
+  auto attn = block ? child(*block, "attn") : nullptr;
+  return dynamic_cast<const nn::CspMixer*>(attn.get());
+}
+
+models::ViTConfig preset_csp(const std::string& name) {
+  models::ViTConfig c = models::vit_preset(name);
+  c.mixer = "csp";
+  return c;
+}
+
+// img 8, patch 4 -> N = 4 patches, mean pooling, D 16, depth 1 (the size the brief asks for).
+models::ViTConfig tiny_csp_config() {
+  models::ViTConfig c;
+  c.img_size = 8;
+  c.in_chans = 3;
+  c.patch_size = 4;
+  c.embed_dim = 16;
+  c.depth = 1;
+  c.num_heads = 2;
+  c.mlp_hidden = 32;
+  c.num_classes = 10;
+  c.pool = "avg";
+  c.mixer = "csp";
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("CSP-ViT parameter counts match specs/csp.md §9.3", "[csp-vit]") {
+  struct Expect {
+    std::string preset, mixer;
+    int64_t params;
+  };
+  for (const Expect& e : std::vector<Expect>{{"cifar10-paper", "softmax", 9523722},
+                                             {"cifar10-paper", "csp", 6377994},
+                                             {"cifar100-paper", "softmax", 9649764},
+                                             {"cifar100-paper", "csp", 6504036}}) {
+    INFO(e.preset << " with mixer " << e.mixer);
+    models::ViTConfig c = models::vit_preset(e.preset);
+    c.mixer = e.mixer;
+    models::VisionTransformer m(c);
+    CHECK(m.num_parameters() == e.params);
+  }
+}
+
+TEST_CASE("CSP-ViT checkpoint keys and shapes (specs/vit.md §2)", "[csp-vit]") {
+  models::VisionTransformer m(preset_csp("cifar10-paper"));
+  std::vector<std::string> attn_keys;
+  for (const auto& [n, t] : m.state_dict())
+    if (n.find(".attn.") != std::string::npos) attn_keys.push_back(n);
+  std::vector<std::string> want;
+  for (int i = 0; i < 6; ++i)
+    for (const char* s : {"v.weight", "proj.weight", "proj.bias"}) want.push_back(fmt::format("blocks.{}.attn.{}", i, s));
+  CHECK(attn_keys == want);  // no qkv, no v.bias, no shift tensor
+  for (int i = 0; i < 6; ++i) {
+    CHECK(find_param(m, fmt::format("blocks.{}.attn.v.weight", i)).shape() == Shape({512, 512}));
+    CHECK(find_param(m, fmt::format("blocks.{}.attn.proj.weight", i)).shape() == Shape({512, 512}));
+    CHECK(find_param(m, fmt::format("blocks.{}.attn.proj.bias", i)).shape() == Shape({512}));
+  }
+  CHECK(find_param(m, "pos_embed").shape() == Shape({1, 65, 512}));
+  CHECK(find_param(m, "cls_token").shape() == Shape({1, 1, 512}));
+  CHECK(find_param(m, "fc_norm.weight").shape() == Shape({512}));
+  CHECK(find_param(m, "head.weight").shape() == Shape({10, 512}));
+  // The mixer of the paper preset: K = 2, constant schedule over N = 64 tokens, 32 distinct shifts.
+  const nn::CspMixer* mixer = find_csp_mixer(m, 0);
+  REQUIRE(mixer != nullptr);
+  CHECK(mixer->k == 2);
+  CHECK(mixer->schedule == "constant");
+  CHECK(mixer->seq_len == 64);
+  CHECK(mixer->shifts == csp_shifts_constant(512, 64, 2));
+}
+
+TEST_CASE("csp mixer equals Linear -> brute-force permutation -> Linear", "[csp-vit]") {
+  struct Case {
+    int64_t B, N, D;
+    std::map<std::string, std::string> options;
+    std::vector<int64_t> lengths;  // empty: no mask
+  };
+  const std::vector<Case> cases = {
+      {2, 8, 6, {}, {}},
+      {2, 8, 5, {{"csp_k", "4"}}, {}},
+      {1, 16, 7, {{"csp_k", "8"}}, {}},
+      {2, 12, 9, {{"csp_schedule", "exponential"}, {"csp_layer", "1"}, {"csp_num_layers", "3"}}, {}},
+      {3, 8, 6, {}, {8, 5, 1}},
+      {2, 12, 5, {{"csp_k", "4"}, {"csp_schedule", "exponential"}, {"csp_layer", "2"}, {"csp_num_layers", "3"}},
+       {7, 12}},
+  };
+  for (const Case& c : cases) {
+    INFO("B " << c.B << " N " << c.N << " D " << c.D << " options " << c.options.size() << " masked "
+              << !c.lengths.empty());
+    manual_seed(70);
+    nn::CspMixer m(csp_ctx(c.D, c.N, c.options));
+    m.to(DType::f64);
+    nn::init::uniform_(m.proj->bias, -0.5, 0.5);
+    m.eval();
+    Tensor x = randn({c.B, c.N, c.D}, TensorOptions(DType::f64));
+    std::vector<int64_t> lengths = c.lengths.empty() ? std::vector<int64_t>(size_t(c.B), c.N) : c.lengths;
+    Tensor mask;
+    if (!c.lengths.empty()) {
+      std::vector<int> mv(size_t(c.B * c.N), 0);
+      for (int64_t b = 0; b < c.B; ++b)
+        for (int64_t j = 0; j < lengths[size_t(b)]; ++j) mv[size_t(b * c.N + j)] = 1;
+      mask = u8_mask(mv, {c.B, c.N});
+    }
+    Tensor y = m.forward(x, mask);
+    Tensor want = from_vector<double>(mixer_ref(m, x, lengths), {c.B, c.N, c.D});
+    REQUIRE_CLOSE(testing::all_close(y, want, tolerance(Compare::forward_f64)));
+  }
+}
+
+TEST_CASE("csp mixer: a prefix mask equals the truncated sequence; padding never reaches valid outputs",
+          "[csp-vit]") {
+  manual_seed(71);
+  nn::CspMixer m(csp_ctx(6, 8));
+  m.to(DType::f64);
+  Tensor x = randn({1, 8, 6}, TensorOptions(DType::f64));
+  Tensor mask = u8_mask({1, 1, 1, 1, 0, 0, 0, 0}, {1, 8});
+  Tensor full = m.forward(x, mask);
+  REQUIRE_CLOSE(testing::all_close(narrow(full, 1, 0, 4), m.forward(narrow(x, 1, 0, 4)),
+                                   tolerance(Compare::forward_f64)));
+  // Garbage in the padded rows changes nothing; padded outputs are proj(0) = proj.bias.
+  Tensor x2 = x.clone();
+  for (int64_t i = 4 * 6; i < 8 * 6; ++i) x2.data<double>()[i] = 1e30 * double(i % 3 - 1);
+  REQUIRE_CLOSE(testing::bit_equal(m.forward(x2, mask), full));
+  REQUIRE_CLOSE(testing::all_close(narrow(full, 1, 4, 4).reshape({4, 6}), expand(m.proj->bias.reshape({1, 6}), {4, 6}),
+                                   tolerance(Compare::forward_f64)));
+  // An all-ones mask is the unmasked forward.
+  REQUIRE_CLOSE(testing::bit_equal(m.forward(x, ones({1, 8}, TensorOptions(DType::u8))), m.forward(x)));
+  CHECK(!nn::csp_lengths_from_mask(ones({2, 8}, TensorOptions(DType::u8)), 2, 8).defined());
+  CHECK(nn::csp_lengths_from_mask(mask, 1, 8).to_vector<int32_t>() == std::vector<int32_t>{4});
+  // Errors: a hole in the mask, an empty sample, a wrong shape / dtype.
+  CHECK_THROWS_WITH(m.forward(x, u8_mask({1, 1, 0, 1, 0, 0, 0, 0}, {1, 8})),
+                    Contains("not a prefix mask") && Contains("position 3 is valid"));
+  CHECK_THROWS_WITH(m.forward(x, zeros({1, 8}, TensorOptions(DType::u8))), Contains("no valid token"));
+  CHECK_THROWS_WITH(m.forward(x, ones({1, 7}, TensorOptions(DType::u8))), Contains("key_padding_mask"));
+  CHECK_THROWS_WITH(m.forward(randn({1, 8, 5}, TensorOptions(DType::f64))), Contains("[B, N, 6]"));
+  CHECK_THROWS_WITH(m.forward(randn({1, 7, 6}, TensorOptions(DType::f64))), Contains("N = 7") && Contains("K = 2"));
+}
+
+TEST_CASE("csp mixer gradients match finite differences (float64)", "[csp-vit]") {
+  for (const bool masked : {false, true}) {
+    INFO("masked " << masked);
+    manual_seed(72);
+    nn::CspMixer m(csp_ctx(4, 8, {{"csp_k", "4"}}));
+    m.to(DType::f64);
+    nn::init::uniform_(m.proj->bias, -0.3, 0.3);
+    Tensor x = testing::rand_f64({2, 8, 4});
+    Tensor mask = masked ? u8_mask({1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0}, {2, 8}) : Tensor();
+    std::vector<Tensor> inputs = {x, m.v->weight, m.proj->weight, m.proj->bias};
+    REQUIRE_CLOSE(testing::gradcheck([&](const std::vector<Tensor>& in) { return m.forward(in[0], mask); }, inputs));
+    if (masked) {
+      // Padded input rows get exactly zero gradient.
+      Tensor xg = x.detach();
+      xg.requires_grad_();
+      sum(mul(m.forward(xg, mask), randn({2, 8, 4}, TensorOptions(DType::f64)))).backward();
+      const std::vector<double> g = host(xg.grad());
+      for (int64_t i = (8 + 5) * 4; i < 16 * 4; ++i) CHECK(g[size_t(i)] == 0.0);
+    }
+  }
+}
+
+TEST_CASE("csp mixer options and errors", "[csp-vit]") {
+  const auto names = nn::mixer_names();
+  REQUIRE(std::find(names.begin(), names.end(), "csp") != names.end());
+  CHECK(dynamic_cast<nn::CspMixer*>(nn::make_mixer("csp", csp_ctx(8, 8)).get()) != nullptr);
+  nn::CspMixer def(csp_ctx(8, 16));
+  CHECK(def.k == 2);
+  CHECK(def.shifts == std::vector<int32_t>{0, 0, 2, 4, 6, 8, 10, 12});
+  nn::CspMixer expo(csp_ctx(8, 16, {{"csp_schedule", "exponential"}, {"csp_layer", "1"}, {"csp_num_layers", "2"}}));
+  CHECK(expo.shifts == csp_shifts_exponential(1, 2, 8, 16));
+  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_k", "3"}})), Contains("csp_k = 3"));
+  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_k", "two"}})), Contains("not an integer"));
+  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_schedule", "linear"}})), Contains("\"linear\""));
+  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_schedule", "exponential"}})), Contains("csp_layer"));
+  CHECK_THROWS_WITH(
+      nn::CspMixer(csp_ctx(8, 16, {{"csp_schedule", "exponential"}, {"csp_layer", "2"}, {"csp_num_layers", "2"}})),
+      Contains("csp_layer = 2"));
+  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_kk", "2"}})), Contains("unknown option \"csp_kk\""));
+  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 10, {{"csp_k", "4"}})), Contains("N = 10") && Contains("K = 4"));
+}
+
+TEST_CASE("every ViT preset builds and runs with mixer csp; K that does not divide N is a clear error",
+          "[csp-vit]") {
+  for (const std::string& preset : models::vit_preset_names()) {
+    INFO("preset " << preset);
+    manual_seed(73);
+    models::ViTConfig c = preset_csp(preset);
+    models::VisionTransformer m(c);
+    m.eval();
+    NoGradGuard ng;
+    const int64_t b = preset == "cifar100-paper" ? 1 : 2;
+    Tensor y = m.forward(randn({b, c.in_chans, c.img_size, c.img_size}));
+    CHECK(y.shape() == Shape({b, c.num_classes}));
+    for (double v : host(y)) REQUIRE(std::isfinite(v));
+  }
+  // fmnist presets: 49 patches + class token = 50 tokens: K = 2 works, K = 4 and 8 are rejected at construction.
+  for (const char* k : {"4", "8"}) {
+    models::ViTConfig c = preset_csp("fmnist-tiny");
+    c.mixer_options["csp_k"] = k;
+    CHECK_THROWS_WITH(models::VisionTransformer(c), Contains("N = 50") && Contains(fmt::format("K = {}", k)));
+  }
+  // CIFAR-10 paper preset: N = 64 works for every K.
+  for (const char* k : {"4", "8"}) {
+    models::ViTConfig c = preset_csp("cifar10-paper");
+    c.depth = 1;
+    c.mixer_options["csp_k"] = k;
+    models::VisionTransformer m(c);
+    NoGradGuard ng;
+    CHECK(m.forward(randn({1, 3, 32, 32})).shape() == Shape({1, 10}));
+  }
+}
+
+TEST_CASE("tiny CSP-ViT: every parameter gets a gradient and one batch is overfitted", "[csp-vit]") {
+  manual_seed(74);
+  models::VisionTransformer m(tiny_csp_config());
+  Tensor images = randn({8, 3, 8, 8});
+  Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
+  nn::AdamW opt(m.parameters(), AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 0.0});
+  double loss = 1e9, first = 0;
+  int steps = 0;
+  for (; steps < 300 && loss >= 0.05; ++steps) {
+    opt.zero_grad();
+    Tensor l = cross_entropy(m.forward(images), labels);
+    l.backward();
+    if (steps == 0) {
+      first = l.item();
+      for (const auto& [n, t] : m.named_parameters()) {
+        INFO("parameter " << n);
+        REQUIRE(t.grad().defined());
+        REQUIRE(t.grad().shape() == t.shape());
+      }
+    }
+    opt.step();
+    loss = l.item();
+  }
+  INFO("initial loss " << first << ", loss " << loss << " after " << steps << " steps");
+  CHECK(first > 1.5);
+  REQUIRE(loss < 0.05);
+  REQUIRE(autograd::tape_size() == 0);
+}
+
+TEST_CASE("CSP-ViT checkpoints round-trip bit-exactly, K and the schedule in the metadata", "[csp-vit]") {
+  manual_seed(75);
+  models::ViTConfig c = tiny_csp_config();
+  c.img_size = 16;  // 16 patches: K = 4 divides N
+  c.drop_rate = 0.1;
+  c.mixer_options = {{"csp_k", "4"}, {"csp_schedule", "constant"}};
+  models::VisionTransformer a(c);
+  nn::AdamW opt(a.parameters(), AdamWHyper{1e-2});
+  Tensor images = randn({4, 3, 16, 16});
+  for (int i = 0; i < 3; ++i) {
+    opt.zero_grad();
+    cross_entropy(a.forward(images), from_vector<int64_t>({1, 2, 3, 4}, {4})).backward();
+    opt.step();
+  }
+  const auto path = std::filesystem::temp_directory_path() /
+                    fmt::format("mixgrad_test_csp_vit_{}.safetensors", std::random_device{}());
+  nn::save_state_dict(a, path, c.to_metadata());
+  nn::Metadata meta;
+  const nn::NamedTensors loaded = nn::load_tensors(path, &meta);
+  CHECK(meta.at("mixer") == "csp");
+  CHECK(meta.at("csp_k") == "4");
+  CHECK(meta.at("csp_schedule") == "constant");
+  for (const auto& [n, t] : loaded) CHECK(n.find("shift") == std::string::npos);
+  manual_seed(998);
+  models::VisionTransformer b(models::ViTConfig::from_metadata(meta));
+  nn::load_state_dict(b, path);
+  std::filesystem::remove(path);
+  CHECK(loaded.size() == a.state_dict().size());
+  a.eval();
+  b.eval();
+  NoGradGuard ng;
+  Tensor x = randn({3, 3, 16, 16});
+  REQUIRE_CLOSE(testing::bit_equal(b.forward(x), a.forward(x)));
+}
+
+TEST_CASE("vit info with mixer csp reports the paper's parameter count", "[csp-vit]") {
+  const std::string info = app::model_info("cifar10-paper", "csp");
+  REQUIRE_THAT(info, Contains("total parameters: 6377994"));
+  REQUIRE_THAT(info, Contains("blocks.5.attn.v.weight") && Contains("[512, 512]") && Contains("blocks.0.attn.proj.bias"));
+  REQUIRE_THAT(info, !Contains("attn.qkv"));
+  REQUIRE_THAT(app::model_info("cifar100-paper", "csp"), Contains("total parameters: 6504036"));
+}
