@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -19,11 +18,15 @@
 #include "engine/mixgrad.h"
 #include "kernels/cpu/csp.h"
 #include "tests/common/check.h"
+#include "tests/common/csp_reference.h"
 
 namespace {
 
 using namespace mixgrad;
 using testing::bit_equal;
+using testing::Fill;
+using testing::same_bits;
+using Case = testing::CspCase;
 
 // ---- brute-force reference (§11.1) -------------------------------------------------------------------------------
 
@@ -79,91 +82,11 @@ Reference<T> brute_force(const std::vector<T>& v, const std::vector<T>& dy, cons
 // ---- helpers ------------------------------------------------------------------------------------------------------
 
 template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b, std::string* where = nullptr) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0) {
-      if (where) *where = fmt::format("first difference at flat index {}: {} vs {}", i, a[i], b[i]);
-      return false;
-    }
-  return true;
-}
-
-#define REQUIRE_SAME_BITS(a, b)        \
-  do {                                 \
-    std::string mg_where_;             \
-    const bool mg_ok_ = same_bits((a), (b), &mg_where_); \
-    INFO(mg_where_);                   \
-    REQUIRE(mg_ok_);                   \
-  } while (0)
-
-enum class Fill { normal, ties01, zeros_signed, specials };
-
-template <class T>
-std::vector<T> make_values(size_t n, Fill fill, std::mt19937& gen) {
-  std::vector<T> x(n);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::uniform_int_distribution<int> pick(0, 6);
-  const T inf = std::numeric_limits<T>::infinity(), nan = std::numeric_limits<T>::quiet_NaN();
-  for (auto& e : x) {
-    switch (fill) {
-      case Fill::normal: e = T(normal(gen)); break;
-      case Fill::ties01: e = T(pick(gen) % 2); break;
-      case Fill::zeros_signed: e = pick(gen) % 2 ? T(-0.0) : T(0.0); break;
-      case Fill::specials: {
-        const int p = pick(gen);
-        e = p == 0 ? nan : p == 1 ? -nan : p == 2 ? inf : p == 3 ? -inf : p == 4 ? T(-0.0) : p == 5 ? T(0.0) : T(1);
-        break;
-      }
-    }
-  }
-  return x;
-}
-
-template <class T>
 Tensor tensor_of(const std::vector<T>& x, const Shape& s) {
   return from_vector<T>(x, s, TensorOptions(dtype_v<T>));
 }
 Tensor lengths_tensor(const std::vector<int32_t>& lengths) {
   return lengths.empty() ? Tensor() : from_vector<int32_t>(lengths, {int64_t(lengths.size())}, TensorOptions(DType::i32));
-}
-
-struct Case {
-  const char* name;
-  int64_t B, N, D;
-  int K;
-  const char* schedule;  // "constant", "exponential" (layer 2 of 3, N_s = N + 5 so shifts exceed n_b), "random"
-  std::vector<int32_t> lengths;
-};
-
-std::vector<int32_t> shifts_for(const Case& tc, std::mt19937& gen) {
-  const std::string s = tc.schedule;
-  if (s == "constant") return csp_shifts_constant(tc.D, tc.N, tc.K);
-  if (s == "exponential") return csp_shifts_exponential(2, 3, tc.D, tc.N + 5);
-  std::uniform_int_distribution<int32_t> d(0, int32_t(3 * tc.N));
-  std::vector<int32_t> r(size_t(tc.D));
-  for (auto& e : r) e = d(gen);
-  return r;
-}
-
-const std::vector<Case>& cases() {
-  static const std::vector<Case> table = {
-      {"K2 N8 D5", 2, 8, 5, 2, "constant", {}},
-      {"K2 N1000 D7 exp", 2, 1000, 7, 2, "exponential", {}},
-      {"K2 N64 D37 random", 3, 64, 37, 2, "random", {}},
-      {"K4 N64 D8 const", 1, 64, 8, 4, "constant", {}},
-      {"K4 N36 D33 exp", 2, 36, 33, 4, "exponential", {}},
-      {"K8 N24 D33 exp", 2, 24, 33, 8, "exponential", {}},
-      {"K8 N24 D70 random", 1, 24, 70, 8, "random", {}},
-      {"B1 D1", 1, 16, 1, 4, "exponential", {}},
-      {"N=K=2", 3, 2, 9, 2, "random", {}},
-      {"N=K=8", 2, 8, 3, 8, "random", {}},
-      {"K2 lengths", 4, 16, 70, 2, "exponential", {1, 16, 7, 13}},
-      {"K4 lengths", 3, 12, 40, 4, "random", {3, 12, 1}},
-      {"K8 lengths", 4, 24, 9, 8, "exponential", {5, 24, 17, 1}},
-      {"K2 N1000 lengths", 2, 1000, 5, 2, "constant", {999, 501}},
-  };
-  return table;
 }
 
 // Runs one case through the engine op (forward and autograd backward) and against the brute force.
@@ -173,9 +96,9 @@ void check_case(const Case& tc, Fill fill, uint32_t seed) {
   std::mt19937 gen(seed);
   const Shape shape{tc.B, tc.N, tc.D};
   const size_t n = size_t(tc.B * tc.N * tc.D);
-  const auto shifts = shifts_for(tc, gen);
-  const auto v = make_values<T>(n, fill, gen);
-  const auto dy = make_values<T>(n, Fill::normal, gen);
+  const auto shifts = testing::csp_shifts_for(tc, gen);
+  const auto v = testing::csp_values<T>(n, fill, gen);
+  const auto dy = testing::csp_values<T>(n, Fill::normal, gen);
   const auto ref = brute_force(v, dy, shifts, tc.lengths, tc.B, tc.N, tc.D, tc.K);
 
   Tensor vt = tensor_of(v, shape).requires_grad_();
@@ -195,7 +118,7 @@ void check_case(const Case& tc, Fill fill, uint32_t seed) {
 
 TEST_CASE("csp: forward and backward equal the brute-force permutation bit for bit", "[csp]") {
   uint32_t seed = 1;
-  for (const auto& tc : cases()) {
+  for (const auto& tc : testing::csp_cases()) {
     check_case<float>(tc, Fill::normal, seed++);
     check_case<double>(tc, Fill::normal, seed++);
   }
@@ -224,13 +147,13 @@ TEST_CASE("csp: Path-X size N = 16384 forward and backward", "[csp]") {
 
 TEST_CASE("csp: outputs permute inputs per channel, groups are sorted, backward is the transpose", "[csp]") {
   std::mt19937 gen(5);
-  for (const auto& tc : cases()) {
+  for (const auto& tc : testing::csp_cases()) {
     INFO(tc.name);
     const Shape shape{tc.B, tc.N, tc.D};
     const size_t n = size_t(tc.B * tc.N * tc.D);
-    const auto shifts = shifts_for(tc, gen);
-    const auto v = make_values<double>(n, Fill::normal, gen);
-    const auto g = make_values<double>(n, Fill::normal, gen);
+    const auto shifts = testing::csp_shifts_for(tc, gen);
+    const auto v = testing::csp_values<double>(n, Fill::normal, gen);
+    const auto g = testing::csp_values<double>(n, Fill::normal, gen);
     const auto y = csp(tensor_of(v, shape), shifts, tc.K, lengths_tensor(tc.lengths)).to_vector<double>();
     const auto dv = csp_backward(tensor_of(g, shape), tensor_of(v, shape), shifts, tc.K, lengths_tensor(tc.lengths))
                         .to_vector<double>();
@@ -290,7 +213,7 @@ TEST_CASE("csp: gradient matches central finite differences (float64, well-separ
 TEST_CASE("csp: ties, NaN, ±inf and ±0 follow the total order and are deterministic", "[csp]") {
   uint32_t seed = 100;
   for (Fill fill : {Fill::ties01, Fill::zeros_signed, Fill::specials})
-    for (const auto& tc : cases()) {
+    for (const auto& tc : testing::csp_cases()) {
       check_case<float>(tc, fill, seed);
       check_case<double>(tc, fill, seed++);
     }
@@ -330,8 +253,8 @@ TEST_CASE("csp: ties, NaN, ±inf and ±0 follow the total order and are determin
   }
   SECTION("two runs are bitwise identical") {
     std::mt19937 gen(3);
-    const auto vals = make_values<float>(3 * 24 * 40, Fill::specials, gen);
-    const auto g = make_values<float>(3 * 24 * 40, Fill::ties01, gen);
+    const auto vals = testing::csp_values<float>(3 * 24 * 40, Fill::specials, gen);
+    const auto g = testing::csp_values<float>(3 * 24 * 40, Fill::ties01, gen);
     const auto sh = csp_shifts_exponential(1, 2, 40, 24);
     Tensor len = from_vector<int32_t>({24, 13, 7}, {3});
     for (int k : {2, 4, 8}) {
@@ -350,7 +273,7 @@ void check_pair_form(Fill fill, uint32_t seed) {
   std::mt19937 gen(seed);
   const int64_t B = 3, N = 50, D = 67;
   const size_t n = size_t(B * N * D);
-  const auto v = make_values<T>(n, fill, gen), dy = make_values<T>(n, Fill::normal, gen);
+  const auto v = testing::csp_values<T>(n, fill, gen), dy = testing::csp_values<T>(n, Fill::normal, gen);
   const auto sh = csp_shifts_exponential(1, 2, D, N);
   for (const std::vector<int32_t>& len : {std::vector<int32_t>{}, std::vector<int32_t>{50, 1, 33}}) {
     const int32_t* lp = len.empty() ? nullptr : len.data();
@@ -381,13 +304,13 @@ TEST_CASE("csp: padded inputs and padded dY change nothing; padded outputs and g
   for (int k : {2, 4, 8}) {
     INFO("K = " << k);
     const auto sh = csp_shifts_exponential(0, 1, D, 40);
-    auto v = make_values<float>(n, Fill::normal, gen);
-    auto dy = make_values<float>(n, Fill::normal, gen);
+    auto v = testing::csp_values<float>(n, Fill::normal, gen);
+    auto dy = testing::csp_values<float>(n, Fill::normal, gen);
     const auto y0 = csp(from_vector<float>(v, {B, N, D}), sh, k, lengths_tensor(len)).to_vector<float>();
     const auto dv0 = csp_backward(from_vector<float>(dy, {B, N, D}), from_vector<float>(v, {B, N, D}), sh, k,
                                   lengths_tensor(len))
                          .to_vector<float>();
-    const auto junk = make_values<float>(n, Fill::specials, gen);
+    const auto junk = testing::csp_values<float>(n, Fill::specials, gen);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t j = len[size_t(b)]; j < N; ++j)
         for (int64_t c = 0; c < D; ++c) {
@@ -406,7 +329,7 @@ TEST_CASE("csp: padded inputs and padded dY change nothing; padded outputs and g
   }
   SECTION("n_b = N for every sample equals the unpadded op bit for bit") {
     const auto sh = csp_shifts_exponential(0, 1, D, N);
-    const auto v = make_values<float>(n, Fill::specials, gen);
+    const auto v = testing::csp_values<float>(n, Fill::specials, gen);
     Tensor vt = from_vector<float>(v, {B, N, D});
     REQUIRE_SAME_BITS(csp(vt, sh, 4, from_vector<int32_t>({24, 24, 24, 24}, {4})).to_vector<float>(),
                       csp(vt, sh, 4).to_vector<float>());

@@ -4,10 +4,8 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <numeric>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -21,6 +19,7 @@
 #include "nn/serialize.h"
 #include "nn/transformer.h"
 #include "tests/common/check.h"
+#include "tests/common/vit_helpers.h"
 
 using namespace mixgrad;
 using Catch::Contains;
@@ -29,7 +28,9 @@ using mixgrad::testing::tolerance;
 
 namespace {
 
-std::vector<double> host(const Tensor& t) { return t.detach().to(kCPU).to(DType::f64).to_vector<double>(); }
+using testing::find_param;
+using testing::host_values;
+using testing::u8_mask;
 
 nn::MixerContext csp_ctx(int64_t dim, int64_t seq, std::map<std::string, std::string> options = {}) {
   nn::MixerContext c;
@@ -81,21 +82,9 @@ std::vector<double> csp_ref(const std::vector<double>& v, const std::vector<int3
 // The mixer by hand from its own weights: v Linear -> csp_ref -> proj Linear.
 std::vector<double> mixer_ref(const nn::CspMixer& m, const Tensor& x, const std::vector<int64_t>& lengths) {
   const int64_t B = x.size(0), N = x.size(1), D = m.dim;
-  const std::vector<double> wp = host(m.proj->weight), bp = host(m.proj->bias);
-  const std::vector<double> v = linear_ref(host(x), host(m.v->weight), nullptr, B * N, D, D);
+  const std::vector<double> wp = host_values(m.proj->weight), bp = host_values(m.proj->bias);
+  const std::vector<double> v = linear_ref(host_values(x), host_values(m.v->weight), nullptr, B * N, D, D);
   return linear_ref(csp_ref(v, m.shifts, m.k, lengths, B, N, D), wp, &bp, B * N, D, D);
-}
-
-Tensor u8_mask(const std::vector<int>& v, const Shape& shape) {
-  Tensor m = empty(shape, TensorOptions(DType::u8));
-  for (size_t i = 0; i < v.size(); ++i) m.data<uint8_t>()[i] = uint8_t(v[i]);
-  return m;
-}
-
-Tensor find_param(const nn::Module& m, const std::string& name) {
-  for (const auto& [n, t] : m.state_dict())
-    if (n == name) return t;
-  return Tensor();
 }
 
 std::shared_ptr<nn::Module> child(const nn::Module& m, const std::string& name) {
@@ -114,22 +103,6 @@ const nn::CspMixer* find_csp_mixer(const nn::Module& vit, int i) {
 
 models::ViTConfig preset_csp(const std::string& name) {
   models::ViTConfig c = models::vit_preset(name);
-  c.mixer = "csp";
-  return c;
-}
-
-// img 8, patch 4 -> N = 4 patches, mean pooling, D 16, depth 1 (the size the brief asks for).
-models::ViTConfig tiny_csp_config() {
-  models::ViTConfig c;
-  c.img_size = 8;
-  c.in_chans = 3;
-  c.patch_size = 4;
-  c.embed_dim = 16;
-  c.depth = 1;
-  c.num_heads = 2;
-  c.mlp_hidden = 32;
-  c.num_classes = 10;
-  c.pool = "avg";
   c.mixer = "csp";
   return c;
 }
@@ -263,7 +236,7 @@ TEST_CASE("csp mixer gradients match finite differences (float64)", "[csp-vit]")
       Tensor xg = x.detach();
       xg.requires_grad_();
       sum(mul(m.forward(xg, mask), randn({2, 8, 4}, TensorOptions(DType::f64)))).backward();
-      const std::vector<double> g = host(xg.grad());
+      const std::vector<double> g = host_values(xg.grad());
       for (int64_t i = (8 + 5) * 4; i < 16 * 4; ++i) CHECK(g[size_t(i)] == 0.0);
     }
   }
@@ -301,7 +274,7 @@ TEST_CASE("every ViT preset builds and runs with mixer csp; K that does not divi
     const int64_t b = preset == "cifar100-paper" ? 1 : 2;
     Tensor y = m.forward(randn({b, c.in_chans, c.img_size, c.img_size}));
     CHECK(y.shape() == Shape({b, c.num_classes}));
-    for (double v : host(y)) REQUIRE(std::isfinite(v));
+    for (double v : host_values(y)) REQUIRE(std::isfinite(v));
   }
   // fmnist presets: 49 patches + class token = 50 tokens: K = 2 works, K = 4 and 8 are rejected at construction.
   for (const char* k : {"4", "8"}) {
@@ -322,27 +295,18 @@ TEST_CASE("every ViT preset builds and runs with mixer csp; K that does not divi
 
 TEST_CASE("tiny CSP-ViT: every parameter gets a gradient and one batch is overfitted", "[csp-vit]") {
   manual_seed(74);
-  models::VisionTransformer m(tiny_csp_config());
+  models::VisionTransformer m(testing::tiny_csp_vit_config());
   Tensor images = randn({8, 3, 8, 8});
   Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
-  nn::AdamW opt(m.parameters(), AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 0.0});
-  double loss = 1e9, first = 0;
-  int steps = 0;
-  for (; steps < 300 && loss >= 0.05; ++steps) {
-    opt.zero_grad();
-    Tensor l = cross_entropy(m.forward(images), labels);
-    l.backward();
-    if (steps == 0) {
-      first = l.item();
-      for (const auto& [n, t] : m.named_parameters()) {
-        INFO("parameter " << n);
-        REQUIRE(t.grad().defined());
-        REQUIRE(t.grad().shape() == t.shape());
-      }
+  const testing::OverfitRun run = testing::overfit_one_batch(m, images, labels, [&] {
+    for (const auto& [n, t] : m.named_parameters()) {
+      INFO("parameter " << n);
+      REQUIRE(t.grad().defined());
+      REQUIRE(t.grad().shape() == t.shape());
     }
-    opt.step();
-    loss = l.item();
-  }
+  });
+  const double first = run.first_loss, loss = run.loss;
+  const int steps = run.steps;
   INFO("initial loss " << first << ", loss " << loss << " after " << steps << " steps");
   CHECK(first > 1.5);
   REQUIRE(loss < 0.05);
@@ -351,31 +315,20 @@ TEST_CASE("tiny CSP-ViT: every parameter gets a gradient and one batch is overfi
 
 TEST_CASE("CSP-ViT checkpoints round-trip bit-exactly, K and the schedule in the metadata", "[csp-vit]") {
   manual_seed(75);
-  models::ViTConfig c = tiny_csp_config();
+  models::ViTConfig c = testing::tiny_csp_vit_config();
   c.img_size = 16;  // 16 patches: K = 4 divides N
   c.drop_rate = 0.1;
   c.mixer_options = {{"csp_k", "4"}, {"csp_schedule", "constant"}};
   models::VisionTransformer a(c);
-  nn::AdamW opt(a.parameters(), AdamWHyper{1e-2});
-  Tensor images = randn({4, 3, 16, 16});
-  for (int i = 0; i < 3; ++i) {
-    opt.zero_grad();
-    cross_entropy(a.forward(images), from_vector<int64_t>({1, 2, 3, 4}, {4})).backward();
-    opt.step();
-  }
-  const auto path = std::filesystem::temp_directory_path() /
-                    fmt::format("mixgrad_test_csp_vit_{}.safetensors", std::random_device{}());
-  nn::save_state_dict(a, path, c.to_metadata());
-  nn::Metadata meta;
-  const nn::NamedTensors loaded = nn::load_tensors(path, &meta);
+  testing::train_a_few_steps(a, randn({4, 3, 16, 16}));
+  const testing::ReloadedCheckpoint ck = testing::checkpoint_round_trip(a, c, "mixgrad_test_csp_vit", 998);
+  const nn::Metadata& meta = ck.meta;
+  const nn::NamedTensors& loaded = ck.loaded;
+  models::VisionTransformer& b = *ck.model;
   CHECK(meta.at("mixer") == "csp");
   CHECK(meta.at("csp_k") == "4");
   CHECK(meta.at("csp_schedule") == "constant");
   for (const auto& [n, t] : loaded) CHECK(n.find("shift") == std::string::npos);
-  manual_seed(998);
-  models::VisionTransformer b(models::ViTConfig::from_metadata(meta));
-  nn::load_state_dict(b, path);
-  std::filesystem::remove(path);
   CHECK(loaded.size() == a.state_dict().size());
   a.eval();
   b.eval();

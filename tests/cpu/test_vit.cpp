@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <filesystem>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -18,6 +16,7 @@
 #include "nn/serialize.h"
 #include "nn/transformer.h"
 #include "tests/common/check.h"
+#include "tests/common/vit_helpers.h"
 
 using namespace mixgrad;
 using mixgrad::testing::Compare;
@@ -25,28 +24,10 @@ using mixgrad::testing::tolerance;
 
 namespace {
 
-std::vector<double> host(const Tensor& t) { return t.detach().to(kCPU).to(DType::f64).to_vector<double>(); }
-
-Tensor find_param(const nn::Module& m, const std::string& name) {
-  for (const auto& [n, t] : m.state_dict())
-    if (n == name) return t;
-  return Tensor();
-}
+using testing::find_param;
+using testing::host_values;
 
 bool has_key(const nn::Module& m, const std::string& name) { return find_param(m, name).defined(); }
-
-models::ViTConfig tiny_config() {
-  models::ViTConfig c;
-  c.img_size = 8;
-  c.in_chans = 3;
-  c.patch_size = 4;
-  c.embed_dim = 16;
-  c.depth = 1;
-  c.num_heads = 2;
-  c.mlp_hidden = 32;
-  c.num_classes = 10;
-  return c;
-}
 
 double std_of(const std::vector<double>& v) {
   double m = 0, s = 0;
@@ -60,8 +41,10 @@ double std_of(const std::vector<double>& v) {
 std::vector<double> reference_mixer(const nn::SoftmaxAttention& m, const Tensor& x_t,
                                     const std::vector<int>* pad = nullptr) {
   const int64_t b = x_t.size(0), n = x_t.size(1), d = m.dim, nh = m.num_heads, dh = m.head_dim;
-  const std::vector<double> x = host(x_t), wq = host(m.qkv->weight), wp = host(m.proj->weight), bp = host(m.proj->bias);
-  const std::vector<double> bq = m.qkv->bias.defined() ? host(m.qkv->bias) : std::vector<double>(size_t(3 * d), 0.0);
+  const std::vector<double> x = host_values(x_t), wq = host_values(m.qkv->weight),
+                            wp = host_values(m.proj->weight), bp = host_values(m.proj->bias);
+  const std::vector<double> bq =
+      m.qkv->bias.defined() ? host_values(m.qkv->bias) : std::vector<double>(size_t(3 * d), 0.0);
   std::vector<double> qkv(size_t(b * n * 3 * d), 0.0);
   for (int64_t r = 0; r < b * n; ++r)
     for (int64_t o = 0; o < 3 * d; ++o) {
@@ -196,7 +179,7 @@ TEST_CASE("patchify matches a loop reference and its backward is the inverse sca
   Tensor x = randn({b, c, h, w}, TensorOptions(DType::f64));
   Tensor got = models::patchify(x, p);
   REQUIRE(got.shape() == Shape({b, n, c * p * p}));
-  const std::vector<double> xv = host(x), gv = host(got);
+  const std::vector<double> xv = host_values(x), gv = host_values(got);
   for (int64_t bb = 0; bb < b; ++bb)
     for (int64_t gy = 0; gy < h / p; ++gy)
       for (int64_t gx = 0; gx < gw; ++gx)
@@ -222,7 +205,7 @@ TEST_CASE("patch embedding equals Conv2d(kernel = stride = p) computed with loop
   Tensor x = randn({b, c, img, img}, TensorOptions(DType::f64));
   Tensor y = pe.forward(x);
   REQUIRE(y.shape() == Shape({b, g * g, d}));
-  const std::vector<double> xv = host(x), wv = host(pe.proj->weight), bv = host(pe.proj->bias);
+  const std::vector<double> xv = host_values(x), wv = host_values(pe.proj->weight), bv = host_values(pe.proj->bias);
   std::vector<double> want(size_t(b * g * g * d));
   for (int64_t bb = 0; bb < b; ++bb)
     for (int64_t oy = 0; oy < g; ++oy)
@@ -278,7 +261,7 @@ TEST_CASE("ViT presets: parameter counts, keys, shapes and forward", "[vit]") {
     const int64_t batch = cifar ? 1 : 2;
     Tensor logits = m.forward(randn({batch, e.c, e.img, e.img}));
     CHECK(logits.shape() == Shape({batch, e.classes}));
-    for (double v : host(logits)) REQUIRE(std::isfinite(v));
+    for (double v : host_values(logits)) REQUIRE(std::isfinite(v));
   }
   CHECK_THROWS_WITH(models::vit_preset("imagenet"), Catch::Contains("imagenet") && Catch::Contains("fmnist-tiny"));
 }
@@ -286,41 +269,41 @@ TEST_CASE("ViT presets: parameter counts, keys, shapes and forward", "[vit]") {
 TEST_CASE("ViT initialisation follows the timm and CSP schemes", "[vit]") {
   manual_seed(28);
   models::VisionTransformer timm(models::vit_preset("fmnist-small"));
-  const double pos_std = std_of(host(find_param(timm, "pos_embed")));
+  const double pos_std = std_of(host_values(find_param(timm, "pos_embed")));
   CHECK(pos_std > 0.018);
   CHECK(pos_std < 0.022);
-  const double qkv_std = std_of(host(find_param(timm, "blocks.0.attn.qkv.weight")));
+  const double qkv_std = std_of(host_values(find_param(timm, "blocks.0.attn.qkv.weight")));
   CHECK(qkv_std > 0.018);
   CHECK(qkv_std < 0.022);
-  for (double v : host(find_param(timm, "cls_token"))) CHECK(std::abs(v) < 1e-5);
+  for (double v : host_values(find_param(timm, "cls_token"))) CHECK(std::abs(v) < 1e-5);
   for (const char* zero :
        {"blocks.0.attn.qkv.bias", "blocks.0.attn.proj.bias", "blocks.0.mlp.fc1.bias", "head.bias", "norm.bias"})
-    for (double v : host(find_param(timm, zero))) REQUIRE(v == 0.0);
-  for (double v : host(find_param(timm, "blocks.0.norm1.weight"))) REQUIRE(v == 1.0);
+    for (double v : host_values(find_param(timm, zero))) REQUIRE(v == 0.0);
+  for (double v : host_values(find_param(timm, "blocks.0.norm1.weight"))) REQUIRE(v == 1.0);
   // Patch projection keeps PyTorch's Conv2d default: U(±1/sqrt(C·p·p)) = U(±0.25) for C = 1, p = 4.
   double mx = 0;
-  for (double v : host(find_param(timm, "patch_embed.proj.weight"))) mx = std::max(mx, std::abs(v));
+  for (double v : host_values(find_param(timm, "patch_embed.proj.weight"))) mx = std::max(mx, std::abs(v));
   CHECK(mx <= 0.25);
   CHECK(mx > 0.2);
 
-  models::ViTConfig c = tiny_config();
+  models::ViTConfig c = testing::tiny_vit_config();
   c.pool = "avg";
   c.csp_layout = true;
   c.init = "csp";
   c.img_size = 32;
   models::VisionTransformer csp(c);
-  const double csp_pos = std_of(host(find_param(csp, "pos_embed")));
+  const double csp_pos = std_of(host_values(find_param(csp, "pos_embed")));
   CHECK(csp_pos > 0.9);
   CHECK(csp_pos < 1.1);
   double fc1 = 0;  // PyTorch Linear default: U(±1/sqrt(16)), so not all zero bias
-  for (double v : host(find_param(csp, "blocks.0.mlp.fc1.bias"))) fc1 = std::max(fc1, std::abs(v));
+  for (double v : host_values(find_param(csp, "blocks.0.mlp.fc1.bias"))) fc1 = std::max(fc1, std::abs(v));
   CHECK(fc1 > 0);
   CHECK(fc1 <= 0.25);
 }
 
 TEST_CASE("ViT csp_layout adds pos_embed rows 0..N-1 and ignores the class token", "[vit]") {
   manual_seed(29);
-  models::ViTConfig c = tiny_config();
+  models::ViTConfig c = testing::tiny_vit_config();
   c.pool = "avg";
   c.csp_layout = true;
   models::VisionTransformer m(c);
@@ -414,29 +397,20 @@ TEST_CASE("tiny ViT: every parameter gets a gradient and one batch is overfitted
   for (const std::string pool : {"token", "avg"}) {
     INFO("pool " << pool);
     manual_seed(30);
-    models::ViTConfig c = tiny_config();
+    models::ViTConfig c = testing::tiny_vit_config();
     c.pool = pool;
     models::VisionTransformer m(c);
     Tensor images = randn({8, 3, 8, 8});
     Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
-    nn::AdamW opt(m.parameters(), AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 0.0});
-    double loss = 1e9, first = 0;
-    int steps = 0;
-    for (; steps < 300 && loss >= 0.05; ++steps) {
-      opt.zero_grad();
-      Tensor l = cross_entropy(m.forward(images), labels);
-      l.backward();
-      if (steps == 0) {
-        first = l.item();
-        for (const auto& [n, t] : m.named_parameters()) {
-          INFO("parameter " << n);
-          REQUIRE(t.grad().defined());
-          REQUIRE(t.grad().shape() == t.shape());
-        }
+    const testing::OverfitRun run = testing::overfit_one_batch(m, images, labels, [&] {
+      for (const auto& [n, t] : m.named_parameters()) {
+        INFO("parameter " << n);
+        REQUIRE(t.grad().defined());
+        REQUIRE(t.grad().shape() == t.shape());
       }
-      opt.step();
-      loss = l.item();
-    }
+    });
+    const double first = run.first_loss, loss = run.loss;
+    const int steps = run.steps;
     INFO("initial loss " << first << ", loss " << loss << " after " << steps << " steps");
     CHECK(first > 1.5);
     REQUIRE(loss < 0.05);
@@ -446,28 +420,17 @@ TEST_CASE("tiny ViT: every parameter gets a gradient and one batch is overfitted
 
 TEST_CASE("ViT checkpoints round-trip bit-exactly through safetensors", "[vit]") {
   manual_seed(31);
-  models::ViTConfig c = tiny_config();
+  models::ViTConfig c = testing::tiny_vit_config();
   c.qkv_bias = false;
   c.drop_rate = 0.1;
   models::VisionTransformer a(c);
   // Make the weights differ from a fresh init: a few training steps.
-  nn::AdamW opt(a.parameters(), AdamWHyper{1e-2});
-  Tensor images = randn({4, 3, 8, 8});
-  for (int i = 0; i < 3; ++i) {
-    opt.zero_grad();
-    cross_entropy(a.forward(images), from_vector<int64_t>({1, 2, 3, 4}, {4})).backward();
-    opt.step();
-  }
-  const auto path =
-      std::filesystem::temp_directory_path() / fmt::format("mixgrad_test_vit_{}.safetensors", std::random_device{}());
-  nn::save_state_dict(a, path, c.to_metadata());
-  nn::Metadata meta;
-  const nn::NamedTensors loaded = nn::load_tensors(path, &meta);
+  testing::train_a_few_steps(a, randn({4, 3, 8, 8}));
+  const testing::ReloadedCheckpoint ck = testing::checkpoint_round_trip(a, c, "mixgrad_test_vit", 999);
+  const nn::Metadata& meta = ck.meta;
+  const nn::NamedTensors& loaded = ck.loaded;
+  models::VisionTransformer& b = *ck.model;
   CHECK(meta.at("arch") == "vit");
-  manual_seed(999);
-  models::VisionTransformer b(models::ViTConfig::from_metadata(meta));
-  nn::load_state_dict(b, path);
-  std::filesystem::remove(path);
   CHECK(loaded.size() == a.state_dict().size());
   a.eval();
   b.eval();

@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -16,6 +15,7 @@
 #include "engine/mixgrad.h"
 #include "kernels/cpu/csp.h"
 #include "kernels/cuda/csp.h"
+#include "tests/common/csp_reference.h"
 
 namespace {
 
@@ -23,89 +23,13 @@ using namespace mixgrad;
 
 Device gpu() { return Device("cuda"); }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b, std::string* where) {
-  if (a.size() != b.size()) {
-    *where = fmt::format("sizes {} vs {}", a.size(), b.size());
-    return false;
-  }
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
-      *where = fmt::format("first difference at flat index {}: {} vs {}", i, a[i], b[i]);
-      return false;
-    }
-  return true;
-}
+using testing::Fill;
+using testing::same_bits;
+using Case = testing::CspCase;
 
-#define REQUIRE_SAME_BITS(a, b)                        \
-  do {                                                 \
-    std::string mg_where_;                             \
-    const bool mg_ok_ = same_bits((a), (b), &mg_where_); \
-    INFO(mg_where_);                                   \
-    REQUIRE(mg_ok_);                                   \
-  } while (0)
-
-enum class Fill { normal, ties01, zeros_signed, specials };
-
+// This suite draws the fill's pick for every element (see csp_values).
 std::vector<float> make_values(size_t n, Fill fill, std::mt19937& gen) {
-  std::vector<float> x(n);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::uniform_int_distribution<int> pick(0, 6);
-  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
-  for (auto& e : x) {
-    const int p = pick(gen);
-    switch (fill) {
-      case Fill::normal: e = float(normal(gen)); break;
-      case Fill::ties01: e = float(p % 2); break;
-      case Fill::zeros_signed: e = p % 2 ? -0.0f : 0.0f; break;
-      case Fill::specials:
-        e = p == 0 ? nan : p == 1 ? -nan : p == 2 ? inf : p == 3 ? -inf : p == 4 ? -0.0f : p == 5 ? 0.0f : 1.0f;
-        break;
-    }
-  }
-  return x;
-}
-
-struct Case {
-  const char* name;
-  int64_t B, N, D;
-  int K;
-  const char* schedule;  // "constant" (small spread: tiled path), "exponential" (layer 2 of 3), "random" (wide)
-  std::vector<int32_t> lengths;
-};
-
-std::vector<int32_t> shifts_for(const Case& tc, std::mt19937& gen) {
-  const std::string s = tc.schedule;
-  if (s == "constant") return csp_shifts_constant(tc.D, tc.N, tc.K);
-  if (s == "exponential") return csp_shifts_exponential(2, 3, tc.D, tc.N + 5);
-  std::uniform_int_distribution<int32_t> d(0, int32_t(3 * tc.N));
-  std::vector<int32_t> r(size_t(tc.D));
-  for (auto& e : r) e = d(gen);
-  return r;
-}
-
-const std::vector<Case>& cases() {
-  static const std::vector<Case> table = {
-      {"K2 N8 D5", 2, 8, 5, 2, "constant", {}},
-      {"K2 N1000 D7 exp", 2, 1000, 7, 2, "exponential", {}},
-      {"K2 N64 D37 random", 3, 64, 37, 2, "random", {}},
-      {"K4 N64 D8 const", 1, 64, 8, 4, "constant", {}},
-      {"K4 N36 D33 exp", 2, 36, 33, 4, "exponential", {}},
-      {"K8 N24 D33 exp", 2, 24, 33, 8, "exponential", {}},
-      {"K8 N24 D70 random", 1, 24, 70, 8, "random", {}},
-      {"B1 D1", 1, 16, 1, 4, "exponential", {}},
-      {"N=K=2", 3, 2, 9, 2, "random", {}},
-      {"N=K=8", 2, 8, 3, 8, "random", {}},
-      {"K2 lengths", 4, 16, 70, 2, "exponential", {1, 16, 7, 13}},
-      {"K4 lengths", 3, 12, 40, 4, "random", {3, 12, 1}},
-      {"K8 lengths", 4, 24, 9, 8, "exponential", {5, 24, 17, 1}},
-      {"K2 N1000 lengths", 2, 1000, 5, 2, "constant", {999, 501}},
-      // Band and tile edges of the tiled design: N over several 64-row bands, D over several 32-channel tiles.
-      {"K2 N256 D100 const lengths", 4, 256, 100, 2, "constant", {256, 65, 130, 1}},
-      {"K4 N520 D64 exp lengths", 3, 520, 64, 4, "exponential", {520, 200, 63}},
-      {"K8 N1024 D48 random", 2, 1024, 48, 8, "random", {}},
-      {"K8 N512 D40 const lengths", 2, 512, 40, 8, "constant", {317, 512}},
-  };
-  return table;
+  return testing::csp_values<float>(n, fill, gen, /*pick_every_element=*/true);
 }
 
 void check_op(const Case& tc, Fill fill, uint32_t seed) {
@@ -113,7 +37,7 @@ void check_op(const Case& tc, Fill fill, uint32_t seed) {
   std::mt19937 gen(seed);
   const Shape shape{tc.B, tc.N, tc.D};
   const size_t n = size_t(tc.B * tc.N * tc.D);
-  const auto shifts = shifts_for(tc, gen);
+  const auto shifts = testing::csp_shifts_for(tc, gen);
   const auto v = make_values(n, fill, gen), dy = make_values(n, Fill::normal, gen);
   Tensor len_cpu = tc.lengths.empty() ? Tensor() : from_vector<int32_t>(tc.lengths, {tc.B}, TensorOptions(DType::i32));
   Tensor len_gpu = len_cpu.defined() ? len_cpu.to(gpu()) : Tensor();
@@ -134,7 +58,7 @@ void check_op(const Case& tc, Fill fill, uint32_t seed) {
 
 TEST_CASE("CUDA csp: op forward and backward equal the CPU op bit for bit", "[cuda][csp]") {
   uint32_t seed = 1;
-  for (const auto& tc : cases())
+  for (const auto& tc : testing::csp_cases(/*tile_edges=*/true))
     for (Fill f : {Fill::normal, Fill::ties01, Fill::zeros_signed, Fill::specials}) check_op(tc, f, seed++);
 }
 
@@ -149,13 +73,13 @@ TEST_CASE("CUDA csp: Path-X size N = 16384", "[cuda][csp]") {
 TEST_CASE("CUDA csp: simple, tiled and automatic designs equal the CPU kernel", "[cuda][csp]") {
   using kernels::cuda::CspDesign;
   uint32_t seed = 900;
-  for (const auto& tc : cases())
+  for (const auto& tc : testing::csp_cases(/*tile_edges=*/true))
     for (Fill fill : {Fill::normal, Fill::specials}) {
       INFO(tc.name << " fill " << int(fill));
       std::mt19937 gen(seed++);
       const Shape shape{tc.B, tc.N, tc.D};
       const size_t n = size_t(tc.B * tc.N * tc.D);
-      const auto shifts = shifts_for(tc, gen);
+      const auto shifts = testing::csp_shifts_for(tc, gen);
       const auto v = make_values(n, fill, gen), dy = make_values(n, Fill::normal, gen);
       const int32_t* lp = tc.lengths.empty() ? nullptr : tc.lengths.data();
       std::vector<float> y_ref(n), dv_ref(n);

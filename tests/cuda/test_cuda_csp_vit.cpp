@@ -7,8 +7,8 @@
 #include "engine/mixgrad.h"
 #include "models/vit.h"
 #include "nn/mixers/csp_mixer.h"
-#include "nn/optim/optimizer.h"
 #include "tests/common/check.h"
+#include "tests/common/vit_helpers.h"
 
 using namespace mixgrad;
 using mixgrad::testing::Compare;
@@ -18,20 +18,8 @@ namespace {
 
 const Device kCuda{DeviceType::cuda, 0};
 
-// img 8, patch 4 -> 4 patches, mean pooling, D 16, depth 2 (the CPU suite's tiny CSP-ViT, one block deeper).
-models::ViTConfig tiny_csp_config() {
-  models::ViTConfig c;
-  c.img_size = 8;
-  c.in_chans = 3;
-  c.patch_size = 4;
-  c.embed_dim = 16;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.mlp_hidden = 32;
-  c.pool = "avg";
-  c.mixer = "csp";
-  return c;
-}
+// The CPU suite's tiny CSP-ViT, one block deeper: img 8, patch 4 -> 4 patches, mean pooling, D 16, depth 2.
+models::ViTConfig tiny_csp_config() { return testing::tiny_csp_vit_config(2); }
 
 }  // namespace
 
@@ -49,20 +37,9 @@ TEST_CASE("cuda: one CSP-ViT training step gives the CPU's loss and gradients", 
     cfg.csp_layout = cs.pool == "avg";
     cfg.drop_rate = 0.1;
     cfg.mixer_options["csp_k"] = cs.k;
-    manual_seed(141);
-    models::VisionTransformer cpu(cfg);
-    manual_seed(142);  // different init, then the same weights through load_state_dict
-    models::VisionTransformer gpu(cfg);
-    gpu.load_state_dict(cpu.state_dict());
-    gpu.to(kCuda);
-    Tensor images = randn({4, 3, cs.img, cs.img});
-    Tensor labels = from_vector<int64_t>({3, 1, 4, 1}, {4});
-    manual_seed(5);  // the same dropout masks on both devices (Philox)
-    Tensor loss = cross_entropy(cpu.forward(images), labels);
-    loss.backward();
-    manual_seed(5);
-    Tensor loss_c = cross_entropy(gpu.forward(images.to(kCuda)), labels.to(kCuda));
-    loss_c.backward();
+    const testing::TwoDeviceStep st = testing::one_training_step_on_both(cfg, 141, 142, kCuda);
+    const models::VisionTransformer &cpu = *st.cpu, &gpu = *st.dev;
+    const Tensor &loss = st.loss_cpu, &loss_c = st.loss_dev;
     REQUIRE(loss_c.device() == kCuda);
     REQUIRE_CLOSE(testing::all_close(loss_c, loss, tolerance(Compare::cpu_vs_cuda)));
     const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
@@ -114,16 +91,9 @@ TEST_CASE("cuda: tiny CSP-ViT overfits one batch", "[cuda][csp-vit]") {
   m.to(kCuda);
   Tensor images = randn({8, 3, 8, 8}).to(kCuda);
   Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8}).to(kCuda);
-  nn::AdamW opt(m.parameters(), AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 0.0});
-  double loss = 1e9;
-  int steps = 0;
-  for (; steps < 300 && loss >= 0.05; ++steps) {
-    opt.zero_grad();
-    Tensor l = cross_entropy(m.forward(images), labels);
-    l.backward();
-    opt.step();
-    loss = l.item();
-  }
+  const testing::OverfitRun run = testing::overfit_one_batch(m, images, labels);
+  const double loss = run.loss;
+  const int steps = run.steps;
   INFO("loss " << loss << " after " << steps << " steps");
   REQUIRE(loss < 0.05);
 }

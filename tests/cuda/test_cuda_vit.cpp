@@ -7,8 +7,8 @@
 #include "engine/attention.h"
 #include "engine/mixgrad.h"
 #include "models/vit.h"
-#include "nn/optim/optimizer.h"
 #include "tests/common/check.h"
+#include "tests/common/vit_helpers.h"
 
 using namespace mixgrad;
 using mixgrad::testing::Compare;
@@ -24,23 +24,7 @@ Tensor leaf(const Tensor& t) {
   return l;
 }
 
-Tensor u8_mask(const std::vector<int>& v, const Shape& shape) {
-  Tensor m = empty(shape, TensorOptions(DType::u8));
-  for (size_t i = 0; i < v.size(); ++i) m.data<uint8_t>()[i] = uint8_t(v[i]);
-  return m;
-}
-
-models::ViTConfig tiny_config() {
-  models::ViTConfig c;
-  c.img_size = 8;
-  c.in_chans = 3;
-  c.patch_size = 4;
-  c.embed_dim = 16;
-  c.depth = 1;
-  c.num_heads = 2;
-  c.mlp_hidden = 32;
-  return c;
-}
+using testing::u8_mask;
 
 }  // namespace
 
@@ -88,25 +72,14 @@ TEST_CASE("cuda: sdpa forward and backward match the CPU", "[cuda][vit][attentio
 TEST_CASE("cuda: one ViT training step gives the CPU's loss and gradients", "[cuda][vit]") {
   for (const std::string pool : {"token", "avg"}) {
     INFO("pool " << pool);
-    models::ViTConfig cfg = tiny_config();
+    models::ViTConfig cfg = testing::tiny_vit_config();
     cfg.pool = pool;
     cfg.csp_layout = pool == "avg";
     cfg.drop_rate = 0.1;
     cfg.attn_drop_rate = 0.1;
-    manual_seed(41);
-    models::VisionTransformer cpu(cfg);
-    manual_seed(42);  // different init, then the same weights through load_state_dict
-    models::VisionTransformer gpu(cfg);
-    gpu.load_state_dict(cpu.state_dict());
-    gpu.to(kCuda);
-    Tensor images = randn({4, 3, 8, 8});
-    Tensor labels = from_vector<int64_t>({3, 1, 4, 1}, {4});
-    manual_seed(5);  // the same dropout masks on both devices (Philox)
-    Tensor loss = cross_entropy(cpu.forward(images), labels);
-    loss.backward();
-    manual_seed(5);
-    Tensor loss_c = cross_entropy(gpu.forward(images.to(kCuda)), labels.to(kCuda));
-    loss_c.backward();
+    const testing::TwoDeviceStep st = testing::one_training_step_on_both(cfg, 41, 42, kCuda);
+    const models::VisionTransformer &cpu = *st.cpu, &gpu = *st.dev;
+    const Tensor &loss = st.loss_cpu, &loss_c = st.loss_dev;
     REQUIRE_CLOSE(testing::all_close(loss_c, loss, tolerance(Compare::cpu_vs_cuda)));
     const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
     REQUIRE(pc.size() == pg.size());
@@ -123,20 +96,13 @@ TEST_CASE("cuda: one ViT training step gives the CPU's loss and gradients", "[cu
 
 TEST_CASE("cuda: tiny ViT overfits one batch", "[cuda][vit]") {
   manual_seed(43);
-  models::VisionTransformer m(tiny_config());
+  models::VisionTransformer m(testing::tiny_vit_config());
   m.to(kCuda);
   Tensor images = randn({8, 3, 8, 8}).to(kCuda);
   Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8}).to(kCuda);
-  nn::AdamW opt(m.parameters(), AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 0.0});
-  double loss = 1e9;
-  int steps = 0;
-  for (; steps < 300 && loss >= 0.05; ++steps) {
-    opt.zero_grad();
-    Tensor l = cross_entropy(m.forward(images), labels);
-    l.backward();
-    opt.step();
-    loss = l.item();
-  }
+  const testing::OverfitRun run = testing::overfit_one_batch(m, images, labels);
+  const double loss = run.loss;
+  const int steps = run.steps;
   INFO("loss " << loss << " after " << steps << " steps");
   REQUIRE(loss < 0.05);
 }

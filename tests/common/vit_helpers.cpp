@@ -1,0 +1,106 @@
+#include "tests/common/vit_helpers.h"
+
+#include <filesystem>
+#include <random>
+
+#include "nn/optim/optimizer.h"
+
+namespace mixgrad::testing {
+
+models::ViTConfig tiny_vit_config() {
+  models::ViTConfig c;
+  c.img_size = 8;
+  c.in_chans = 3;
+  c.patch_size = 4;
+  c.embed_dim = 16;
+  c.depth = 1;
+  c.num_heads = 2;
+  c.mlp_hidden = 32;
+  c.num_classes = 10;
+  return c;
+}
+
+models::ViTConfig tiny_csp_vit_config(int64_t depth) {
+  models::ViTConfig c = tiny_vit_config();
+  c.depth = depth;
+  c.pool = "avg";
+  c.mixer = "csp";
+  return c;
+}
+
+std::vector<double> host_values(const Tensor& t) { return t.detach().to(kCPU).to(DType::f64).to_vector<double>(); }
+
+Tensor find_param(const nn::Module& m, const std::string& name) {
+  for (const auto& [n, t] : m.state_dict())
+    if (n == name) return t;
+  return Tensor();
+}
+
+Tensor u8_mask(const std::vector<int>& v, const Shape& shape) {
+  Tensor m = empty(shape, TensorOptions(DType::u8));
+  for (size_t i = 0; i < v.size(); ++i) m.data<uint8_t>()[i] = uint8_t(v[i]);
+  return m;
+}
+
+OverfitRun overfit_one_batch(models::VisionTransformer& m, const Tensor& images, const Tensor& labels,
+                             const std::function<void()>& after_first_backward) {
+  nn::AdamW opt(m.parameters(), AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 0.0});
+  OverfitRun r;
+  for (; r.steps < 300 && r.loss >= 0.05; ++r.steps) {
+    opt.zero_grad();
+    Tensor l = cross_entropy(m.forward(images), labels);
+    l.backward();
+    if (r.steps == 0) {
+      r.first_loss = l.item();
+      if (after_first_backward) after_first_backward();
+    }
+    opt.step();
+    r.loss = l.item();
+  }
+  return r;
+}
+
+void train_a_few_steps(models::VisionTransformer& m, const Tensor& images) {
+  nn::AdamW opt(m.parameters(), AdamWHyper{1e-2});
+  for (int i = 0; i < 3; ++i) {
+    opt.zero_grad();
+    cross_entropy(m.forward(images), from_vector<int64_t>({1, 2, 3, 4}, {4})).backward();
+    opt.step();
+  }
+}
+
+ReloadedCheckpoint checkpoint_round_trip(const models::VisionTransformer& m, const models::ViTConfig& cfg,
+                                         const std::string& stem, uint64_t init_seed) {
+  const auto path =
+      std::filesystem::temp_directory_path() / fmt::format("{}_{}.safetensors", stem, std::random_device{}());
+  nn::save_state_dict(m, path, cfg.to_metadata());
+  ReloadedCheckpoint r;
+  r.loaded = nn::load_tensors(path, &r.meta);
+  manual_seed(init_seed);
+  r.model = std::make_unique<models::VisionTransformer>(models::ViTConfig::from_metadata(r.meta));
+  nn::load_state_dict(*r.model, path);
+  std::filesystem::remove(path);
+  return r;
+}
+
+TwoDeviceStep one_training_step_on_both(const models::ViTConfig& cfg, uint64_t cpu_seed, uint64_t dev_seed,
+                                        const Device& dev) {
+  TwoDeviceStep s;
+  manual_seed(cpu_seed);
+  s.cpu = std::make_unique<models::VisionTransformer>(cfg);
+  manual_seed(dev_seed);  // different init, then the same weights through load_state_dict
+  s.dev = std::make_unique<models::VisionTransformer>(cfg);
+  s.dev->load_state_dict(s.cpu->state_dict());
+  s.dev->to(dev);
+  Tensor images = randn({4, cfg.in_chans, cfg.img_size, cfg.img_size});
+  Tensor labels = from_vector<int64_t>({3, 1, 4, 1}, {4});
+  manual_seed(5);  // the same dropout masks on both devices (Philox)
+  s.loss_cpu = cross_entropy(s.cpu->forward(images), labels);
+  s.loss_cpu.backward();
+  manual_seed(5);
+  s.loss_dev = cross_entropy(s.dev->forward(images.to(dev)), labels.to(dev));
+  s.loss_dev.backward();
+  return s;
+}
+
+}  // namespace mixgrad::testing
