@@ -121,7 +121,7 @@ def main():
     p.add_argument("--json", help="write the records to this JSON file")
     args = p.parse_args()
     if torch is None:
-        sys.exit("bench_csp_torch.py: PyTorch is not installed (pip install torch, or run on the GPU machine)")
+        sys.exit("bench_csp_torch.py: PyTorch is not installed (Debian: apt-get install python3-torch, then run with /usr/bin/python3; or run on the GPU machine)")
     if args.repeats < 1 or args.warmup < 0 or args.pathx_batch_cpu < 1 or args.pathx_batch_cuda < 1:
         sys.exit("bench_csp_torch.py: --repeats and the Path-X batches must be >= 1, --warmup >= 0")
     wanted = [o for o in args.ops.split(",") if o]

@@ -233,7 +233,7 @@ def main():
     p.add_argument("--json", help="write the records to this JSON file")
     args = p.parse_args()
     if torch is None:
-        sys.exit("bench_ops_torch.py: PyTorch is not installed (pip install torch, or run on the GPU machine)")
+        sys.exit("bench_ops_torch.py: PyTorch is not installed (Debian: apt-get install python3-torch, then run with /usr/bin/python3; or run on the GPU machine)")
     if args.repeats < 1 or args.warmup < 0:
         sys.exit("bench_ops_torch.py: --repeats must be >= 1 and --warmup >= 0")
     known = op_names()
