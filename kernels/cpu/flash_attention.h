@@ -20,9 +20,11 @@ size_t flash_attention_backward_workspace_bytes(const FlashParams& p);
 
 // dQ, dK, dV (strides p.dq, p.dk, p.dv; fully written, not accumulated into) from dO (strides p.dout) and the
 // forward's Q, K, V, O and LSE; P is recomputed from Q, K and LSE. `workspace` holds at least
-// flash_attention_backward_workspace_bytes(p) bytes, 8-byte aligned. Pass 1 computes D; pass 2 (OpenMP over
-// (b, h, key block)) accumulates dK, dV per key block; pass 3 (OpenMP over (b, h, query block)) accumulates dQ.
-// Bitwise reproducible regardless of the thread count.
+// flash_attention_backward_workspace_bytes(p) bytes, 8-byte aligned. Pass 1 computes D. With at least two
+// (b, h) heads per OpenMP thread, one task per head then walks its key blocks once, accumulating dK, dV per block
+// and dQ for the head's rows (P and dS computed once); with fewer heads, pass 2 (over (b, h, key block))
+// accumulates dK, dV and pass 3 (over (b, h, query block)) dQ. Both schedules add in the same per-element
+// order: bitwise reproducible regardless of the thread count.
 template <class T>
 void flash_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* o,
                               const float* lse, const FlashParams& p, void* workspace);

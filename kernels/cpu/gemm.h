@@ -10,9 +10,9 @@ namespace mixgrad::kernels::cpu {
 // X[b] = X + b * stride_x; stride_a / stride_b may be 0 (operand broadcast over the batch). beta == 0 means
 // C is not read (NaN in C does not propagate). k == 0 gives C = beta * C. Batches whose outputs overlap
 // (stride_c < m * ldc, e.g. 0) are applied one after another in batch order.
-// Many small matrices are spread over OpenMP threads with OpenBLAS forced to one thread for the duration
-// (openblas_set_num_threads is process-wide: a concurrent OpenBLAS call on another thread also runs
-// single-threaded meanwhile).
+// Threads: OpenMP only. The first call sets OpenBLAS to one thread for the process; many small matrices are
+// spread over OpenMP threads, and a large single matrix is cut into row (or column) blocks, one per thread.
+// Results are deterministic for a given OMP_NUM_THREADS.
 template <class T>
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* A,
                           int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, T beta, T* C,
