@@ -133,10 +133,88 @@ class Canvas {
   std::vector<uint8_t> px_;
 };
 
+
+// A 5 × 7 bitmap font for the labels stb cannot draw: digits, upper-case letters and a few signs. Each glyph is
+// seven rows of five cells, '#' = ink.
+struct Glyph {
+  char ch;
+  const char* rows[7];
+};
+constexpr Glyph kFont[] = {
+    {'0', {".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."}},
+    {'1', {"..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."}},
+    {'2', {".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"}},
+    {'3', {"####.", "....#", "....#", ".###.", "....#", "....#", "####."}},
+    {'4', {"...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."}},
+    {'5', {"#####", "#....", "####.", "....#", "....#", "#...#", ".###."}},
+    {'6', {"..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."}},
+    {'7', {"#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."}},
+    {'8', {".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."}},
+    {'9', {".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."}},
+    {'.', {".....", ".....", ".....", ".....", ".....", ".##..", ".##.."}},
+    {'-', {".....", ".....", ".....", ".###.", ".....", ".....", "....."}},
+    {'%', {"##...", "##..#", "...#.", "..#..", ".#...", "#..##", "...##"}},
+    {'k', {"#....", "#....", "#..#.", "#.#..", "##...", "#.#..", "#..#."}},
+    {'A', {".###.", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"}},
+    {'B', {"####.", "#...#", "#...#", "####.", "#...#", "#...#", "####."}},
+    {'C', {".###.", "#...#", "#....", "#....", "#....", "#...#", ".###."}},
+    {'D', {"####.", "#...#", "#...#", "#...#", "#...#", "#...#", "####."}},
+    {'E', {"#####", "#....", "#....", "####.", "#....", "#....", "#####"}},
+    {'F', {"#####", "#....", "#....", "####.", "#....", "#....", "#...."}},
+    {'G', {".###.", "#...#", "#....", "#.###", "#...#", "#...#", ".####"}},
+    {'H', {"#...#", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"}},
+    {'I', {".###.", "..#..", "..#..", "..#..", "..#..", "..#..", ".###."}},
+    {'L', {"#....", "#....", "#....", "#....", "#....", "#....", "#####"}},
+    {'M', {"#...#", "##.##", "#.#.#", "#.#.#", "#...#", "#...#", "#...#"}},
+    {'N', {"#...#", "##..#", "#.#.#", "#..##", "#...#", "#...#", "#...#"}},
+    {'O', {".###.", "#...#", "#...#", "#...#", "#...#", "#...#", ".###."}},
+    {'P', {"####.", "#...#", "#...#", "####.", "#....", "#....", "#...."}},
+    {'R', {"####.", "#...#", "#...#", "####.", "#.#..", "#..#.", "#...#"}},
+    {'S', {".####", "#....", "#....", ".###.", "....#", "....#", "####."}},
+    {'T', {"#####", "..#..", "..#..", "..#..", "..#..", "..#..", "..#.."}},
+    {'U', {"#...#", "#...#", "#...#", "#...#", "#...#", "#...#", ".###."}},
+    {'V', {"#...#", "#...#", "#...#", "#...#", "#...#", ".#.#.", "..#.."}},
+    {'Y', {"#...#", "#...#", ".#.#.", "..#..", "..#..", "..#..", "..#.."}},
+};
+constexpr int kGlyphW = 5, kGlyphH = 7;
+
+const Glyph* find_glyph(char ch) {
+  for (const Glyph& g : kFont)
+    if (g.ch == ch) return &g;
+  return nullptr;  // drawn as a blank (space and anything not in the font)
+}
+
+// Width in pixels of `text` at `scale` (one blank column between glyphs).
+int text_width(const std::string& text, int scale) {
+  return text.empty() ? 0 : int(text.size()) * (kGlyphW + 1) * scale - scale;
+}
+
+// Draws `text` with its top-left corner at (x, y); lower-case letters other than 'k' are drawn upper-case.
+void draw_text(Canvas& c, int x, int y, const std::string& text, Rgb color, int scale = 2) {
+  for (char ch : text) {
+    const char u = (ch >= 'a' && ch <= 'z' && ch != 'k') ? char(ch - 'a' + 'A') : ch;
+    if (const Glyph* g = find_glyph(u))
+      for (int r = 0; r < kGlyphH; ++r)
+        for (int q = 0; q < kGlyphW; ++q)
+          if (g->rows[r][q] == '#') c.fill(x + q * scale, y + r * scale, x + (q + 1) * scale - 1, y + (r + 1) * scale - 1, color);
+    x += (kGlyphW + 1) * scale;
+  }
+}
+
+// Tick label for an axis value: steps as integers (12k for 12000 and above), accuracies as percentages.
+std::string tick_label(double v, bool percent) {
+  if (percent) return fmt::format("{:.0f}%", v * 100);
+  if (std::fabs(v) >= 10000) return fmt::format("{:.0f}k", v / 1000);
+  if (std::fabs(v) >= 100 || v == std::floor(v)) return fmt::format("{:.0f}", v);
+  return fmt::format("{:.2f}", v);
+}
+
 constexpr Rgb kBlue{31, 119, 180}, kOrange{255, 127, 14}, kGrid{225, 225, 225}, kAxis{60, 60, 60};
 
+// One panel: grid, axes with tick labels (y: value, x: step), the title at the top left, the legend at the top
+// right, then the series (validation points marked with dots).
 void draw_panel(Canvas& c, int x0, int y0, int x1, int y1, const std::vector<const std::vector<CurvePoint>*>& series,
-                const std::vector<Rgb>& colors, double xmax, bool unit_range) {
+                const std::vector<Rgb>& colors, double xmax, bool unit_range, const std::string& title) {
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (const auto* s : series)
     for (const auto& p : *s)
@@ -145,18 +223,23 @@ void draw_panel(Canvas& c, int x0, int y0, int x1, int y1, const std::vector<con
   if (!std::isfinite(lo)) lo = 0, hi = 1;
   if (!unit_range) lo = std::min(lo, 0.0);
   if (hi - lo < 1e-12) hi = lo + 1;
-  for (int i = 0; i <= 4; ++i) {  // horizontal grid at quarters, vertical grid at fifths
+  const double xspan = xmax > 0 ? xmax : 1.0;
+  for (int i = 0; i <= 4; ++i) {  // horizontal grid at quarters, labelled with the value
     const int y = y1 - (y1 - y0) * i / 4;
     c.line(x0, y, x1, y, kGrid);
+    const std::string label = tick_label(lo + (hi - lo) * i / 4, unit_range);
+    draw_text(c, x0 - 6 - text_width(label, 1), y - kGlyphH / 2, label, kAxis, 1);
   }
-  for (int i = 0; i <= 5; ++i) {
+  for (int i = 0; i <= 5; ++i) {  // vertical grid at fifths, labelled with the step
     const int x = x0 + (x1 - x0) * i / 5;
     c.line(x, y0, x, y1, kGrid);
+    const std::string label = tick_label(std::round(xspan * i / 5), false);
+    draw_text(c, x - text_width(label, 1) / 2, y1 + 5, label, kAxis, 1);
   }
   c.line(x0, y1, x1, y1, kAxis);
   c.line(x0, y0, x0, y1, kAxis);
   auto px = [&](const CurvePoint& p) {
-    const double fx = xmax > 0 ? p.step / xmax : 0.0, fy = (p.value - lo) / (hi - lo);
+    const double fx = p.step / xspan, fy = (p.value - lo) / (hi - lo);
     return std::pair<int, int>{x0 + int(std::lround(fx * (x1 - x0))), y1 - int(std::lround(fy * (y1 - y0)))};
   };
   for (size_t k = 0; k < series.size(); ++k) {
@@ -171,6 +254,23 @@ void draw_panel(Canvas& c, int x0, int y0, int x1, int y1, const std::vector<con
       if (k % 2 == 1 || s.size() == 1) c.fill(x - 3, y - 3, x + 3, y + 3, colors[k]);
     }
   }
+  // Title and legend last, on white boxes, so curves never hide them.
+  constexpr Rgb kWhite{255, 255, 255};
+  c.fill(x0 + 4, y0 + 4, x0 + 12 + text_width(title, 2), y0 + 8 + kGlyphH * 2 + 2, kWhite);
+  draw_text(c, x0 + 8, y0 + 8, title, kAxis);
+  const char* names[] = {"TRAIN", "VALIDATION"};
+  int legend_w = 0;
+  for (size_t k = 0; k < series.size(); ++k) legend_w += text_width(names[std::min<size_t>(k, 1)], 2) + 36;
+  c.fill(x1 - 8 - legend_w - 4, y0 + 4, x1 - 4, y0 + 8 + kGlyphH * 2 + 2, kWhite);
+  int lx = x1 - 8;
+  for (size_t k = series.size(); k-- > 0;) {
+    const std::string name = names[std::min<size_t>(k, 1)];
+    lx -= text_width(name, 2);
+    draw_text(c, lx, y0 + 8, name, colors[k]);
+    lx -= 20;
+    c.fill(lx, y0 + 10, lx + 12, y0 + 8 + kGlyphH * 2 - 3, colors[k]);
+    lx -= 16;
+  }
 }
 
 }  // namespace
@@ -181,9 +281,14 @@ std::vector<uint8_t> render_curves_png(const Curves& cv, int width, int height) 
   double xmax = 0;
   for (const auto* s : {&cv.train_loss, &cv.val_loss, &cv.train_acc, &cv.val_acc})
     for (const auto& p : *s) xmax = std::max(xmax, p.step);
-  const int m = 30, mid = height / 2;
-  draw_panel(c, m, m / 2, width - m / 2, mid - m / 2, {&cv.train_loss, &cv.val_loss}, {kBlue, kOrange}, xmax, false);
-  draw_panel(c, m, mid + m / 2, width - m / 2, height - m, {&cv.train_acc, &cv.val_acc}, {kBlue, kOrange}, xmax, true);
+  // Margins: left for the value labels, bottom of each panel for the step labels, and the x-axis title.
+  const int left = 48, right = 12, top = 10, gap = 34, bottom = 40, mid = (height - bottom + top) / 2;
+  draw_panel(c, left, top, width - right, mid - gap / 2, {&cv.train_loss, &cv.val_loss}, {kBlue, kOrange}, xmax, false,
+             "LOSS");
+  draw_panel(c, left, mid + gap / 2, width - right, height - bottom, {&cv.train_acc, &cv.val_acc}, {kBlue, kOrange},
+             xmax, true, "ACCURACY");
+  const std::string xlabel = "OPTIMISER STEP";
+  draw_text(c, left + (width - right - left - text_width(xlabel, 2)) / 2, height - 18, xlabel, kAxis);
   return c.png();
 }
 

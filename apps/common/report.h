@@ -42,7 +42,8 @@ struct CurvePoint {
 struct Curves {
   std::vector<CurvePoint> train_loss, val_loss, train_acc, val_acc;
 };
-// Two stacked panels (loss; accuracy) with grid lines; train = blue line, validation = orange line with dots.
+// Two stacked panels (loss; accuracy) with grid lines, value and step tick labels, panel titles, an x-axis title
+// and a legend (5 × 7 bitmap font); train = blue line, validation = orange line with dots.
 // Returns the PNG bytes (empty curves give empty axes).
 std::vector<uint8_t> render_curves_png(const Curves& curves, int width = 800, int height = 600);
 void write_file(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);  // atomic

@@ -1,7 +1,7 @@
 // CSP (specs/csp.md §11.2): the op and its kernels against a brute-force reference that builds the explicit
 // permutation per (sample, channel) as §11.1 describes — forward and backward bit for bit — plus the permutation
 // property, the adjoint identity, finite differences, ties/NaN/±inf/±0 order rules, padding, the shift schedules'
-// test vectors, the K = 2 closed form against the general path, every error message, and Path-X size.
+// test vectors, the sorting-network fast path against the general path, every error message, and Path-X size.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -266,32 +266,34 @@ TEST_CASE("csp: ties, NaN, ±inf and ±0 follow the total order and are determin
   }
 }
 
-// ---- 7: K = 2 closed form vs general path ------------------------------------------------------------------------
+// ---- 7: sorting-network fast path vs general path ----------------------------------------------------------------
 
+// D = 67: one full 64-channel block plus a partial one; lengths 37 and 1 leave partial last groups for K = 4, 8.
 template <class T>
-void check_pair_form(Fill fill, uint32_t seed) {
+void check_pair_form(Fill fill, uint32_t seed, int K) {
   std::mt19937 gen(seed);
-  const int64_t B = 3, N = 50, D = 67;
+  const int64_t B = 3, N = 56, D = 67;
   const size_t n = size_t(B * N * D);
   const auto v = testing::csp_values<T>(n, fill, gen), dy = testing::csp_values<T>(n, Fill::normal, gen);
   const auto sh = csp_shifts_exponential(1, 2, D, N);
-  for (const std::vector<int32_t>& len : {std::vector<int32_t>{}, std::vector<int32_t>{50, 1, 33}}) {
+  for (const std::vector<int32_t>& len : {std::vector<int32_t>{}, std::vector<int32_t>{56, 1, 37}}) {
     const int32_t* lp = len.empty() ? nullptr : len.data();
     std::vector<T> a(n, T(7)), b(n, T(-7)), da(n, T(7)), db(n, T(-7));
-    kernels::cpu::csp_forward(a.data(), v.data(), sh.data(), lp, B, N, D, 2);
-    kernels::cpu::csp_forward_general(b.data(), v.data(), sh.data(), lp, B, N, D, 2);
+    kernels::cpu::csp_forward(a.data(), v.data(), sh.data(), lp, B, N, D, K);
+    kernels::cpu::csp_forward_general(b.data(), v.data(), sh.data(), lp, B, N, D, K);
     REQUIRE_SAME_BITS(a, b);
-    kernels::cpu::csp_backward(da.data(), dy.data(), v.data(), sh.data(), lp, B, N, D, 2);
-    kernels::cpu::csp_backward_general(db.data(), dy.data(), v.data(), sh.data(), lp, B, N, D, 2);
+    kernels::cpu::csp_backward(da.data(), dy.data(), v.data(), sh.data(), lp, B, N, D, K);
+    kernels::cpu::csp_backward_general(db.data(), dy.data(), v.data(), sh.data(), lp, B, N, D, K);
     REQUIRE_SAME_BITS(da, db);
   }
 }
 
-TEST_CASE("csp: the K = 2 min/max closed form equals the general rank path", "[csp]") {
-  for (Fill f : {Fill::normal, Fill::ties01, Fill::zeros_signed, Fill::specials}) {
-    check_pair_form<float>(f, 40 + int(f));
-    check_pair_form<double>(f, 50 + int(f));
-  }
+TEST_CASE("csp: the sorting-network fast path equals the general rank path for K = 2, 4, 8", "[csp]") {
+  for (int K : {2, 4, 8})
+    for (Fill f : {Fill::normal, Fill::ties01, Fill::zeros_signed, Fill::specials}) {
+      check_pair_form<float>(f, 40 + int(f) + uint32_t(K), K);
+      check_pair_form<double>(f, 50 + int(f) + uint32_t(K), K);
+    }
 }
 
 // ---- 8: padding -------------------------------------------------------------------------------------------------

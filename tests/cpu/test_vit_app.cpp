@@ -9,6 +9,15 @@
 #include <string>
 #include <vector>
 
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_PNG
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#include <stb_image.h>
+#pragma GCC diagnostic pop
+
 #include "apps/common/report.h"
 #include "apps/common/vit_app.h"
 #include "nn/serialize.h"
@@ -279,5 +288,28 @@ TEST_CASE("vit app: report helpers", "[vit-app]") {
   const std::vector<uint8_t> png = app::render_curves_png(c, 200, 150);
   REQUIRE(png.size() > 8);
   REQUIRE(png[1] == 'P');
+  // A full-size plot decodes to the requested size, with ink in the label areas: value labels left of the axis,
+  // step labels and the axis title below the accuracy panel, and both legend colours.
+  c.val_loss = {{2, 1.5}};
+  c.train_acc = {{1, 0.4}, {2, 0.6}};
+  const std::vector<uint8_t> big = app::render_curves_png(c, 800, 600);
+  int w = 0, h = 0, ch = 0;
+  uint8_t* px = stbi_load_from_memory(big.data(), int(big.size()), &w, &h, &ch, 3);
+  REQUIRE(px != nullptr);
+  REQUIRE((w == 800 && h == 600));
+  const auto count = [&](int x0, int y0, int x1, int y1, auto pred) {
+    int n = 0;
+    for (int y = y0; y < y1; ++y)
+      for (int x = x0; x < x1; ++x) n += pred(px + (size_t(y) * size_t(w) + size_t(x)) * 3) ? 1 : 0;
+    return n;
+  };
+  const auto dark = [](const uint8_t* p) { return p[0] < 100 && p[1] < 100 && p[2] < 100; };
+  const auto blue = [](const uint8_t* p) { return p[0] == 31 && p[1] == 119 && p[2] == 180; };
+  const auto orange = [](const uint8_t* p) { return p[0] == 255 && p[1] == 127 && p[2] == 14; };
+  CHECK(count(0, 0, 44, 600, dark) > 50);      // value tick labels
+  CHECK(count(100, 575, 700, 600, dark) > 50);  // x-axis title
+  CHECK(count(400, 10, 790, 30, blue) > 20);   // legend, loss panel
+  CHECK(count(400, 10, 790, 30, orange) > 20);
+  stbi_image_free(px);
   REQUIRE(app::format_duration(125) == "2 min 05 s");
 }
