@@ -332,6 +332,11 @@ TrainSummary run_training(const TrainOptions& o) {
                   out.string());
     cfg = o.model_override ? *o.model_override : models::vit_preset(o.preset);
     cfg.mixer = o.mixer;
+    if (!o.pool.empty() && o.pool != cfg.pool) {
+      const bool had_cls = cfg.pool == "token" || cfg.csp_layout;
+      cfg.pool = o.pool;
+      cfg.csp_layout = o.pool == "avg" && had_cls;  // keep the class token (and N) when switching to avg
+    }
     const std::string ds = o.dataset.empty() ? preset_dataset(o.preset) : o.dataset;
     rc = default_recipe(o.preset, ds);
     if (o.epochs) rc.epochs = *o.epochs;
@@ -778,6 +783,10 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
                                        "/usr/share/datasets/fashion-mnist; required for the others)");
   tr->add_option("--preset", t.preset, "Model + recipe preset")->check(CLI::IsMember(presets))->capture_default_str();
   tr->add_option("--mixer", t.mixer, "Token mixer")->check(CLI::IsMember(mixers))->capture_default_str();
+  tr->add_option("--pool", t.pool,
+                 "Classifier input: token (the class token) or avg (mean of the patch tokens; a preset with a class "
+                 "token keeps it in the sequence) (default: the preset's)")
+      ->check(CLI::IsMember({"token", "avg"}));
   int64_t epochs = 0, batch = 0, warmup = 0;
   double lr = 0, wd = 0, ls = 0;
   auto* o_epochs = tr->add_option("--epochs", epochs, "Training epochs (default: the preset's)")->check(CLI::Range(int64_t(1), int64_t(1000000)));

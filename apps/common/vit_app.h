@@ -30,6 +30,9 @@ struct TrainOptions {
   std::string dataset;   // "fashion-mnist", "mnist", "cifar10", "cifar100"; empty = the preset's data set
   std::string data_dir;  // empty = data::default_fashion_mnist_dir() (fashion-mnist only)
   std::string preset = "fmnist-tiny", mixer = "softmax";
+  // Pooling override: "token" (class token), "avg" (mean of the patch tokens; the class token stays in the sequence
+  // as in the CSP authors' layout, so N is unchanged); empty = the preset's.
+  std::string pool;
   // Recipe overrides (unset = the preset's recipe).
   std::optional<int64_t> epochs, batch_size, warmup;
   std::optional<double> lr, weight_decay, label_smoothing;

@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/cpu/vec_math.h"
 #include "kernels/elementwise_math.h"
 #include "kernels/philox.h"
 
@@ -53,9 +54,42 @@ int64_t inner_stride(const StridedShape& out, const StridedShape& st) {
 }  // namespace
 
 // ==== Unary =========================================================================================================
+// float GELU (erf form) with the vectorisable erf/exp of kernels/cpu/vec_math.h: < 5e-7 absolute error in the
+// normal CDF, against 3–4× the time for libm's erff per element (it was ~10% of a ViT training step).
+constexpr int64_t kChunk = 4096;
+
+void gelu_erf_forward_f32(float* y, const float* x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t c1 = std::min(n, c0 + kChunk);
+#pragma omp simd
+    for (int64_t i = c0; i < c1; ++i) {
+      const float xi = x[i];
+      y[i] = 0.5f * xi * (1.0f + vec::erf(xi * float(kInvSqrt2)));
+    }
+  }
+}
+
+void gelu_erf_backward_f32(float* dx, const float* dy, const float* x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t c1 = std::min(n, c0 + kChunk);
+#pragma omp simd
+    for (int64_t i = c0; i < c1; ++i) {
+      const float xi = x[i];
+      const float cdf = 0.5f * (1.0f + vec::erf(xi * float(kInvSqrt2)));
+      const float pdf = float(kInvSqrt2Pi) * vec::exp(-0.5f * xi * xi);
+      dx[i] = dy[i] * (cdf + xi * pdf);
+    }
+  }
+}
+
 template <class T>
 void unary_forward(T* y, const T* x, int64_t n, UnaryOp op, Scalar<T> alpha, Scalar<T> beta) {
   if (n <= 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (op == UnaryOp::gelu_erf) return gelu_erf_forward_f32(y, x, n);
+  }
   dispatch_unary(op, "elementwise", [&](auto tag) {
     constexpr UnaryOp OP = decltype(tag)::value;
     parallel_for(n, [&](int64_t i) { y[i] = unary_value<OP>(x[i], alpha, beta); });
@@ -67,6 +101,9 @@ void unary_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Unary
                     Scalar<T> beta) {
   (void)beta;  // no op's derivative depends on beta
   if (n <= 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (op == UnaryOp::gelu_erf) return gelu_erf_backward_f32(dx, dy, x, n);
+  }
   dispatch_unary(op, "elementwise", [&](auto tag) {
     constexpr UnaryOp OP = decltype(tag)::value;
     constexpr bool kUsesX = unary_backward_uses_input(OP), kUsesY = unary_backward_uses_output(OP);

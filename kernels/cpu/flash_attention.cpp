@@ -1,8 +1,10 @@
 // CPU flash attention (see kernels/cpu/flash_attention.h). Keys are transposed into a d × 64 tile (zero-padded
 // past the block's last key) so score rows are computed 64 wide, the head dim is a compile-time constant for
-// d ∈ {16, 32, 64, 128}, and float exponentials use a vectorisable polynomial. Every accumulation has a fixed
-// order, so results are bitwise reproducible for any thread count.
+// d ∈ {16, 32, 64, 128}, and float exponentials use vec::exp (kernels/cpu/vec_math.h), which vectorises. Every
+// accumulation has a fixed order, so results are bitwise reproducible for any thread count.
 #include "kernels/cpu/flash_attention.h"
+
+#include "kernels/cpu/vec_math.h"
 
 #include <omp.h>
 
@@ -29,38 +31,12 @@ int64_t visible_in_block(const FlashParams& p, int64_t i, int64_t kvl, int64_t j
   return std::clamp<int64_t>(flash_key_limit(i, p.T, p.Tk, p.causal, kvl) - j0, 0, cols);
 }
 
-// e^x for x <= 0 (the only arguments the kernels pass: scores minus their running maximum or the row's
-// log-sum-exp), vectorisable: x = n·ln2 + r with |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (truncation
-// error < 1e-8 relative), 2^n assembled in the exponent bits. Relative error within 2 ulp of std::exp for
-// x in [-87, 88]; below -87 (where e^x < 1.7e-38) it returns 0; NaN stays NaN.
-inline float exp_nonpositive(float x) {
-  const bool nan = x != x, tiny = x < -87.0f;
-  const float xc = std::min(std::max(-87.0f, x), 88.0f);  // NaN -> -87 (keeps the int conversion defined)
-  // Round to nearest by adding and removing 1.5·2^23 (no libm call, so the loop vectorises); the integer is
-  // then the low bits of t.
-  constexpr float kMagic = 12582912.0f;
-  const float t = xc * 1.44269504088896341f + kMagic;
-  const float n = t - kMagic;
-  const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kMagic);
-  const float r = (xc - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
-  float e = 1.0f / 5040.0f;
-  e = e * r + 1.0f / 720.0f;
-  e = e * r + 1.0f / 120.0f;
-  e = e * r + 1.0f / 24.0f;
-  e = e * r + 1.0f / 6.0f;
-  e = e * r + 0.5f;
-  e = e * r + 1.0f;
-  e = e * r + 1.0f;
-  const float two_n = std::bit_cast<float>((ni + 127) << 23);
-  return nan ? x : tiny ? 0.0f : e * two_n;
-}
-
 // out[c] = exp(scale · in[c] − shift) for c < n (shift finite). float: the polynomial; double: std::exp.
 template <class T>
 void exp_shifted(T* out, const T* in, T scale, T shift, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
 #pragma omp simd
-    for (int64_t c = 0; c < n; ++c) out[c] = exp_nonpositive(in[c] * scale - shift);
+    for (int64_t c = 0; c < n; ++c) out[c] = vec::exp(in[c] * scale - shift);
   } else {
     for (int64_t c = 0; c < n; ++c) out[c] = std::exp(in[c] * scale - shift);
   }
