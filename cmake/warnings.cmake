@@ -8,6 +8,10 @@ if(MIXGRAD_WERROR)
     $<$<COMPILE_LANGUAGE:CXX>:-Werror>
     "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Werror;SHELL:-Werror all-warnings>")
 endif()
+# Value-preserving floating-point flags: no code here reads FP exception flags or errno, and without them GCC
+# will not if-convert float selects (so loops such as kernels/cpu/vec_math.h's exp and erf stay scalar) nor
+# inline sqrt. Unlike -ffast-math they change no result.
+target_compile_options(mixgrad_warnings INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fno-trapping-math -fno-math-errno>)
 if(MIXGRAD_NATIVE)
   # AVX-512 stays off: GCC 12.2 with -march=native on an AMD EPYC (Zen 4) development machine vectorised a plain
   # "store int as uint8 into a buffer" loop into wrong code (a test's mask came out all ones) at -O2 and -O3;

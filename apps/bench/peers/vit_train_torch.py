@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch peer for mixgrad's ViT training-step benchmark (`bench --ops vit_train_step`).
+"""PyTorch peer for mixgrad's ViT training-step speed (compare with the images/s that
+`build/bin/vit train --max-steps N` prints; docs/benchmarks/vit-cpu.md).
 
 Builds the same timm-style ViT as models/vit.cpp (patch embedding as Conv2d, class token, learned position
 embedding, pre-norm blocks with fused qkv, exact-erf GELU MLP, final LayerNorm, linear head) for a preset, and
