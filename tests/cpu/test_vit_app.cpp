@@ -242,6 +242,11 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
   REQUIRE(c.train.max_steps == 5);
   REQUIRE(c.train.train_limit == 512);
   REQUIRE(c.train.seed == 7);
+  REQUIRE_FALSE(c.train.flip.has_value());
+  REQUIRE(c.train.pool.empty());
+  c = parse({"train", "--flip", "--pool", "avg"});
+  REQUIRE(c.train.flip == std::optional<bool>(true));
+  REQUIRE(c.train.pool == "avg");
 
   for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{
            {"train", "--lr", "-1"},
@@ -252,6 +257,8 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
            {"train", "--preset", "huge"},
            {"train", "--dataset", "imagenet"},
            {"train", "--label-smoothing", "1.5"},
+           {"train", "--flip", "--no-flip"},
+           {"train", "--pool", "max"},
            {"train", "--no-such-flag"},
            {"eval"},  // --checkpoint is required
            {}}) {     // a subcommand is required
@@ -264,7 +271,7 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
   REQUIRE(c.exit_code == 0);
   for (const char* flag : {"--dataset", "--data", "--preset", "--mixer", "--epochs", "--batch-size", "--lr",
                            "--weight-decay", "--warmup", "--label-smoothing", "--seed", "--device", "--tf32", "--out",
-                           "--resume", "--log-every", "--max-steps", "--train-limit"})
+                           "--resume", "--log-every", "--max-steps", "--train-limit", "--flip", "--no-flip", "--pool"})
     REQUIRE_THAT(err, Contains(flag));
 
   c = parse({"predict", "--checkpoint", "a.safetensors", "--images", "x.idx", "--out", "y.safetensors"});
