@@ -105,8 +105,8 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
     return;
   }
   // One matrix at a time; a large one is cut into `parts` blocks of whole rows of C (or whole columns when C
-  // has few rows), one single-threaded OpenBLAS call each. Every element of C is still one full-length dot
-  // product in OpenBLAS's own order, so the blocks do not change the summation order within an element.
+  // has few rows), one single-threaded OpenBLAS call each: every element of C comes from one call over the full
+  // k (no cross-thread reduction), so results are deterministic for a given thread count.
   const int64_t min_rows = 16 * threads, min_cols = 16 * threads;
   const bool by_rows = m >= min_rows, by_cols = !by_rows && n >= min_cols;
   const int parts = (can_thread && work >= static_cast<double>(kSplitMinWork) && (by_rows || by_cols)) ? threads : 1;

@@ -129,6 +129,10 @@ TEST_CASE("cpu gemm_strided_batched matches a naive triple loop", "[cpu][kernels
       check_gemm<double>(ta, tb, 65, 17, 33, 3, false, true, 2, -0.5, 2.0);   // broadcast B
       check_gemm<float>(ta, tb, 64, 64, 64, 64, false, false, 0, 1.0f, 1.0f); // batch spread over threads
       check_gemm<double>(ta, tb, 40, 36, 48, 16, true, true, 1, 1.0, 0.0);
+      // Single large products split over OpenMP threads: by rows (m large, uneven blocks), by columns (m small).
+      check_gemm<float>(ta, tb, 301, 40, 50, 2, false, false, 3, 1.0f, 0.5f);
+      check_gemm<float>(ta, tb, 8, 300, 200, 2, false, true, 1, -1.0f, 1.0f);
+      check_gemm<double>(ta, tb, 9, 301, 123, 1, false, false, 0, 1.0, 0.0);
     }
 }
 
