@@ -107,18 +107,10 @@ def self_check(device):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="all", help="cpu, cuda, cuda:N or all (CPU plus CUDA when available)")
+    common.add_harness_args(p)
     p.add_argument("--ops", default="csp,copy", help="comma-separated: csp, copy")
-    p.add_argument("--repeats", type=int, default=10, help="timed samples (median reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed samples first")
-    p.add_argument("--min-sample-ms", type=float, default=2.0, help="each sample lasts about this long")
-    p.add_argument("--cold-mib", type=float, default=128.0, help="inputs cycled over copies spanning this many MiB")
-    p.add_argument("--max-calls", type=int, default=4096, help="upper bound on calls per sample")
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = PyTorch's default)")
     p.add_argument("--pathx-batch-cpu", type=int, default=4, help="Path-X batch on the CPU")
     p.add_argument("--pathx-batch-cuda", type=int, default=60, help="Path-X batch on CUDA (the spec's)")
-    p.add_argument("--no-backward", action="store_true", help="forward passes only")
-    p.add_argument("--json", help="write the records to this JSON file")
     args = p.parse_args()
     if torch is None:
         sys.exit("bench_csp_torch.py: PyTorch is not installed (Debian: apt-get install python3-torch, then run with /usr/bin/python3; or run on the GPU machine)")

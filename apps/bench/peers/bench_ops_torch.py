@@ -159,6 +159,8 @@ def op_names():
 
 
 def sync(device):
+    """Waits for `device` (a torch.device or a string such as "cuda:0") to finish its queued work."""
+    device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -215,14 +217,9 @@ def measure(case, device, args):
     return (fwd_ms, fwd_calls), run_samples(args, n, bwd_sample)
 
 
-def rate(work, ms):
-    return work / (ms * 1e6) if work > 0 and ms > 0 else None
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_harness_args(p):
+    """The flags every peer script shares with `bench`: device, timing, input rotation, threads, JSON output."""
     p.add_argument("--device", default="all", help="cpu, cuda, cuda:N or all (CPU plus CUDA when available)")
-    p.add_argument("--ops", default="gemm,layer_norm,softmax,gelu,add,cross_entropy", help="comma-separated ops")
     p.add_argument("--repeats", type=int, default=10, help="timed samples (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed samples first")
     p.add_argument("--min-sample-ms", type=float, default=2.0, help="each sample lasts about this long")
@@ -231,6 +228,16 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = PyTorch's default)")
     p.add_argument("--no-backward", action="store_true", help="forward passes only")
     p.add_argument("--json", help="write the records to this JSON file")
+
+
+def rate(work, ms):
+    return work / (ms * 1e6) if work > 0 and ms > 0 else None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_harness_args(p)
+    p.add_argument("--ops", default="gemm,layer_norm,softmax,gelu,add,cross_entropy", help="comma-separated ops")
     args = p.parse_args()
     if torch is None:
         sys.exit("bench_ops_torch.py: PyTorch is not installed (Debian: apt-get install python3-torch, then run with /usr/bin/python3; or run on the GPU machine)")
