@@ -19,15 +19,16 @@ Usage:
 """
 import argparse
 import json
-import statistics
+import os
 import sys
 import time
 
-try:
-    import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_ops_torch as common  # noqa: E402  (timing harness and shared flags; handles a missing torch)
+
+torch = common.torch
+if torch is not None:
     import torch.nn.functional as F
-except ImportError:  # keep --help usable without torch
-    torch = None
 
 F32 = 4.0
 
@@ -45,26 +46,13 @@ def cases(device):
     return out
 
 
-def sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def run_samples(args, device, sets, sample):
-    calls = sets
-    first = sample(calls) / calls
-    if first > 0 and calls * first < args.min_sample_ms:
-        calls = min(4096, max(calls, int(args.min_sample_ms / first + 0.999)))
-    for _ in range(1, args.warmup):
-        sample(calls)
-    per_call = [sample(calls) / calls for _ in range(args.repeats)]
-    return statistics.median(per_call), calls
-
-
 def sdpa_context(impl):
     if impl.startswith("torch-math"):
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        return sdpa_kernel(SDPBackend.MATH)
+        try:  # PyTorch >= 2.3
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+            return sdpa_kernel(SDPBackend.MATH)
+        except ImportError:  # PyTorch 2.0-2.2
+            return torch.backends.cuda.sdp_kernel(enable_flash=False, enable_math=True, enable_mem_efficient=False)
     import contextlib
     return contextlib.nullcontext()
 
@@ -86,15 +74,15 @@ def bench_case(args, device, case, impl):
     with sdpa_context(impl):
         def fwd_sample(calls):
             with torch.no_grad():
-                sync(device)
+                common.sync(device)
                 t0 = time.perf_counter()
                 for i in range(calls):
                     q, k, v = sets[i % nsets]
                     F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                sync(device)
+                common.sync(device)
                 return (time.perf_counter() - t0) * 1e3
 
-        fwd_ms, fwd_calls = run_samples(args, device, nsets, fwd_sample)
+        fwd_ms, fwd_calls = common.run_samples(args, nsets, fwd_sample)
         grads = [torch.randn(b, h, n, d, device=device) for _ in range(nsets)]
 
         def bwd_sample(calls):
@@ -102,14 +90,14 @@ def bench_case(args, device, case, impl):
             for i in range(calls):
                 q, k, v = sets[i % nsets]
                 graphs.append((F.scaled_dot_product_attention(q, k, v, is_causal=causal), (q, k, v)))
-            sync(device)
+            common.sync(device)
             t0 = time.perf_counter()
             for i, (y, inputs) in enumerate(graphs):
                 torch.autograd.grad(y, inputs, grads[i % nsets])
-            sync(device)
+            common.sync(device)
             return (time.perf_counter() - t0) * 1e3
 
-        bwd_ms, bwd_calls = (None, 0) if args.no_backward else run_samples(args, device, nsets, bwd_sample)
+        bwd_ms, bwd_calls = (None, 0) if args.no_backward else common.run_samples(args, nsets, bwd_sample)
 
         peak_f = peak_fb = None
         if want_peak and device.startswith("cuda"):
@@ -147,19 +135,15 @@ def bench_case(args, device, case, impl):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="all", help="cpu, cuda, cuda:N or all")
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--min-sample-ms", type=float, default=2.0)
-    ap.add_argument("--cold-mib", type=float, default=128.0)
-    ap.add_argument("--threads", type=int, default=0)
+    common.add_harness_args(ap)
     ap.add_argument("--tf32", choices=["off", "on", "both"], default="both", help="CUDA matmul TF32 (default both)")
-    ap.add_argument("--impls", default="torch-math,torch-default")
-    ap.add_argument("--no-backward", action="store_true")
-    ap.add_argument("--json")
+    ap.add_argument("--impls", default="torch-math,torch-default", help="comma-separated: torch-math, torch-default")
     args = ap.parse_args()
     if torch is None:
         sys.exit("bench_attention_torch.py: PyTorch is not installed")
+    if not hasattr(F, "scaled_dot_product_attention"):
+        sys.exit(f"bench_attention_torch.py: PyTorch {torch.__version__} has no F.scaled_dot_product_attention "
+                 "(it needs PyTorch >= 2.0; Debian 12's python3-torch is 1.13)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "all" else [args.device]
