@@ -1,9 +1,12 @@
 #include "tests/common/vit_helpers.h"
 
+#include <catch2/catch.hpp>
+
 #include <filesystem>
 #include <random>
 
 #include "nn/optim/optimizer.h"
+#include "tests/common/check.h"
 
 namespace mixgrad::testing {
 
@@ -58,6 +61,35 @@ OverfitRun overfit_one_batch(models::VisionTransformer& m, const Tensor& images,
     r.loss = l.item();
   }
   return r;
+}
+
+void require_overfits_one_batch(models::VisionTransformer& m, Device dev) {
+  Tensor images = randn({8, 3, 8, 8}).to(dev);
+  Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8}).to(dev);
+  const OverfitRun run = overfit_one_batch(m, images, labels, [&] {
+    for (const auto& [n, t] : m.named_parameters()) {
+      INFO("parameter " << n);
+      REQUIRE(t.grad().defined());
+      REQUIRE(t.grad().shape() == t.shape());
+    }
+  });
+  INFO("initial loss " << run.first_loss << ", loss " << run.loss << " after " << run.steps << " steps");
+  CHECK(run.first_loss > 1.5);
+  REQUIRE(run.loss < 0.05);
+  REQUIRE(autograd::tape_size() == 0);
+}
+
+void require_same_gradients(const TwoDeviceStep& st, Device dev) {
+  const auto pc = st.cpu->named_parameters(), pg = st.dev->named_parameters();
+  REQUIRE(pc.size() == pg.size());
+  for (size_t i = 0; i < pc.size(); ++i) {
+    INFO("gradient of " << pc[i].first);
+    REQUIRE(pg[i].first == pc[i].first);
+    REQUIRE(pg[i].second.device() == dev);
+    REQUIRE(pc[i].second.grad().defined());
+    REQUIRE(pg[i].second.grad().defined());
+    REQUIRE_CLOSE(all_close(pg[i].second.grad(), pc[i].second.grad(), tolerance(Compare::cpu_vs_cuda)));
+  }
 }
 
 void train_a_few_steps(models::VisionTransformer& m, const Tensor& images) {

@@ -38,6 +38,11 @@ struct OverfitRun {
 OverfitRun overfit_one_batch(models::VisionTransformer& m, const Tensor& images, const Tensor& labels,
                              const std::function<void()>& after_first_backward = {});
 
+// The tiny presets' overfitting check on `dev`: randn images [8, 3, 8, 8] with labels 0..7, every parameter has a
+// gradient of its own shape after the first backward, the first loss is above 1.5, the final one below 0.05 and
+// the tape is empty afterwards (Catch assertions).
+void require_overfits_one_batch(models::VisionTransformer& m, Device dev);
+
 // Three AdamW(1e-2) steps on `images` with labels {1, 2, 3, 4}, so the weights differ from a fresh init.
 void train_a_few_steps(models::VisionTransformer& m, const Tensor& images);
 
@@ -57,6 +62,9 @@ struct TwoDeviceStep {
 // One forward and backward of cfg on the CPU and on `dev` from the same weights (cpu built after
 // manual_seed(cpu_seed), dev after manual_seed(dev_seed) and then given cpu's state dict) and the same dropout
 // masks (manual_seed(5) before each), on randn images [4, C, H, W] with labels {3, 1, 4, 1}.
+// Catch assertions: st.dev's parameters match st.cpu's by name, live on `dev`, and every gradient is defined and
+// within the cpu_vs_cuda tolerance of the CPU one.
+void require_same_gradients(const TwoDeviceStep& st, Device dev);
 TwoDeviceStep one_training_step_on_both(const models::ViTConfig& cfg, uint64_t cpu_seed, uint64_t dev_seed,
                                         const Device& dev);
 

@@ -296,21 +296,7 @@ TEST_CASE("every ViT preset builds and runs with mixer csp; K that does not divi
 TEST_CASE("tiny CSP-ViT: every parameter gets a gradient and one batch is overfitted", "[csp-vit]") {
   manual_seed(74);
   models::VisionTransformer m(testing::tiny_csp_vit_config());
-  Tensor images = randn({8, 3, 8, 8});
-  Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
-  const testing::OverfitRun run = testing::overfit_one_batch(m, images, labels, [&] {
-    for (const auto& [n, t] : m.named_parameters()) {
-      INFO("parameter " << n);
-      REQUIRE(t.grad().defined());
-      REQUIRE(t.grad().shape() == t.shape());
-    }
-  });
-  const double first = run.first_loss, loss = run.loss;
-  const int steps = run.steps;
-  INFO("initial loss " << first << ", loss " << loss << " after " << steps << " steps");
-  CHECK(first > 1.5);
-  REQUIRE(loss < 0.05);
-  REQUIRE(autograd::tape_size() == 0);
+  testing::require_overfits_one_batch(m, kCPU);
 }
 
 TEST_CASE("CSP-ViT checkpoints round-trip bit-exactly, K and the schedule in the metadata", "[csp-vit]") {

@@ -38,20 +38,10 @@ TEST_CASE("cuda: one CSP-ViT training step gives the CPU's loss and gradients", 
     cfg.drop_rate = 0.1;
     cfg.mixer_options["csp_k"] = cs.k;
     const testing::TwoDeviceStep st = testing::one_training_step_on_both(cfg, 141, 142, kCuda);
-    const models::VisionTransformer &cpu = *st.cpu, &gpu = *st.dev;
     const Tensor &loss = st.loss_cpu, &loss_c = st.loss_dev;
     REQUIRE(loss_c.device() == kCuda);
     REQUIRE_CLOSE(testing::all_close(loss_c, loss, tolerance(Compare::cpu_vs_cuda)));
-    const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
-    REQUIRE(pc.size() == pg.size());
-    for (size_t i = 0; i < pc.size(); ++i) {
-      INFO("gradient of " << pc[i].first);
-      REQUIRE(pg[i].first == pc[i].first);
-      REQUIRE(pg[i].second.device() == kCuda);
-      REQUIRE(pc[i].second.grad().defined());
-      REQUIRE(pg[i].second.grad().defined());
-      REQUIRE_CLOSE(testing::all_close(pg[i].second.grad(), pc[i].second.grad(), tolerance(Compare::cpu_vs_cuda)));
-    }
+    testing::require_same_gradients(st, kCuda);
   }
 }
 
