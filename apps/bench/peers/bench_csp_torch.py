@@ -122,12 +122,7 @@ def main():
             sys.exit(f"bench_csp_torch.py: unknown op '{o}' (known: csp,copy)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    if args.device == "all":
-        devices = [torch.device("cpu")] + ([torch.device("cuda", 0)] if torch.cuda.is_available() else [])
-    else:
-        devices = [torch.device(args.device)]
-        if devices[0].type == "cuda" and not torch.cuda.is_available():
-            sys.exit(f"bench_csp_torch.py: --device {args.device} requested but CUDA is unavailable")
+    devices = common.resolve_devices(args, "bench_csp_torch.py")
 
     print(f"torch {torch.__version__}: {torch.get_num_threads()} threads; median of {args.repeats} after "
           f"{args.warmup} warm-up; inputs rotated over >= {args.cold_mib} MiB")

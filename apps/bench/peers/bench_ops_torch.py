@@ -230,6 +230,17 @@ def add_harness_args(p):
     p.add_argument("--json", help="write the records to this JSON file")
 
 
+def resolve_devices(args, script):
+    """torch.devices for --device (all = the CPU, plus cuda:0 when CUDA is usable); exits when CUDA is asked for
+    but unavailable."""
+    if args.device == "all":
+        return [torch.device("cpu")] + ([torch.device("cuda", 0)] if torch.cuda.is_available() else [])
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"{script}: --device {args.device} requested but CUDA is unavailable")
+    return [device]
+
+
 def rate(work, ms):
     return work / (ms * 1e6) if work > 0 and ms > 0 else None
 
@@ -252,12 +263,7 @@ def main():
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    if args.device == "all":
-        devices = [torch.device("cpu")] + ([torch.device("cuda", 0)] if torch.cuda.is_available() else [])
-    else:
-        devices = [torch.device(args.device)]
-        if devices[0].type == "cuda" and not torch.cuda.is_available():
-            sys.exit(f"bench_ops_torch.py: --device {args.device} requested but CUDA is unavailable")
+    devices = resolve_devices(args, "bench_ops_torch.py")
 
     print(f"torch {torch.__version__}: {torch.get_num_threads()} threads; median of {args.repeats} after "
           f"{args.warmup} warm-up; inputs rotated over >= {args.cold_mib} MiB; TF32 off")
