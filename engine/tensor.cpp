@@ -144,7 +144,11 @@ Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
   Tensor out(alloc_impl(shape(), dtype(), device));
   device_copy(out.raw_data(), device, raw_data(), this->device(), nbytes());
-  if (autograd::needs_grad({*this})) {
+  // A result whose graph an earlier backward() consumed (`y.to(kCPU)` after `y.sum().backward()`) is read back as a
+  // constant, as in PyTorch: no gradient could reach its producer any more, and refusing the copy would make a
+  // CUDA loss unreadable after its backward.
+  const bool graph_consumed = requires_grad() && !is_leaf() && !impl().grad_fn.lock();
+  if (!graph_consumed && autograd::needs_grad({*this})) {
     const Device src_device = this->device();
     autograd::record("to_device", {*this}, {out}, [src_device](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].to(src_device)};
@@ -175,7 +179,7 @@ Tensor Tensor::clone() const {
 
 double Tensor::item() const {
   MIXGRAD_CHECK(numel() == 1, "item: expected a tensor with one element, got shape {}", shape_str(shape()));
-  Tensor host = to(kCPU);
+  Tensor host = detach().to(kCPU);  // a read-back, never a graph node
   return MIXGRAD_DISPATCH_ALL(dtype(), "item", [&] { return double(*host.data<scalar_t>()); });
 }
 

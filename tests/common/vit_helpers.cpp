@@ -86,8 +86,11 @@ void require_same_gradients(const TwoDeviceStep& st, Device dev) {
     INFO("gradient of " << pc[i].first);
     REQUIRE(pg[i].first == pc[i].first);
     REQUIRE(pg[i].second.device() == dev);
-    REQUIRE(pc[i].second.grad().defined());
-    REQUIRE(pg[i].second.grad().defined());
+    // The CSP layout keeps the reference repository's unused cls_token (avg pooling): no gradient on either device.
+    const bool unused = pc[i].first == "cls_token" && st.cpu->config().csp_layout;
+    REQUIRE(pc[i].second.grad().defined() == !unused);
+    REQUIRE(pg[i].second.grad().defined() == !unused);
+    if (unused) continue;
     REQUIRE_CLOSE(all_close(pg[i].second.grad(), pc[i].second.grad(), tolerance(Compare::cpu_vs_cuda)));
   }
 }
