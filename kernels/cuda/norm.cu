@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
        row += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
     const float* xr = x + row * cols;
     float v[N];
-    float mu = 0.f, q = 0.f;
+    float q = 0.f;
 #pragma unroll
     for (int k = 0; k < N / W; ++k) {
       const int64_t j = static_cast<int64_t>(k * 32 + lane) * W;
@@ -58,9 +58,22 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         for (int t = 0; t < W; ++t) v[k * W + t] = 0.f;
       }
     }
+    // Shifted data: the row's first element is subtracted before anything is summed, so a large common offset
+    // (x = 100 + noise) neither cancels in the variance nor costs the mean its low bits; v - shift is exact for
+    // values within a factor of two of the shift. mu below is the mean of v - shift.
+    float shift = 0.f, mu = 0.f;
     if constexpr (!kRms) {
+      shift = __shfl_sync(0xffffffffu, v[0], 0);
 #pragma unroll
-      for (int k = 0; k < N; ++k) mu += v[k];  // padding is 0
+      for (int k = 0; k < N / W; ++k) {
+        if (static_cast<int64_t>(k * 32 + lane) * W < cols) {
+#pragma unroll
+          for (int t = 0; t < W; ++t) {
+            v[k * W + t] -= shift;
+            mu += v[k * W + t];
+          }
+        }
+      }
       mu = warp_sum(mu) * inv_cols;
     }
 #pragma unroll
@@ -87,7 +100,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       }
     }
     if (lane == 0) {
-      if (mean_out) mean_out[row] = mu;
+      if (mean_out) mean_out[row] = shift + mu;
       if (rstd_out) rstd_out[row] = rs;
     }
   }
@@ -103,14 +116,16 @@ __global__ void __launch_bounds__(kRowBlock)
   const float inv_cols = 1.f / static_cast<float>(cols);
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const float* xr = x + row * cols;
-    float mu = 0.f;
+    // Shifted data as in the warp kernel: mu is the mean of x - shift, shift = the row's first element.
+    float shift = 0.f, mu = 0.f;
     if constexpr (!kRms) {
+      shift = xr[0];
       float s = 0.f;
       for (int64_t j = static_cast<int64_t>(threadIdx.x) * W; j < cols; j += stride) {
         float v[W];
         load_vec<W>(xr + j, v);
 #pragma unroll
-        for (int t = 0; t < W; ++t) s += v[t];
+        for (int t = 0; t < W; ++t) s += v[t] - shift;
       }
       mu = block_sum(s, smem) * inv_cols;
     }
@@ -119,7 +134,7 @@ __global__ void __launch_bounds__(kRowBlock)
       float v[W];
       load_vec<W>(xr + j, v);
 #pragma unroll
-      for (int t = 0; t < W; ++t) q += (v[t] - mu) * (v[t] - mu);
+      for (int t = 0; t < W; ++t) q += ((v[t] - shift) - mu) * ((v[t] - shift) - mu);
     }
     const float rs = 1.f / sqrtf(block_sum(q, smem) * inv_cols + eps);
     for (int64_t j = static_cast<int64_t>(threadIdx.x) * W; j < cols; j += stride) {
@@ -128,11 +143,11 @@ __global__ void __launch_bounds__(kRowBlock)
       load_param<W>(weight, j, 1.f, w);
       load_param<W>(bias, j, 0.f, b);
 #pragma unroll
-      for (int t = 0; t < W; ++t) v[t] = (v[t] - mu) * rs * w[t] + b[t];
+      for (int t = 0; t < W; ++t) v[t] = ((v[t] - shift) - mu) * rs * w[t] + b[t];
       store_vec<W>(y + row * cols + j, v);
     }
     if (threadIdx.x == 0) {
-      if (mean_out) mean_out[row] = mu;
+      if (mean_out) mean_out[row] = shift + mu;
       if (rstd_out) rstd_out[row] = rs;
     }
   }
