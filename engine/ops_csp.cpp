@@ -1,7 +1,9 @@
 // The csp op (validation, device dispatch, tape node) and the host-side shift schedules of specs/csp.md §4.
 #include <cmath>
 #include <cstdint>
+#include <deque>
 #include <limits>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,30 @@ struct CspPlan {
   Tensor shifts, lengths;
 };
 
+// The shift table on `device`. A model calls csp with the same few tables every step, so device copies are kept
+// (content-compared, at most kCachedTables, the oldest dropped first): uploading a table per call costs a
+// synchronous host-to-device copy, which dominated the op's time at ViT size on a GPU.
+Tensor shift_table(const std::vector<int32_t>& shifts, Device device) {
+  const Shape shape{int64_t(shifts.size())};
+  if (device.is_cpu()) return from_vector<int32_t>(shifts, shape, TensorOptions(DType::i32, device));
+  constexpr size_t kCachedTables = 64;
+  struct Entry {
+    Device device;
+    std::vector<int32_t> shifts;
+    Tensor table;
+  };
+  static std::mutex mu;
+  static auto* cache_ptr = new std::deque<Entry>();  // never destroyed: no device frees after CUDA shuts down
+  std::deque<Entry>& cache = *cache_ptr;
+  const std::lock_guard<std::mutex> lock(mu);
+  for (const Entry& e : cache)
+    if (e.device == device && e.shifts == shifts) return e.table;
+  Tensor table = from_vector<int32_t>(shifts, shape, TensorOptions(DType::i32, device));
+  if (cache.size() == kCachedTables) cache.pop_front();
+  cache.push_back({device, shifts, table});
+  return table;
+}
+
 CspPlan plan_csp(const char* op, const Tensor& v, const std::vector<int32_t>& shifts, int k, const Tensor& lengths) {
   MIXGRAD_CHECK(v.defined(), "{}: V is undefined (expected a [B, N, D] tensor)", op);
   MIXGRAD_CHECK(is_floating(v.dtype()), "{}: V has dtype {}, expected float32 or float64", op, v.dtype());
@@ -44,7 +70,7 @@ CspPlan plan_csp(const char* op, const Tensor& v, const std::vector<int32_t>& sh
   for (size_t c = 0; c < shifts.size(); ++c)
     MIXGRAD_CHECK(shifts[c] >= 0, "{}: shifts[{}] = {} is negative (expected a shift >= 0)", op, c, shifts[c]);
   const Device device = v.device();
-  p.shifts = from_vector<int32_t>(shifts, {p.D}, TensorOptions(DType::i32, device));
+  p.shifts = shift_table(shifts, device);
   if (lengths.defined()) {
     MIXGRAD_CHECK(lengths.dtype() == DType::i32 || lengths.dtype() == DType::i64,
                   "{}: lengths has dtype {}, expected int32 or int64", op, lengths.dtype());
