@@ -1,10 +1,14 @@
-// CSP forward/backward on CUDA: Design A (thread per (b, group, channel)) and Design B (shared-memory window per
-// (b, channel tile, row band), falling back to A's direct loads per CTA when the tile's shift spread is too wide).
+// CSP forward/backward on CUDA: Design A (thread per (b, group, channel)), Design B (shared-memory window per
+// (b, channel tile, row band), falling back to A's direct loads per CTA when the tile's shift spread is too wide) and
+// Design C (a thread-block cluster holds whole channel slabs of a sample in distributed shared memory).
 // Kernels first, launchers after.
 #include "kernels/cuda/csp.h"
 
+#include <cooperative_groups.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -170,14 +174,251 @@ __global__ void __launch_bounds__(kTileC* kRowLanes) csp_tiled_kernel(float* out
   }
 }
 
+// Design C: a cluster of P CTAs (blockIdx.x = rank) owns sample blockIdx.z, channels [c0, c0 + C) for all N rows;
+// CTA r stages rows [r·R, r·R + R) of the slab in shared memory with row-contiguous (coalesced) loads. After a
+// cluster barrier every CTA computes the groups of its own output rows, reading the K members of each group — rows
+// (j - s_c) mod n, anywhere in the sample — from whichever CTA holds them (distributed shared memory). Forward: the
+// sorted values go straight to y. Backward: dy of the own rows is read from global memory and each value is stored
+// at its source row in the owning CTA's dv slab; after a second barrier every CTA writes its dv rows out coalesced.
+// Bytes moved: v read once, y written once (forward); v and dy read once, dv written once (backward).
+// Copies rows [0, rows) × channels [c0, c0 + C) between a row-major [*, D] tensor (at row r0) and a [rows][C] slab
+// with every thread keeping kUnroll independent transfers in flight: 16-byte vectors when kVec (D % 4 == 0 and the
+// tensor 16-byte aligned), single floats otherwise. Load: channels >= D and rows >= n read as 0. Store: channels >= D
+// are skipped.
+template <int C, bool kVec, bool kLoad>
+__device__ __forceinline__ void slab_copy(float* slab, float* g, int64_t r0, int rows, int64_t n, int64_t c0, int64_t D) {
+  constexpr int kW = kVec ? 4 : 1;
+  constexpr int kUnroll = 4;
+  constexpr int kPerRow = C / kW;  // vectors per slab row
+  const int total = rows * kPerRow;
+  for (int e0 = threadIdx.x; e0 < total; e0 += kThreads * kUnroll) {
+    float buf[kUnroll][kW];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int e = e0 + u * kThreads;
+      if (e >= total) break;
+      const int row = e / kPerRow, cl = (e % kPerRow) * kW;
+      const int64_t c = c0 + cl, grow = r0 + row;
+      if constexpr (kLoad) {
+        if constexpr (kVec) {
+          if (c < D && grow < n) {
+            const float4 x = *reinterpret_cast<const float4*>(g + grow * D + c);
+            buf[u][0] = x.x, buf[u][1] = x.y, buf[u][2] = x.z, buf[u][3] = x.w;
+          } else {
+            buf[u][0] = buf[u][1] = buf[u][2] = buf[u][3] = 0.0f;
+          }
+        } else {
+          buf[u][0] = c < D && grow < n ? g[grow * D + c] : 0.0f;
+        }
+      } else {
+#pragma unroll
+        for (int w = 0; w < kW; ++w) buf[u][w] = slab[row * C + cl + w];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int e = e0 + u * kThreads;
+      if (e >= total) break;
+      const int row = e / kPerRow, cl = (e % kPerRow) * kW;
+      const int64_t c = c0 + cl, grow = r0 + row;
+      if constexpr (kLoad) {
+#pragma unroll
+        for (int w = 0; w < kW; ++w) slab[row * C + cl + w] = buf[u][w];
+      } else if (c < D) {
+        if constexpr (kVec)
+          *reinterpret_cast<float4*>(g + grow * D + c) = make_float4(buf[u][0], buf[u][1], buf[u][2], buf[u][3]);
+        else
+          g[grow * D + c] = buf[u][0];
+      }
+    }
+  }
+}
+
+// Design C: a cluster of P CTAs (blockIdx.x = rank) owns sample blockIdx.z, channels [c0, c0 + C) for all N rows;
+// CTA r stages rows [r·R, r·R + R) of the slab in shared memory with row-contiguous (coalesced) loads. After a
+// cluster barrier every CTA computes the groups of its own output rows, reading the K members of each group — rows
+// (j - s_c) mod n, anywhere in the sample — from whichever CTA holds them (distributed shared memory). Forward: the
+// sorted values go straight to y. Backward: dy of the own rows is read from global memory and each value is stored
+// at its source row in the owning CTA's dv slab; after a second barrier every CTA writes its dv rows out coalesced.
+// Bytes moved: v read once, y written once (forward); v and dy read once, dv written once (backward).
+// kThreads % C == 0, so a thread's channel lane is fixed: its shift is read once.
+template <int K, int C, bool kBackward, bool kVec>
+__global__ void __launch_bounds__(kThreads) csp_slab_kernel(float* out, const float* dy, const float* v,
+                                                            const int32_t* shifts, const int32_t* lengths, int64_t N,
+                                                            int64_t D, int rows_per_cta) {
+  static_assert(kThreads % C == 0, "a thread's channel lane must stay fixed");
+  namespace cg = cooperative_groups;
+  extern __shared__ float4 slab_storage[];  // [R][C] values of v; backward: then [R][C] of dv
+  float* vs = reinterpret_cast<float*>(slab_storage);
+  float* dvs = vs + static_cast<int64_t>(rows_per_cta) * C;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int64_t b = blockIdx.z, c0 = static_cast<int64_t>(blockIdx.y) * C;
+  const int n = lengths ? lengths[b] : static_cast<int>(N);
+  const int64_t base = b * N * D;
+  const int r0 = rank * rows_per_cta;
+  const int rows = max(0, min(rows_per_cta, static_cast<int>(N) - r0));
+
+  slab_copy<C, kVec, true>(vs, const_cast<float*>(v) + base, r0, rows, n, c0, D);
+  if constexpr (kBackward)
+    for (int e = threadIdx.x; e < rows * C; e += kThreads) dvs[e] = 0.0f;  // rows >= n keep it
+  cluster.sync();
+
+  const int cl = threadIdx.x % C;
+  const int64_t c = c0 + cl;
+  const int s = c < D && n > 0 ? static_cast<int>(static_cast<int64_t>(shifts[c]) % n) : 0;
+  const int groups = rows / K;  // r0 and R are multiples of 8, N % K == 0
+  if (c < D) {
+#pragma unroll 4
+    for (int g = threadIdx.x / C; g < groups; g += kThreads / C) {
+      const int j0 = r0 + g * K;
+      const int m = max(0, min(K, n - j0));
+      float u[K];
+      int64_t src[K];
+      int owner[K], local[K];
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        src[k] = 0, owner[k] = 0, local[k] = 0;
+        u[k] = 0.0f;
+        if (k < m) {
+          int i = j0 + k - s;
+          i = i < 0 ? i + n : i;
+          src[k] = i;
+          owner[k] = i / rows_per_cta;
+          local[k] = i - owner[k] * rows_per_cta;
+          u[k] = cluster.map_shared_rank(vs, owner[k])[local[k] * C + cl];
+        }
+      }
+      if constexpr (kBackward) {
+        int rk[K];
+        group_ranks<K>(u, m, rk);
+        float g_in[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k) g_in[k] = k < m ? dy[base + (j0 + rk[k]) * D + c] : 0.0f;
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+          if (k < m) cluster.map_shared_rank(dvs, owner[k])[local[k] * C + cl] = g_in[k];
+      } else {
+        finish_group<K, false>(out, dy, base, j0, m, D, c, u, src);
+      }
+    }
+  }
+  cluster.sync();  // no CTA may leave while another still reads (or writes) its shared memory
+
+  if constexpr (kBackward) slab_copy<C, kVec, false>(dvs, out + base, r0, rows, n, c0, D);
+}
+
+// Design C's shape for (N, D): channel slab width C, rows per CTA R (a multiple of 8), cluster size P and the shared
+// memory per CTA. Widest slab first (row loads of C·4 bytes), narrowed while the cluster would exceed 8 CTAs (the
+// portable size) of kSlabBudget bytes; then up to 16 CTAs (Hopper's non-portable maximum), then 16 CTAs of up to
+// kSlabMaxBytes. ok = false when even that does not hold N rows.
+constexpr int64_t kSlabBudget = 64 * 1024;
+constexpr int64_t kSlabMaxBytes = 200 * 1024;
+constexpr int kPortableCluster = 8, kMaxCluster = 16;
+struct SlabPlan {
+  bool ok = false;
+  int C = 32, P = 1, R = 8;
+  size_t smem = 0;
+};
+SlabPlan plan_slab(int64_t N, int64_t D, bool backward) {
+  SlabPlan p;
+  const int64_t nbuf = backward ? 2 : 1;
+  p.C = D > 16 ? 32 : D > 8 ? 16 : 8;
+  auto ctas_for = [&](int64_t per_cta) { return (N * p.C * 4 * nbuf + per_cta - 1) / per_cta; };
+  while (p.C > 8 && ctas_for(kSlabBudget) > kPortableCluster) p.C /= 2;
+  int64_t P = std::min<int64_t>(kMaxCluster, std::max<int64_t>(1, ctas_for(kSlabBudget)));
+  int64_t R = (N + P - 1) / P;
+  R = (R + 7) / 8 * 8;
+  P = (N + R - 1) / R;
+  const int64_t bytes = R * p.C * 4 * nbuf;
+  if (bytes > kSlabMaxBytes || N > INT32_MAX / 2) return p;
+  p.ok = true, p.P = static_cast<int>(P), p.R = static_cast<int>(R), p.smem = static_cast<size_t>(bytes);
+  return p;
+}
+
+// Clusters need compute capability 9.0; the current device's answer is cached per device.
+bool clusters_supported() {
+  int dev = 0;
+  MIXGRAD_CUDA_CHECK(cudaGetDevice(&dev));
+  static int cached[64] = {};
+  if (dev < 0 || dev >= 64) return false;
+  if (cached[dev] == 0) {
+    int supported = 0;
+    MIXGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrClusterLaunch, dev));
+    cached[dev] = supported ? 1 : -1;
+  }
+  return cached[dev] > 0;
+}
+
+template <int K, int C, bool kBackward, bool kVec>
+void launch_slab(const SlabPlan& p, float* out, const float* dy, const float* v, const int32_t* shifts,
+                 const int32_t* lengths, int64_t B, int64_t N, int64_t D, cudaStream_t stream) {
+  auto kernel = csp_slab_kernel<K, C, kBackward, kVec>;
+  if (p.smem > 48 * 1024)
+    MIXGRAD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(p.smem)));
+  if (p.P > kPortableCluster)
+    MIXGRAD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(p.P), static_cast<unsigned>((D + C - 1) / C), static_cast<unsigned>(B));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = p.smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(p.P);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  MIXGRAD_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, out, dy, v, shifts, lengths, N, D, p.R));
+}
+
+template <int K, int C, bool kBackward>
+void launch_slab(const SlabPlan& p, float* out, const float* dy, const float* v, const int32_t* shifts,
+                 const int32_t* lengths, int64_t B, int64_t N, int64_t D, cudaStream_t stream) {
+  auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  if (D % 4 == 0 && aligned(v) && aligned(out))
+    launch_slab<K, C, kBackward, true>(p, out, dy, v, shifts, lengths, B, N, D, stream);
+  else
+    launch_slab<K, C, kBackward, false>(p, out, dy, v, shifts, lengths, B, N, D, stream);
+}
+
+// MIXGRAD_CSP_DESIGN=simple|tiled|slab overrides the automatic choice (benchmarks); read once.
+CspDesign design_from_env() {
+  static const CspDesign d = [] {
+    const char* e = std::getenv("MIXGRAD_CSP_DESIGN");
+    const std::string s = e ? e : "";
+    return s == "simple" ? CspDesign::simple : s == "tiled" ? CspDesign::tiled : s == "slab" ? CspDesign::slab
+                                                                                              : CspDesign::automatic;
+  }();
+  return d;
+}
+
 int64_t grid_for(int64_t work) { return std::max<int64_t>(1, std::min(kMaxGrid, (work + kThreads - 1) / kThreads)); }
 
 template <int K, bool kBackward>
 void launch(float* out, const float* dy, const float* v, const int32_t* shifts, const int32_t* lengths, int64_t B,
             int64_t N, int64_t D, cudaStream_t stream, CspDesign design) {
+  if (design == CspDesign::automatic) design = design_from_env();
+  if (design == CspDesign::slab) {
+    const SlabPlan p = plan_slab(N, D, kBackward);
+    const bool fits = p.ok && B <= 65535 && (D + p.C - 1) / p.C <= 65535 && clusters_supported();
+    if (!fits)
+      throw std::invalid_argument("csp: the slab design cannot hold N = " + std::to_string(N) +
+                                  " rows in one cluster on this device (or B, D too large); use tiled or simple");
+    switch (p.C) {
+      case 32: return launch_slab<K, 32, kBackward>(p, out, dy, v, shifts, lengths, B, N, D, stream);
+      case 16: return launch_slab<K, 16, kBackward>(p, out, dy, v, shifts, lengths, B, N, D, stream);
+      default: return launch_slab<K, 8, kBackward>(p, out, dy, v, shifts, lengths, B, N, D, stream);
+    }
+  }
   const int64_t bands = (N + kBand - 1) / kBand, tiles = (D + kTileC - 1) / kTileC;
   const bool tiled_fits = bands <= INT32_MAX && tiles <= 65535 && B <= 65535;
-  const bool use_tiled = tiled_fits && (design == CspDesign::tiled || (design == CspDesign::automatic && D >= 16));
+  // automatic: tiled for D >= 16 and N <= 4096, else simple. Measured on an H100 (docs/benchmarks/csp.md): tiled
+  // is fastest at the ViT and LRA sizes, simple at Path-X (N = 16384, where the exponential schedule's shift spread
+  // overflows most tiles' windows and B's per-tile fallback loses to A); the slab design was slower everywhere.
+  const bool auto_tiled = D >= 16 && N <= 4096;
+  const bool use_tiled = tiled_fits && (design == CspDesign::tiled || (design == CspDesign::automatic && auto_tiled));
   if (use_tiled) {
     const dim3 grid(static_cast<unsigned>(bands), static_cast<unsigned>(tiles), static_cast<unsigned>(B));
     const dim3 block(kTileC, kRowLanes);

@@ -10,8 +10,14 @@ namespace mixgrad::kernels::cuda {
 // Which kernel layout runs (spec §8.3). simple = Design A: one thread per (b, group, channel), channels fastest
 // (coalesced writes, scattered reads). tiled = Design B: one CTA per (b, 32-channel tile, 64-row band) stages the
 // source window into shared memory with coalesced row loads; a CTA whose tile has a shift spread above the window
-// budget falls back to Design A's direct loads. automatic picks tiled when D >= 16 and the grid fits.
-enum class CspDesign { automatic, simple, tiled };
+// budget falls back to Design A's direct loads. slab = Design C: a thread-block cluster (compute capability 9.0)
+// holds a sample's whole channel slab (all N rows of 8–32 channels) in distributed shared memory, so every read and
+// write of global memory is row-contiguous whatever the shifts; it needs N·C·4 bytes (twice that backward) over at
+// most 16 CTAs of up to 200 KiB, which holds N up to about 50,000 (a clear error beyond, or without clusters).
+// automatic picks tiled when D >= 16, N <= 4096 and the grid fits, else simple (from H100 measurements:
+// docs/benchmarks/csp.md); slab runs only when asked for (it was slower at every measured size), and
+// MIXGRAD_CSP_DESIGN=simple|tiled|slab overrides automatic for benchmarks.
+enum class CspDesign { automatic, simple, tiled, slab };
 
 // Device pointers; v, y, dy, dv [B, N, D] row-major, shifts [D] (>= 0, used mod n_b), lengths [B] in [1, N] or null.
 // K in {2, 4, 8} and N % K == 0 (the engine op validates; a bad K throws std::invalid_argument). Never synchronises.
