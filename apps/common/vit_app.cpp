@@ -14,6 +14,7 @@
 #include "apps/data/cifar.h"
 #include "apps/data/loader.h"
 #include "apps/data/split.h"
+#include "engine/attention.h"
 #include "engine/mixgrad.h"
 #include "nn/mixer.h"
 #include "nn/optim/optimizer.h"
@@ -308,6 +309,9 @@ TrainSummary run_training(const TrainOptions& o) {
   MIXGRAD_CHECK(o.log_every >= 1, "--log-every must be at least 1");
   const Device dev = resolve_device(o.device);
   set_allow_tf32(o.tf32);
+  const AttentionBackendGuard attention_backend(o.attention == "fused"       ? AttentionBackend::fused
+                                                : o.attention == "composite" ? AttentionBackend::composite
+                                                                             : AttentionBackend::automatic);
 
   // Model config and recipe: from the checkpoint when resuming, else preset + flags.
   models::ViTConfig cfg;
@@ -809,6 +813,9 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   tr->add_option("--seed", t.seed, "Seed of the weights, data order, augmentation and dropout")->capture_default_str();
   tr->add_option("--device", t.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
   tr->add_flag("--tf32", t.tf32, "Allow TF32 tensor cores for CUDA matrix products");
+  tr->add_option("--attention", t.attention, "Softmax attention kernels: automatic (fused where it can run), fused "
+                                             "(flash-style, O(N) memory) or composite (matmul + softmax + matmul)")
+      ->check(CLI::IsMember({"automatic", "fused", "composite"}))->capture_default_str();
   tr->add_option("--out", t.out_dir, "Run folder (default runs/<preset>-<mixer>)");
   tr->add_flag("--resume", t.resume, "Continue the run in --out exactly where last.safetensors left off (its recorded "
                                      "model and recipe are used; training flags other than --max-steps, --log-every, "

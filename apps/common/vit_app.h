@@ -41,6 +41,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   std::string device = "auto";
   bool tf32 = false;
+  std::string attention = "automatic";  // softmax attention kernels: automatic, fused or composite
   std::string out_dir;  // empty = runs/<preset>-<mixer>
   bool resume = false, overwrite = false;
   int64_t log_every = 50;
