@@ -1,6 +1,9 @@
-// Timing harness. Forward: the op under NoGradGuard, output dropped at once (as in a training loop). Backward: the
-// op's recorded backward node (Node::apply) on graphs built untimed just before the sample, so the time is the
-// backward kernels plus their output allocation — no forward, no tape walk, no .grad accumulation.
+// Timing harness. Forward: the op under NoGradGuard, output dropped at once (as in a training loop). Backward of an
+// op that records one tape node: that node's backward (Node::apply) on graphs built untimed just before the sample,
+// so the time is the backward kernels plus their output allocation — no forward, no tape walk, no .grad
+// accumulation. An op that records several nodes (composite attention: matmul, scale, softmax, matmul) is timed as
+// a whole autograd::backward from its output to its inputs, one graph at a time (built untimed, synchronised on
+// both sides): every node's kernels, the tape walk and the inputs' .grad (fresh each call).
 #include "apps/bench/measure.h"
 
 #include <algorithm>
@@ -69,6 +72,33 @@ CaseTimes measure(const OpCase& c, Device device, const MeasureConfig& cfg, bool
 
   const auto& fwd = c.forward_for_backward ? c.forward_for_backward : c.forward;
   std::vector<Tensor> grads;  // one gradient per input set, made once
+  autograd::clear_tape();
+  {
+    const Tensor y = fwd(sets[0]);
+    MIXGRAD_CHECK(y.requires_grad() && !y.is_leaf(), "bench: {} {} recorded no backward", c.op, c.shape);
+    grads.push_back(c.grad_output ? c.grad_output(y) : randn(y.shape(), TensorOptions(y.dtype(), y.device())));
+  }
+  const bool several_nodes = autograd::tape_size() > 1;
+  autograd::clear_tape();
+  out.has_backward = true;
+  if (several_nodes) {
+    while (int64_t(grads.size()) < n_sets) grads.push_back(grads[0]);
+    out.backward = run_samples(cfg, n_sets, [&](int64_t calls) {
+      double ms = 0;
+      for (int64_t i = 0; i < calls; ++i) {
+        std::vector<Tensor>& in = sets[size_t(i % n_sets)];
+        for (Tensor& t : in) t.zero_grad();
+        const Tensor y = fwd(in);
+        synchronize(device);
+        const auto t0 = Clock::now();
+        autograd::backward(y, grads[size_t(i % n_sets)]);
+        synchronize(device);
+        ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      }
+      return ms;
+    });
+    return out;
+  }
   auto build = [&](size_t set) {
     Tensor y = fwd(sets[set]);
     MIXGRAD_CHECK(y.requires_grad() && !y.is_leaf(), "bench: {} {} recorded no backward", c.op, c.shape);
@@ -77,7 +107,6 @@ CaseTimes measure(const OpCase& c, Device device, const MeasureConfig& cfg, bool
     if (grads.size() <= set) grads.push_back(c.grad_output ? c.grad_output(y) : randn(y.shape(), TensorOptions(y.dtype(), y.device())));
     return node;
   };
-  out.has_backward = true;
   out.backward = run_samples(cfg, n_sets, [&](int64_t calls) {
     std::vector<std::shared_ptr<autograd::Node>> nodes;
     for (int64_t i = 0; i < calls; ++i) nodes.push_back(build(size_t(i % n_sets)));
