@@ -10,6 +10,12 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace mixgrad::kernels::cpu {
 namespace {
@@ -192,10 +198,205 @@ void csp_run(T* out, const T* dy, const T* v, const int32_t* shifts, const int32
     }
 }
 
+#if defined(__AVX2__)
+// ---- AVX2 float path (csp_backward; see csp_block8) --------------------------------------------------------------
+// Per (sample, block of 8 channels) the shift is taken out of the token axis by going through channel-major
+// scratch: an 8 × 8 register transpose turns 8 token rows into 8 channel rows, and in a channel row the shifted
+// frame is a contiguous, unaligned window. Every load and store of v, dy and dv is then a contiguous 8-channel
+// row, and the ranks are computed on whole shifted-frame rows vectorised across the 8 channels. Only shuffles,
+// blends and compares touch the values, so the result is bit-identical to the scalar paths.
+
+constexpr int64_t kLanes = 8;
+
+inline void transpose8(__m256 (&r)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Lane mask of csp_before(a, b).
+inline __m256 before8(__m256 a, __m256 b) {
+  const __m256 nan_last = _mm256_and_ps(_mm256_cmp_ps(a, a, _CMP_ORD_Q), _mm256_cmp_ps(b, b, _CMP_UNORD_Q));
+  return _mm256_or_ps(nan_last, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
+}
+
+// row[n + t] = row[t mod n] for t < 8.
+inline void wrap_copies(float* row, int64_t n) {
+  if (n >= kLanes)
+    _mm256_storeu_ps(row + n, _mm256_loadu_ps(row));
+  else
+    for (int64_t t = 0; t < kLanes; ++t) row[n + t] = row[t % n];
+}
+
+// u: 8 shifted-frame rows (8 / K whole groups); d: the dy rows of the same slots, replaced by dU: slot k of a group
+// gets the dy row of the output slot it was sorted to (rank as in group_ranks, one comparison per pair).
+template <int K>
+inline void band_backward(const __m256 (&u)[8], __m256 (&d)[8]) {
+  for (int r0 = 0; r0 < 8; r0 += K) {
+    if constexpr (K == 2) {
+      const __m256 f = before8(u[r0 + 1], u[r0]);  // swap iff the second comes strictly first
+      const __m256 d0 = d[r0], d1 = d[r0 + 1];
+      d[r0] = _mm256_blendv_ps(d0, d1, f);
+      d[r0 + 1] = _mm256_blendv_ps(d1, d0, f);
+    } else {
+      const __m256i one = _mm256_set1_epi32(1);
+      __m256i rank[K];
+      for (int k = 0; k < K; ++k) rank[k] = _mm256_setzero_si256();
+      for (int a = 0; a < K; ++a)
+        for (int b = a + 1; b < K; ++b) {
+          const __m256i m = _mm256_castps_si256(before8(u[r0 + b], u[r0 + a]));  // -1 where b comes first
+          rank[a] = _mm256_sub_epi32(rank[a], m);
+          rank[b] = _mm256_add_epi32(rank[b], _mm256_add_epi32(one, m));
+        }
+      __m256 g[K];
+      for (int k = 0; k < K; ++k) {
+        __m256 acc = d[r0];
+        for (int r = 1; r < K; ++r)
+          acc = _mm256_blendv_ps(acc, d[r0 + r], _mm256_castsi256_ps(_mm256_cmpeq_epi32(rank[k], _mm256_set1_epi32(r))));
+        g[k] = acc;
+      }
+      for (int k = 0; k < K; ++k) d[r0 + k] = g[k];
+    }
+  }
+}
+
+// Backward for one sample (pointers offset to it) and channels [c0, c0 + w), w a multiple of 8. Every row loop runs
+// over the whole channel range, so v, dy and dv are walked row after row (contiguous when w = D). scratch holds
+// 2 · w · (n + 8) floats: vt[q][i] = v[i, c0 + q] and gt[q][j] = dU[j, c0 + q] (shifted frame), each channel row
+// followed by 8 wrap-around copies (row[n + t] = row[t mod n]) so that a window starting anywhere in [0, n) is one
+// unaligned load; s holds w shifts.
+template <int K>
+void csp_block8_backward(float* dv, const float* dy, const float* v, const int32_t* shifts, int64_t n, int64_t N,
+                         int64_t D, int64_t c0, int64_t w, float* scratch, int64_t* s) {
+  const int64_t L = n + kLanes, n8 = n / kLanes * kLanes;
+  float* vt = scratch;
+  float* gt = scratch + w * L;
+  for (int64_t q = 0; q < w; ++q) s[q] = static_cast<int64_t>(shifts[c0 + q]) % n;
+  __m256 r[8], d[8];
+
+  // 1. v rows -> channel rows.
+  for (int64_t i0 = 0; i0 < n8; i0 += kLanes)
+    for (int64_t cb = 0; cb < w; cb += kLanes) {
+      for (int t = 0; t < 8; ++t) r[t] = _mm256_loadu_ps(v + (i0 + t) * D + c0 + cb);
+      transpose8(r);
+      for (int q = 0; q < 8; ++q) _mm256_storeu_ps(vt + (cb + q) * L + i0, r[q]);
+    }
+  for (int64_t i = n8; i < n; ++i)
+    for (int64_t q = 0; q < w; ++q) vt[q * L + i] = v[i * D + c0 + q];
+  for (int64_t q = 0; q < w; ++q) wrap_copies(vt + q * L, n);
+
+  // 2. Whole bands of 8 shifted-frame rows: U rows from channel windows at j0 - s, ranks, dU rows -> channel rows.
+  for (int64_t j0 = 0; j0 < n8; j0 += kLanes)
+    for (int64_t cb = 0; cb < w; cb += kLanes) {
+      for (int q = 0; q < 8; ++q) {
+        const int64_t sq = s[cb + q], p = j0 >= sq ? j0 - sq : j0 - sq + n;
+        r[q] = _mm256_loadu_ps(vt + (cb + q) * L + p);
+      }
+      transpose8(r);
+      for (int t = 0; t < 8; ++t) d[t] = _mm256_loadu_ps(dy + (j0 + t) * D + c0 + cb);
+      band_backward<K>(r, d);
+      transpose8(d);
+      for (int q = 0; q < 8; ++q) _mm256_storeu_ps(gt + (cb + q) * L + j0, d[q]);
+    }
+  // Rows [n8, n): whole and partial groups (n8 is a multiple of K) by ranks per channel.
+  for (int64_t q = 0; q < w; ++q) {
+    const int64_t sq = s[q];
+    for (int64_t j0 = n8; j0 < n; j0 += K) {
+      const int m = static_cast<int>(std::min<int64_t>(K, n - j0));
+      float u[K] = {};
+      int rank[K];
+      for (int k = 0; k < m; ++k) {
+        const int64_t j = j0 + k;
+        u[k] = vt[q * L + (j >= sq ? j - sq : j - sq + n)];
+      }
+      group_ranks(u, m, rank);
+      for (int k = 0; k < m; ++k) gt[q * L + j0 + k] = dy[(j0 + rank[k]) * D + c0 + q];
+    }
+    wrap_copies(gt + q * L, n);
+  }
+
+  // 3. dv[i] = dU[(i + s) mod n]: channel windows at i + s -> dv rows.
+  for (int64_t i0 = 0; i0 < n8; i0 += kLanes)
+    for (int64_t cb = 0; cb < w; cb += kLanes) {
+      for (int q = 0; q < 8; ++q) {
+        const int64_t sq = s[cb + q], p = i0 + sq < n ? i0 + sq : i0 + sq - n;
+        r[q] = _mm256_loadu_ps(gt + (cb + q) * L + p);
+      }
+      transpose8(r);
+      for (int t = 0; t < 8; ++t) _mm256_storeu_ps(dv + (i0 + t) * D + c0 + cb, r[t]);
+    }
+  for (int64_t i = n8; i < n; ++i)
+    for (int64_t q = 0; q < w; ++q) {
+      const int64_t p = i + s[q] < n ? i + s[q] : i + s[q] - n;
+      dv[i * D + c0 + q] = gt[q * L + p];
+    }
+  for (int64_t i = n; i < N; ++i)
+    for (int64_t cb = 0; cb < w; cb += kLanes) _mm256_storeu_ps(dv + i * D + c0 + cb, _mm256_setzero_ps());
+}
+
+// csp_backward for float: per sample, channel blocks as wide as keep the block's scratch within kScratchBytes (the
+// whole sample at the ViT size) through csp_block8_backward; the last D mod 8 channels through csp_block.
+constexpr int64_t kScratchBytes = int64_t{256} << 10;
+
+template <int K>
+void csp_backward_avx2(float* dv, const float* dy, const float* v, const int32_t* shifts, const int32_t* lengths,
+                       int64_t B, int64_t N, int64_t D) {
+  const int64_t lanes = D / kLanes * kLanes;
+  const int64_t fit = kScratchBytes / (2 * (N + kLanes) * int64_t(sizeof(float))) / (2 * kLanes) * (2 * kLanes);
+  const int64_t per = std::max(kLanes, std::min(lanes, std::max(2 * kLanes, fit)));
+  const int64_t blocks = (lanes + per - 1) / per + (lanes < D ? 1 : 0);  // D < 8: the csp_block item only
+#pragma omp parallel if (B * N * D > kParallelWork)
+  {
+    std::vector<float> scratch;
+    std::vector<int64_t> s(static_cast<size_t>(per));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t n = lengths ? static_cast<int64_t>(lengths[b]) : N;
+        const int64_t off = b * N * D, c0 = blk * per;
+        if (c0 < lanes) {
+          const int64_t w = std::min(per, lanes - c0);
+          scratch.resize(static_cast<size_t>(2 * w * (n + kLanes)));
+          csp_block8_backward<K>(dv + off, dy + off, v + off, shifts, n, N, D, c0, w, scratch.data(), s.data());
+        } else {
+          csp_block<float, K, true, true>(dv + off, dy + off, v + off, shifts, n, N, D, lanes, D);
+        }
+      }
+  }
+}
+#endif
+
 template <class T, bool kPairForm, bool kBackward>
 void csp_dispatch(const char* op, T* out, const T* dy, const T* v, const int32_t* shifts, const int32_t* lengths,
                   int64_t B, int64_t N, int64_t D, int K) {
   if (B <= 0 || N <= 0 || D <= 0) return;
+#if defined(__AVX2__)
+  if constexpr (kPairForm && kBackward && std::is_same_v<T, float>) {
+    switch (K) {
+      case 2: return csp_backward_avx2<2>(out, dy, v, shifts, lengths, B, N, D);
+      case 4: return csp_backward_avx2<4>(out, dy, v, shifts, lengths, B, N, D);
+      case 8: return csp_backward_avx2<8>(out, dy, v, shifts, lengths, B, N, D);
+      default: break;  // reported below
+    }
+  }
+#endif
   switch (K) {
     case 2: return csp_run<T, 2, kPairForm, kBackward>(out, dy, v, shifts, lengths, B, N, D);
     case 4: return csp_run<T, 4, kPairForm, kBackward>(out, dy, v, shifts, lengths, B, N, D);

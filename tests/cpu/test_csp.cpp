@@ -296,6 +296,37 @@ TEST_CASE("csp: the sorting-network fast path equals the general rank path for K
     }
 }
 
+// The float csp_backward walks blocks of 8-channel lanes through channel-major scratch; the block width depends on N.
+// Long sequences split the lanes into several blocks (the last one narrower) next to a D mod 8 tail, the ViT size
+// takes a whole sample per block; lengths leave rows past the last whole band of 8 and samples shorter than 8.
+TEST_CASE("csp: backward channel blocks of every width equal the general rank path", "[csp]") {
+  struct Shape3 {
+    int64_t B, N, D;
+    std::vector<int32_t> len;
+  };
+  const std::vector<Shape3> shapes = {
+      {4, 1000, 83, {1000, 999, 7, 1}},  // lanes 80 in several blocks + 3 tail channels
+      {1, 4096, 40, {4093}},             // narrowest blocks
+      {2, 64, 512, {}},                  // ViT size: one block per sample
+      {2, 64, 512, {61, 5}},
+  };
+  uint32_t seed = 70;
+  for (const Shape3& sh : shapes)
+    for (int K : {2, 4, 8})
+      for (Fill f : {Fill::normal, Fill::ties01, Fill::specials}) {
+        INFO("B " << sh.B << " N " << sh.N << " D " << sh.D << " K " << K << " fill " << int(f));
+        std::mt19937 gen(seed++);
+        const size_t n = size_t(sh.B * sh.N * sh.D);
+        const auto v = testing::csp_values<float>(n, f, gen), dy = testing::csp_values<float>(n, Fill::normal, gen);
+        const auto shifts = K == 2 ? csp_shifts_constant(sh.D, sh.N, K) : csp_shifts_exponential(1, 2, sh.D, sh.N);
+        const int32_t* lp = sh.len.empty() ? nullptr : sh.len.data();
+        std::vector<float> da(n, 7.0f), db(n, -7.0f);
+        kernels::cpu::csp_backward(da.data(), dy.data(), v.data(), shifts.data(), lp, sh.B, sh.N, sh.D, K);
+        kernels::cpu::csp_backward_general(db.data(), dy.data(), v.data(), shifts.data(), lp, sh.B, sh.N, sh.D, K);
+        REQUIRE_SAME_BITS(da, db);
+      }
+}
+
 // ---- 8: padding -------------------------------------------------------------------------------------------------
 
 TEST_CASE("csp: padded inputs and padded dY change nothing; padded outputs and gradients are 0", "[csp]") {
