@@ -1,9 +1,13 @@
-// CSP forward and backward on the CPU: OpenMP over (sample, block of 64 channels); inside a block the loop runs over
-// groups with the channels innermost, so output rows (forward) and dy rows (backward) are walked contiguously.
-// Fast path (csp_forward / csp_backward): each full group of K tokens is gathered for the block's channels into a
-// K × 64 tile and sorted by a compare-exchange network vectorised across channels, with the original slot as the
-// tie-breaker so the network reproduces the stable order exactly. General path (the *_general entry points, and
-// the partial last group of a padded sample): ranks by pairwise comparison per channel.
+// CSP forward and backward on the CPU. float with AVX2 (csp_forward / csp_backward): per sample and block of 8-lane
+// channel groups, v rows are transposed 8 × 8 into channel-major scratch where the shift is a plain offset, shifted
+// rows come back by unaligned window loads + transposes, ranks are computed per lane, and y rows (forward) or dU
+// rows (backward, un-shifted the same way through scratch) are stored whole, so v, dy, y and dv are all accessed
+// as contiguous rows. Otherwise (double, no AVX2, and the D mod 8 channel tail): OpenMP over (sample, block of 64
+// channels); inside a block the loop runs over groups with the channels innermost; each full group of K tokens is
+// gathered for the block's channels into a K × 64 tile and sorted by a compare-exchange network vectorised across
+// channels, with the original slot as the tie-breaker so the network reproduces the stable order exactly. General
+// path (the *_general entry points, and the partial last group of a padded sample): ranks by pairwise comparison
+// per channel. All paths only copy values, so they agree bit for bit.
 #include "kernels/cpu/csp.h"
 
 #include <algorithm>
@@ -199,7 +203,7 @@ void csp_run(T* out, const T* dy, const T* v, const int32_t* shifts, const int32
 }
 
 #if defined(__AVX2__)
-// ---- AVX2 float path (csp_backward; see csp_block8) --------------------------------------------------------------
+// ---- AVX2 float path (csp_forward and csp_backward; csp_block8) -----------------------------------------------------
 // Per (sample, block of 8 channels) the shift is taken out of the token axis by going through channel-major
 // scratch: an 8 × 8 register transpose turns 8 token rows into 8 channel rows, and in a channel row the shifted
 // frame is a contiguous, unaligned window. Every load and store of v, dy and dv is then a contiguous 8-channel
@@ -245,51 +249,68 @@ inline void wrap_copies(float* row, int64_t n) {
     for (int64_t t = 0; t < kLanes; ++t) row[n + t] = row[t % n];
 }
 
-// u: 8 shifted-frame rows (8 / K whole groups); d: the dy rows of the same slots, replaced by dU: slot k of a group
-// gets the dy row of the output slot it was sorted to (rank as in group_ranks, one comparison per pair).
+// Ranks (as in group_ranks, one comparison per pair) of the group in rows [r0, r0 + K) of u, per lane.
 template <int K>
-inline void band_backward(const __m256 (&u)[8], __m256 (&d)[8]) {
+inline void band_ranks(const __m256 (&u)[8], int r0, __m256i (&rank)[K]) {
+  const __m256i one = _mm256_set1_epi32(1);
+  for (int k = 0; k < K; ++k) rank[k] = _mm256_setzero_si256();
+  for (int a = 0; a < K; ++a)
+    for (int b = a + 1; b < K; ++b) {
+      const __m256i m = _mm256_castps_si256(before8(u[r0 + b], u[r0 + a]));  // -1 where b comes first
+      rank[a] = _mm256_sub_epi32(rank[a], m);
+      rank[b] = _mm256_add_epi32(rank[b], _mm256_add_epi32(one, m));
+    }
+}
+
+inline __m256 lanes_equal(__m256i a, int r) {
+  return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, _mm256_set1_epi32(r)));
+}
+
+// u: 8 shifted-frame rows (8 / K whole groups). Backward: x holds the dy rows of the same slots and is replaced by
+// dU, slot k of a group getting the dy row of the output slot it was sorted to (x[k] = dy[rank_k]). Forward: x is
+// set to the sorted rows (x[rank_k] = u[k]).
+template <int K, bool kBackward>
+inline void band_permute(const __m256 (&u)[8], __m256 (&x)[8]) {
   for (int r0 = 0; r0 < 8; r0 += K) {
     if constexpr (K == 2) {
-      const __m256 f = before8(u[r0 + 1], u[r0]);  // swap iff the second comes strictly first
-      const __m256 d0 = d[r0], d1 = d[r0 + 1];
-      d[r0] = _mm256_blendv_ps(d0, d1, f);
-      d[r0 + 1] = _mm256_blendv_ps(d1, d0, f);
+      // Swap iff the second comes strictly first; the swap is its own inverse, so both passes are the same blend.
+      const __m256 f = before8(u[r0 + 1], u[r0]);
+      const __m256 a = kBackward ? x[r0] : u[r0], b = kBackward ? x[r0 + 1] : u[r0 + 1];
+      x[r0] = _mm256_blendv_ps(a, b, f);
+      x[r0 + 1] = _mm256_blendv_ps(b, a, f);
     } else {
-      const __m256i one = _mm256_set1_epi32(1);
       __m256i rank[K];
-      for (int k = 0; k < K; ++k) rank[k] = _mm256_setzero_si256();
-      for (int a = 0; a < K; ++a)
-        for (int b = a + 1; b < K; ++b) {
-          const __m256i m = _mm256_castps_si256(before8(u[r0 + b], u[r0 + a]));  // -1 where b comes first
-          rank[a] = _mm256_sub_epi32(rank[a], m);
-          rank[b] = _mm256_add_epi32(rank[b], _mm256_add_epi32(one, m));
-        }
+      band_ranks<K>(u, r0, rank);
       __m256 g[K];
       for (int k = 0; k < K; ++k) {
-        __m256 acc = d[r0];
-        for (int r = 1; r < K; ++r)
-          acc = _mm256_blendv_ps(acc, d[r0 + r], _mm256_castsi256_ps(_mm256_cmpeq_epi32(rank[k], _mm256_set1_epi32(r))));
-        g[k] = acc;
+        if constexpr (kBackward) {  // g[k] = x[rank_k]
+          __m256 acc = x[r0];
+          for (int r = 1; r < K; ++r) acc = _mm256_blendv_ps(acc, x[r0 + r], lanes_equal(rank[k], r));
+          g[k] = acc;
+        } else {  // g[r] = u[k] where rank_k == r
+          __m256 acc = u[r0];
+          for (int j = 1; j < K; ++j) acc = _mm256_blendv_ps(acc, u[r0 + j], lanes_equal(rank[j], k));
+          g[k] = acc;
+        }
       }
-      for (int k = 0; k < K; ++k) d[r0 + k] = g[k];
+      for (int k = 0; k < K; ++k) x[r0 + k] = g[k];
     }
   }
 }
 
-// Backward for one sample (pointers offset to it) and channels [c0, c0 + w), w a multiple of 8. Every row loop runs
-// over the whole channel range, so v, dy and dv are walked row after row (contiguous when w = D). scratch holds
-// 2 · w · (n + 8) floats: vt[q][i] = v[i, c0 + q] and gt[q][j] = dU[j, c0 + q] (shifted frame), each channel row
-// followed by 8 wrap-around copies (row[n + t] = row[t mod n]) so that a window starting anywhere in [0, n) is one
-// unaligned load; s holds w shifts.
-template <int K>
-void csp_block8_backward(float* dv, const float* dy, const float* v, const int32_t* shifts, int64_t n, int64_t N,
-                         int64_t D, int64_t c0, int64_t w, float* scratch, int64_t* s) {
+// One sample (pointers offset to it) and channels [c0, c0 + w), w a multiple of 8; out is y (forward) or dv
+// (backward). Every row loop runs over the whole channel range, so v, dy, y and dv are walked row after row
+// (contiguous when w = D). scratch holds w · (n + 8) floats vt[q][i] = v[i, c0 + q], and for the backward as many
+// again for gt[q][j] = dU[j, c0 + q] (shifted frame); each channel row is followed by 8 wrap-around copies
+// (row[n + t] = row[t mod n]) so that a window starting anywhere in [0, n) is one unaligned load. s holds w shifts.
+template <int K, bool kBackward>
+void csp_block8(float* out, const float* dy, const float* v, const int32_t* shifts, int64_t n, int64_t N, int64_t D,
+                int64_t c0, int64_t w, float* scratch, int64_t* s) {
   const int64_t L = n + kLanes, n8 = n / kLanes * kLanes;
   float* vt = scratch;
   float* gt = scratch + w * L;
   for (int64_t q = 0; q < w; ++q) s[q] = static_cast<int64_t>(shifts[c0 + q]) % n;
-  __m256 r[8], d[8];
+  __m256 r[8], x[8];
 
   // 1. v rows -> channel rows.
   for (int64_t i0 = 0; i0 < n8; i0 += kLanes)
@@ -302,7 +323,8 @@ void csp_block8_backward(float* dv, const float* dy, const float* v, const int32
     for (int64_t q = 0; q < w; ++q) vt[q * L + i] = v[i * D + c0 + q];
   for (int64_t q = 0; q < w; ++q) wrap_copies(vt + q * L, n);
 
-  // 2. Whole bands of 8 shifted-frame rows: U rows from channel windows at j0 - s, ranks, dU rows -> channel rows.
+  // 2. Whole bands of 8 shifted-frame rows: U rows from channel windows at j0 - s, then y rows (forward) or dU rows
+  // turned back into channel rows (backward).
   for (int64_t j0 = 0; j0 < n8; j0 += kLanes)
     for (int64_t cb = 0; cb < w; cb += kLanes) {
       for (int q = 0; q < 8; ++q) {
@@ -310,10 +332,15 @@ void csp_block8_backward(float* dv, const float* dy, const float* v, const int32
         r[q] = _mm256_loadu_ps(vt + (cb + q) * L + p);
       }
       transpose8(r);
-      for (int t = 0; t < 8; ++t) d[t] = _mm256_loadu_ps(dy + (j0 + t) * D + c0 + cb);
-      band_backward<K>(r, d);
-      transpose8(d);
-      for (int q = 0; q < 8; ++q) _mm256_storeu_ps(gt + (cb + q) * L + j0, d[q]);
+      if constexpr (kBackward) {
+        for (int t = 0; t < 8; ++t) x[t] = _mm256_loadu_ps(dy + (j0 + t) * D + c0 + cb);
+        band_permute<K, true>(r, x);
+        transpose8(x);
+        for (int q = 0; q < 8; ++q) _mm256_storeu_ps(gt + (cb + q) * L + j0, x[q]);
+      } else {
+        band_permute<K, false>(r, x);
+        for (int t = 0; t < 8; ++t) _mm256_storeu_ps(out + (j0 + t) * D + c0 + cb, x[t]);
+      }
     }
   // Rows [n8, n): whole and partial groups (n8 is a multiple of K) by ranks per channel.
   for (int64_t q = 0; q < w; ++q) {
@@ -327,39 +354,46 @@ void csp_block8_backward(float* dv, const float* dy, const float* v, const int32
         u[k] = vt[q * L + (j >= sq ? j - sq : j - sq + n)];
       }
       group_ranks(u, m, rank);
-      for (int k = 0; k < m; ++k) gt[q * L + j0 + k] = dy[(j0 + rank[k]) * D + c0 + q];
+      for (int k = 0; k < m; ++k) {
+        if constexpr (kBackward)
+          gt[q * L + j0 + k] = dy[(j0 + rank[k]) * D + c0 + q];
+        else
+          out[(j0 + rank[k]) * D + c0 + q] = u[k];
+      }
     }
-    wrap_copies(gt + q * L, n);
+    if constexpr (kBackward) wrap_copies(gt + q * L, n);
   }
 
-  // 3. dv[i] = dU[(i + s) mod n]: channel windows at i + s -> dv rows.
-  for (int64_t i0 = 0; i0 < n8; i0 += kLanes)
-    for (int64_t cb = 0; cb < w; cb += kLanes) {
-      for (int q = 0; q < 8; ++q) {
-        const int64_t sq = s[cb + q], p = i0 + sq < n ? i0 + sq : i0 + sq - n;
-        r[q] = _mm256_loadu_ps(gt + (cb + q) * L + p);
+  // 3. Backward: dv[i] = dU[(i + s) mod n], channel windows at i + s -> dv rows.
+  if constexpr (kBackward) {
+    for (int64_t i0 = 0; i0 < n8; i0 += kLanes)
+      for (int64_t cb = 0; cb < w; cb += kLanes) {
+        for (int q = 0; q < 8; ++q) {
+          const int64_t sq = s[cb + q], p = i0 + sq < n ? i0 + sq : i0 + sq - n;
+          r[q] = _mm256_loadu_ps(gt + (cb + q) * L + p);
+        }
+        transpose8(r);
+        for (int t = 0; t < 8; ++t) _mm256_storeu_ps(out + (i0 + t) * D + c0 + cb, r[t]);
       }
-      transpose8(r);
-      for (int t = 0; t < 8; ++t) _mm256_storeu_ps(dv + (i0 + t) * D + c0 + cb, r[t]);
-    }
-  for (int64_t i = n8; i < n; ++i)
-    for (int64_t q = 0; q < w; ++q) {
-      const int64_t p = i + s[q] < n ? i + s[q] : i + s[q] - n;
-      dv[i * D + c0 + q] = gt[q * L + p];
-    }
+    for (int64_t i = n8; i < n; ++i)
+      for (int64_t q = 0; q < w; ++q) {
+        const int64_t p = i + s[q] < n ? i + s[q] : i + s[q] - n;
+        out[i * D + c0 + q] = gt[q * L + p];
+      }
+  }
   for (int64_t i = n; i < N; ++i)
-    for (int64_t cb = 0; cb < w; cb += kLanes) _mm256_storeu_ps(dv + i * D + c0 + cb, _mm256_setzero_ps());
+    for (int64_t cb = 0; cb < w; cb += kLanes) _mm256_storeu_ps(out + i * D + c0 + cb, _mm256_setzero_ps());
 }
 
-// csp_backward for float: per sample, channel blocks as wide as keep the block's scratch within kScratchBytes (the
-// whole sample at the ViT size) through csp_block8_backward; the last D mod 8 channels through csp_block.
+// csp_forward / csp_backward for float: per sample, channel blocks as wide as keep the block's scratch within
+// kScratchBytes (the whole sample at the ViT size) through csp_block8; the last D mod 8 channels through csp_block.
 constexpr int64_t kScratchBytes = int64_t{256} << 10;
 
-template <int K>
-void csp_backward_avx2(float* dv, const float* dy, const float* v, const int32_t* shifts, const int32_t* lengths,
-                       int64_t B, int64_t N, int64_t D) {
-  const int64_t lanes = D / kLanes * kLanes;
-  const int64_t fit = kScratchBytes / (2 * (N + kLanes) * int64_t(sizeof(float))) / (2 * kLanes) * (2 * kLanes);
+template <int K, bool kBackward>
+void csp_run_avx2(float* out, const float* dy, const float* v, const int32_t* shifts, const int32_t* lengths,
+                  int64_t B, int64_t N, int64_t D) {
+  const int64_t lanes = D / kLanes * kLanes, planes = kBackward ? 2 : 1;
+  const int64_t fit = kScratchBytes / (planes * (N + kLanes) * int64_t(sizeof(float))) / (2 * kLanes) * (2 * kLanes);
   const int64_t per = std::max(kLanes, std::min(lanes, std::max(2 * kLanes, fit)));
   const int64_t blocks = (lanes + per - 1) / per + (lanes < D ? 1 : 0);  // D < 8: the csp_block item only
 #pragma omp parallel if (B * N * D > kParallelWork)
@@ -371,12 +405,13 @@ void csp_backward_avx2(float* dv, const float* dy, const float* v, const int32_t
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t n = lengths ? static_cast<int64_t>(lengths[b]) : N;
         const int64_t off = b * N * D, c0 = blk * per;
+        const float* dyb = kBackward ? dy + off : nullptr;
         if (c0 < lanes) {
           const int64_t w = std::min(per, lanes - c0);
-          scratch.resize(static_cast<size_t>(2 * w * (n + kLanes)));
-          csp_block8_backward<K>(dv + off, dy + off, v + off, shifts, n, N, D, c0, w, scratch.data(), s.data());
+          scratch.resize(static_cast<size_t>(planes * w * (n + kLanes)));
+          csp_block8<K, kBackward>(out + off, dyb, v + off, shifts, n, N, D, c0, w, scratch.data(), s.data());
         } else {
-          csp_block<float, K, true, true>(dv + off, dy + off, v + off, shifts, n, N, D, lanes, D);
+          csp_block<float, K, true, kBackward>(out + off, dyb, v + off, shifts, n, N, D, lanes, D);
         }
       }
   }
@@ -388,11 +423,11 @@ void csp_dispatch(const char* op, T* out, const T* dy, const T* v, const int32_t
                   int64_t B, int64_t N, int64_t D, int K) {
   if (B <= 0 || N <= 0 || D <= 0) return;
 #if defined(__AVX2__)
-  if constexpr (kPairForm && kBackward && std::is_same_v<T, float>) {
+  if constexpr (kPairForm && std::is_same_v<T, float>) {
     switch (K) {
-      case 2: return csp_backward_avx2<2>(out, dy, v, shifts, lengths, B, N, D);
-      case 4: return csp_backward_avx2<4>(out, dy, v, shifts, lengths, B, N, D);
-      case 8: return csp_backward_avx2<8>(out, dy, v, shifts, lengths, B, N, D);
+      case 2: return csp_run_avx2<2, kBackward>(out, dy, v, shifts, lengths, B, N, D);
+      case 4: return csp_run_avx2<4, kBackward>(out, dy, v, shifts, lengths, B, N, D);
+      case 8: return csp_run_avx2<8, kBackward>(out, dy, v, shifts, lengths, B, N, D);
       default: break;  // reported below
     }
   }

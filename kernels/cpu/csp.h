@@ -22,8 +22,9 @@ template <class T>
 void csp_backward(T* dv, const T* dy, const T* v, const int32_t* shifts, const int32_t* lengths, int64_t B,
                   int64_t N, int64_t D, int K);
 
-// The same two passes forced through the general rank path for every group (csp_forward/csp_backward sort full
-// groups with a compare-exchange network vectorised over channels); tests check that both paths agree bit for bit.
+// The same two passes forced through the general rank path for every group (csp_forward/csp_backward use lane-wise
+// ranks through channel-major scratch for float with AVX2, else a compare-exchange network vectorised over
+// channels); tests check that the paths agree bit for bit.
 template <class T>
 void csp_forward_general(T* y, const T* v, const int32_t* shifts, const int32_t* lengths, int64_t B, int64_t N,
                          int64_t D, int K);

@@ -296,10 +296,11 @@ TEST_CASE("csp: the sorting-network fast path equals the general rank path for K
     }
 }
 
-// The float csp_backward walks blocks of 8-channel lanes through channel-major scratch; the block width depends on N.
+// Float csp_forward / csp_backward walk blocks of 8-channel lanes through channel-major scratch; the block width
+// depends on N.
 // Long sequences split the lanes into several blocks (the last one narrower) next to a D mod 8 tail, the ViT size
 // takes a whole sample per block; lengths leave rows past the last whole band of 8 and samples shorter than 8.
-TEST_CASE("csp: backward channel blocks of every width equal the general rank path", "[csp]") {
+TEST_CASE("csp: float channel blocks of every width equal the general rank path", "[csp]") {
   struct Shape3 {
     int64_t B, N, D;
     std::vector<int32_t> len;
@@ -320,7 +321,10 @@ TEST_CASE("csp: backward channel blocks of every width equal the general rank pa
         const auto v = testing::csp_values<float>(n, f, gen), dy = testing::csp_values<float>(n, Fill::normal, gen);
         const auto shifts = K == 2 ? csp_shifts_constant(sh.D, sh.N, K) : csp_shifts_exponential(1, 2, sh.D, sh.N);
         const int32_t* lp = sh.len.empty() ? nullptr : sh.len.data();
-        std::vector<float> da(n, 7.0f), db(n, -7.0f);
+        std::vector<float> a(n, 7.0f), b(n, -7.0f), da(n, 7.0f), db(n, -7.0f);
+        kernels::cpu::csp_forward(a.data(), v.data(), shifts.data(), lp, sh.B, sh.N, sh.D, K);
+        kernels::cpu::csp_forward_general(b.data(), v.data(), shifts.data(), lp, sh.B, sh.N, sh.D, K);
+        REQUIRE_SAME_BITS(a, b);
         kernels::cpu::csp_backward(da.data(), dy.data(), v.data(), shifts.data(), lp, sh.B, sh.N, sh.D, K);
         kernels::cpu::csp_backward_general(db.data(), dy.data(), v.data(), shifts.data(), lp, sh.B, sh.N, sh.D, K);
         REQUIRE_SAME_BITS(da, db);
