@@ -244,9 +244,11 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
   REQUIRE(c.train.seed == 7);
   REQUIRE_FALSE(c.train.flip.has_value());
   REQUIRE(c.train.pool.empty());
-  c = parse({"train", "--flip", "--pool", "avg"});
+  REQUIRE(c.train.attention == "automatic");
+  c = parse({"train", "--flip", "--pool", "avg", "--attention", "composite"});
   REQUIRE(c.train.flip == std::optional<bool>(true));
   REQUIRE(c.train.pool == "avg");
+  REQUIRE(c.train.attention == "composite");
 
   for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{
            {"train", "--lr", "-1"},
@@ -259,6 +261,7 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
            {"train", "--label-smoothing", "1.5"},
            {"train", "--flip", "--no-flip"},
            {"train", "--pool", "max"},
+           {"train", "--attention", "flash"},
            {"train", "--no-such-flag"},
            {"eval"},  // --checkpoint is required
            {}}) {     // a subcommand is required
@@ -271,7 +274,8 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
   REQUIRE(c.exit_code == 0);
   for (const char* flag : {"--dataset", "--data", "--preset", "--mixer", "--epochs", "--batch-size", "--lr",
                            "--weight-decay", "--warmup", "--label-smoothing", "--seed", "--device", "--tf32", "--out",
-                           "--resume", "--log-every", "--max-steps", "--train-limit", "--flip", "--no-flip", "--pool"})
+                           "--resume", "--log-every", "--max-steps", "--train-limit", "--flip", "--no-flip", "--pool",
+                           "--attention"})
     REQUIRE_THAT(err, Contains(flag));
 
   c = parse({"predict", "--checkpoint", "a.safetensors", "--images", "x.idx", "--out", "y.safetensors"});
