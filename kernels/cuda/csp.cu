@@ -101,6 +101,41 @@ __global__ void csp_simple_kernel(float* out, const float* dy, const float* v, c
   }
 }
 
+// Design D backward: one thread per dv element (b, i, c), c fastest, so dv is written row-contiguously (Design A's
+// backward scatters it). Source row i sits at shifted position j = (i + s) mod n, slot j mod K of group j0; the
+// group's other members are source rows i - (j mod K) + k (mod n), a few rows around i (cached loads shared by the
+// warp's channels). v[i]'s rank counts the members ordered before it, ties by slot, exactly as group_ranks does;
+// dv[i] = dy[j0 + rank]: the one scattered access left is a read.
+template <int K>
+__global__ void csp_gather_backward_kernel(float* dv, const float* dy, const float* v, const int32_t* shifts,
+                                           const int32_t* lengths, int64_t B, int64_t N, int64_t D) {
+  const int64_t total = B * N * D;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = t % D, bi = t / D, i = bi % N, b = bi / N;
+    const int64_t n = lengths ? static_cast<int64_t>(lengths[b]) : N;
+    if (i >= n) {
+      dv[t] = 0.0f;
+      continue;
+    }
+    const int64_t base = b * N * D, s = static_cast<int64_t>(shifts[c]) % n;
+    const int64_t j = i + s < n ? i + s : i + s - n;
+    const int64_t j0 = j - j % K;
+    const int slot = static_cast<int>(j - j0);
+    const int m = static_cast<int>(min(int64_t{K}, n - j0));
+    const float x = v[t];
+    int rank = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (k < m && k != slot) {
+        const float u = v[base + source_row(j0 + k, s, n) * D + c];
+        rank += k < slot ? !csp_before(x, u) : csp_before(u, x);
+      }
+    }
+    dv[t] = dy[base + (j0 + rank) * D + c];
+  }
+}
+
 // Design B: CTA (band, channel tile, b); threadIdx.x = channel lane, threadIdx.y = row lane.
 template <int K, bool kBackward>
 __global__ void __launch_bounds__(kTileC* kRowLanes) csp_tiled_kernel(float* out, const float* dy, const float* v,
@@ -383,13 +418,16 @@ void launch_slab(const SlabPlan& p, float* out, const float* dy, const float* v,
     launch_slab<K, C, kBackward, false>(p, out, dy, v, shifts, lengths, B, N, D, stream);
 }
 
-// MIXGRAD_CSP_DESIGN=simple|tiled|slab overrides the automatic choice (benchmarks); read once.
+// MIXGRAD_CSP_DESIGN=simple|tiled|slab|gather overrides the automatic choice (benchmarks); read once.
 CspDesign design_from_env() {
   static const CspDesign d = [] {
     const char* e = std::getenv("MIXGRAD_CSP_DESIGN");
     const std::string s = e ? e : "";
-    return s == "simple" ? CspDesign::simple : s == "tiled" ? CspDesign::tiled : s == "slab" ? CspDesign::slab
-                                                                                              : CspDesign::automatic;
+    return s == "simple"   ? CspDesign::simple
+           : s == "tiled"  ? CspDesign::tiled
+           : s == "slab"   ? CspDesign::slab
+           : s == "gather" ? CspDesign::gather
+                           : CspDesign::automatic;
   }();
   return d;
 }
@@ -400,6 +438,8 @@ template <int K, bool kBackward>
 void launch(float* out, const float* dy, const float* v, const int32_t* shifts, const int32_t* lengths, int64_t B,
             int64_t N, int64_t D, cudaStream_t stream, CspDesign design) {
   if (design == CspDesign::automatic) design = design_from_env();
+  // automatic backward for N > 4096: Design D (gather) — 1.23 vs 3.02 ms (A) at Path-X on an H100.
+  if (kBackward && design == CspDesign::automatic && N > 4096) design = CspDesign::gather;
   if (design == CspDesign::slab) {
     const SlabPlan p = plan_slab(N, D, kBackward);
     const bool fits = p.ok && B <= 65535 && (D + p.C - 1) / p.C <= 65535 && clusters_supported();
@@ -412,11 +452,21 @@ void launch(float* out, const float* dy, const float* v, const int32_t* shifts, 
       default: return launch_slab<K, 8, kBackward>(p, out, dy, v, shifts, lengths, B, N, D, stream);
     }
   }
+  if (design == CspDesign::gather) {
+    if constexpr (kBackward) {
+      csp_gather_backward_kernel<K><<<static_cast<unsigned>(grid_for(B * N * D)), kThreads, 0, stream>>>(
+          out, dy, v, shifts, lengths, B, N, D);
+      MIXGRAD_CUDA_LAUNCH_CHECK();
+      return;
+    }
+    design = CspDesign::simple;  // Design D's forward is Design A's
+  }
   const int64_t bands = (N + kBand - 1) / kBand, tiles = (D + kTileC - 1) / kTileC;
   const bool tiled_fits = bands <= INT32_MAX && tiles <= 65535 && B <= 65535;
-  // automatic: tiled for D >= 16 and N <= 4096, else simple. Measured on an H100 (docs/benchmarks/csp.md): tiled
-  // is fastest at the ViT and LRA sizes, simple at Path-X (N = 16384, where the exponential schedule's shift spread
-  // overflows most tiles' windows and B's per-tile fallback loses to A); the slab design was slower everywhere.
+  // automatic: tiled for D >= 16 and N <= 4096, else simple (the backward above 4096 took gather earlier). Measured
+  // on an H100 (docs/benchmarks/gpu-h100.md): tiled is fastest at the ViT and LRA sizes, A at Path-X's forward
+  // (N = 16384, where the exponential schedule's shift spread overflows most tiles' windows and B's per-tile
+  // fallback loses to A); the slab design was slower everywhere.
   const bool auto_tiled = D >= 16 && N <= 4096;
   const bool use_tiled = tiled_fits && (design == CspDesign::tiled || (design == CspDesign::automatic && auto_tiled));
   if (use_tiled) {

@@ -14,10 +14,13 @@ namespace mixgrad::kernels::cuda {
 // holds a sample's whole channel slab (all N rows of 8–32 channels) in distributed shared memory, so every read and
 // write of global memory is row-contiguous whatever the shifts; it needs N·C·4 bytes (twice that backward) over at
 // most 16 CTAs of up to 200 KiB, which holds N up to about 50,000 (a clear error beyond, or without clusters).
-// automatic picks tiled when D >= 16, N <= 4096 and the grid fits, else simple (from H100 measurements:
-// docs/benchmarks/csp.md); slab runs only when asked for (it was slower at every measured size), and
-// MIXGRAD_CSP_DESIGN=simple|tiled|slab overrides automatic for benchmarks.
-enum class CspDesign { automatic, simple, tiled, slab };
+// automatic picks tiled when D >= 16, N <= 4096 and the grid fits, else simple — except gather for the backward
+// when N > 4096 (from H100 measurements: docs/benchmarks/gpu-h100.md); slab runs only when asked for (it was slower
+// at every measured size), and
+// MIXGRAD_CSP_DESIGN=simple|tiled|slab|gather overrides automatic for benchmarks.
+// gather = Design D: the forward is Design A's; the backward runs one thread per dv element, so dv is written
+// row-contiguously and the only scattered access is a read of dy.
+enum class CspDesign { automatic, simple, tiled, slab, gather };
 
 // Device pointers; v, y, dy, dv [B, N, D] row-major, shifts [D] (>= 0, used mod n_b), lengths [B] in [1, N] or null.
 // K in {2, 4, 8} and N % K == 0 (the engine op validates; a bad K throws std::invalid_argument). Never synchronises.

@@ -1,7 +1,7 @@
 // CSP on CUDA against the CPU reference (specs/csp.md §11.2 item 1/3/5/8/10): the engine op forward and autograd
 // backward bit for bit over the CPU suite's case table (K 2/4/8, lengths, ties/NaN/±inf/±0), and the kernels'
-// Design A (simple), Design B (tiled, with its per-tile fallback), Design C (slab, clusters) and automatic choice
-// against the CPU kernel.
+// Design A (simple), Design B (tiled, with its per-tile fallback), Design C (slab, clusters), Design D (gather
+// backward) and automatic choice against the CPU kernel.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -71,7 +71,7 @@ TEST_CASE("CUDA csp: Path-X size N = 16384", "[cuda][csp]") {
 
 // Kernel level: every design against the CPU kernel, forward and backward; output buffers start as garbage so an
 // element a design forgets to write shows up.
-TEST_CASE("CUDA csp: simple, tiled, slab and automatic designs equal the CPU kernel", "[cuda][csp]") {
+TEST_CASE("CUDA csp: simple, tiled, slab, gather and automatic designs equal the CPU kernel", "[cuda][csp]") {
   using kernels::cuda::CspDesign;
   uint32_t seed = 900;
   for (const auto& tc : testing::csp_cases(/*tile_edges=*/true))
@@ -91,7 +91,8 @@ TEST_CASE("CUDA csp: simple, tiled, slab and automatic designs equal the CPU ker
       Tensor sg = from_vector<int32_t>(shifts, {tc.D}, TensorOptions(DType::i32, gpu()));
       Tensor lg = lp ? from_vector<int32_t>(tc.lengths, {tc.B}, TensorOptions(DType::i32, gpu())) : Tensor();
       const int32_t* lgp = lp ? lg.data<int32_t>() : nullptr;
-      for (CspDesign d : {CspDesign::simple, CspDesign::tiled, CspDesign::slab, CspDesign::automatic}) {
+      for (CspDesign d :
+           {CspDesign::simple, CspDesign::tiled, CspDesign::slab, CspDesign::gather, CspDesign::automatic}) {
         INFO("design " << int(d));
         Tensor y = full(shape, std::numeric_limits<double>::quiet_NaN(), TensorOptions(DType::f32, gpu()));
         Tensor dv = full(shape, -12345.0, TensorOptions(DType::f32, gpu()));
