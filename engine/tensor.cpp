@@ -144,9 +144,9 @@ Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
   Tensor out(alloc_impl(shape(), dtype(), device));
   device_copy(out.raw_data(), device, raw_data(), this->device(), nbytes());
-  // A result whose graph an earlier backward() consumed (`y.to(kCPU)` after `y.sum().backward()`) is read back as a
-  // constant, as in PyTorch: no gradient could reach its producer any more, and refusing the copy would make a
-  // CUDA loss unreadable after its backward.
+  // A result whose graph an earlier backward() consumed (`y.to(kCPU)` after `y.sum().backward()`) is copied as a
+  // constant: no gradient could reach its producer any more, and refusing the copy would make a CUDA loss
+  // unreadable after its backward (PyTorch allows this copy too; it fails only on a second backward through it).
   const bool graph_consumed = requires_grad() && !is_leaf() && !impl().grad_fn.lock();
   if (!graph_consumed && autograd::needs_grad({*this})) {
     const Device src_device = this->device();
