@@ -267,8 +267,9 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
     }
   } else if (dst_device.is_cuda()) {
     cudaStream_t s = cuda::stream(dst_device);
+    // No wait for the GPU: from pageable memory (mixgrad never pins host memory) the driver stages the bytes before
+    // the call returns, so the host buffer may be freed or reused at once; the copy runs in stream order.
     MIXGRAD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
-    MIXGRAD_CUDA_CHECK(cudaStreamSynchronize(s));  // the host buffer may be freed right after
   } else {
     cudaStream_t s = cuda::stream(src_device);
     MIXGRAD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));

@@ -3,6 +3,7 @@
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/csp.h"
+#include "engine/deferred_checks.h"
 #include "engine/device.h"
 #include "engine/dtype.h"
 #include "engine/error.h"

@@ -1,6 +1,7 @@
 // Softmax/log-softmax, fused layer_norm and rms_norm, fused cross-entropy, embedding.
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/deferred_checks.h"
 #include "engine/ops.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/loss.h"
@@ -25,8 +26,6 @@ void check_float(const char* op, const Tensor& x) {
 
 #ifdef MIXGRAD_WITH_CUDA
 Tensor workspace(size_t bytes, Device d) { return empty({int64_t(bytes)}, TensorOptions(DType::u8, d)); }
-// Reads a device-side error flag (synchronises the stream).
-int read_flag(const Tensor& flag) { return flag.to(kCPU).to_vector<int32_t>()[0]; }
 #endif
 
 // Softmax family over the last dimension of a contiguous tensor.
@@ -260,17 +259,28 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, int64_t i
       kernels::cuda::cross_entropy_forward(loss.data<float>(), lse.data<float>(), logits.data<float>(),
                                            target.data<int64_t>(), rows, classes, ignore_index, float(label_smoothing),
                                            flag.data<int32_t>(), detail::stream_of(logits));
-      MIXGRAD_CHECK(read_flag(flag) == 0, "cross_entropy: a target is outside [0, {}) and is not ignore_index {}", classes,
-                    ignore_index);
+      // Read at the next read-back, not here: a per-call read would make the host wait for the GPU every step.
+      detail::defer_check(flag, fmt::format("cross_entropy: a target is outside [0, {}) and is not ignore_index {}",
+                                            classes, ignore_index));
 #endif
     }
   }
-  // Number of counted rows for the mean (PyTorch divides by the non-ignored count).
+  // The mean divides by the non-ignored count (as PyTorch does): on the CPU counted here, on CUDA by a kernel into a
+  // device scalar 1/count, so that the host never reads the targets back.
   int64_t counted = rows;
+  Tensor inv_count;
   if (reduction == "mean") {
-    std::vector<int64_t> t = target.to(kCPU).to_vector<int64_t>();
-    counted = 0;
-    for (int64_t v : t) counted += v != ignore_index;
+    if (target.device().is_cpu()) {
+      const int64_t* t = target.data<int64_t>();
+      counted = 0;
+      for (int64_t i = 0; i < rows; ++i) counted += t[i] != ignore_index;
+    } else {
+#ifdef MIXGRAD_WITH_CUDA
+      inv_count = empty({}, TensorOptions(logits.dtype(), logits.device()));
+      kernels::cuda::cross_entropy_inverse_count(inv_count.data<float>(), target.data<int64_t>(), rows, ignore_index,
+                                                 detail::stream_of(inv_count));
+#endif
+    }
   }
   if (autograd::needs_grad({logits})) {
     autograd::record("cross_entropy", {logits}, {loss},
@@ -303,6 +313,8 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, int64_t i
     out = single ? loss.reshape({}) : loss;
   else if (reduction == "sum")
     out = sum(loss);
+  else if (inv_count.defined())
+    out = mul(sum(loss), inv_count);
   else
     out = mul_scalar(sum(loss), counted > 0 ? 1.0 / double(counted) : NAN);
   if (single && reduction != "none") return out;
@@ -332,7 +344,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
       Tensor flag = zeros({1}, TensorOptions(DType::i32, weight.device()));
       kernels::cuda::embedding_forward(y.data<float>(), weight.data<float>(), indices.data<int64_t>(), n, num, dim,
                                        flag.data<int32_t>(), detail::stream_of(weight));
-      MIXGRAD_CHECK(read_flag(flag) == 0, "embedding: an index is outside [0, {})", num);
+      detail::defer_check(flag, fmt::format("embedding: an index is outside [0, {})", num));
 #endif
     }
   }

@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/deferred_checks.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "kernels/cpu/elementwise.h"
@@ -144,6 +145,7 @@ Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
   Tensor out(alloc_impl(shape(), dtype(), device));
   device_copy(out.raw_data(), device, raw_data(), this->device(), nbytes());
+  if (device.is_cpu()) detail::run_deferred_checks();  // a read-back: device-side checks raised so far surface here
   // A result whose graph an earlier backward() consumed (`y.to(kCPU)` after `y.sum().backward()`) is copied as a
   // constant: no gradient could reach its producer any more, and refusing the copy would make a CUDA loss
   // unreadable after its backward (PyTorch allows this copy too; it fails only on a second backward through it).
@@ -187,6 +189,7 @@ template <class T> std::vector<T> Tensor::to_vector() const {
   MIXGRAD_CHECK(dtype() == dtype_v<T>, "to_vector: requested {} from a {} tensor", dtype_v<T>, dtype());
   std::vector<T> out(static_cast<size_t>(numel()));
   if (!out.empty()) device_copy(out.data(), kCPU, raw_data(), device(), nbytes());
+  if (!device().is_cpu()) detail::run_deferred_checks();
   return out;
 }
 template std::vector<float> Tensor::to_vector<float>() const;

@@ -110,6 +110,21 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* dloss
   }
 }
 
+__global__ void inverse_count_kernel(float* inv_count, const int64_t* target, int64_t rows, int64_t ignore_index) {
+  __shared__ unsigned long long partial[32];
+  unsigned long long n = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) n += target[r] != ignore_index;
+  for (int o = 16; o > 0; o >>= 1) n += __shfl_down_sync(0xffffffffu, n, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) partial[warp] = n;
+  __syncthreads();
+  if (warp == 0) {
+    n = lane < static_cast<int>(blockDim.x >> 5) ? partial[lane] : 0ull;
+    for (int o = 16; o > 0; o >>= 1) n += __shfl_down_sync(0xffffffffu, n, o);
+    if (lane == 0) *inv_count = n > 0 ? static_cast<float>(1.0 / static_cast<double>(n)) : __int_as_float(0x7fc00000);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 
 // Calls f.template operator()<W, kBlockPerRow>(grid, threads): a warp per row up to 1024 classes, else a block.
@@ -142,6 +157,12 @@ void cross_entropy_forward(float* loss, float* lse, const float* logits, const i
     cross_entropy_forward_kernel<W, kBlockPerRow><<<grid, threads, 0, stream>>>(
         loss, lse, logits, target, rows, classes, ignore_index, label_smoothing, bad_target);
   });
+  MIXGRAD_CUDA_LAUNCH_CHECK();
+}
+
+void cross_entropy_inverse_count(float* inv_count, const int64_t* target, int64_t rows, int64_t ignore_index,
+                                 cudaStream_t stream) {
+  inverse_count_kernel<<<1, 256, 0, stream>>>(inv_count, target, rows, ignore_index);
   MIXGRAD_CUDA_LAUNCH_CHECK();
 }
 

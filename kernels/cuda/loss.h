@@ -15,6 +15,11 @@ void cross_entropy_forward(float* loss, float* lse, const float* logits, const i
                            int64_t classes, int64_t ignore_index, float label_smoothing, int* bad_target,
                            cudaStream_t stream);
 
+// inv_count[0] = 1 / (number of rows whose target != ignore_index), the divisor of the "mean" reduction, computed in
+// double and rounded to float once as the CPU op does (NaN when no row counts). One block; no host read-back.
+void cross_entropy_inverse_count(float* inv_count, const int64_t* target, int64_t rows, int64_t ignore_index,
+                                 cudaStream_t stream);
+
 // dlogits[r, c] = dloss[r] * (exp(logits[r, c] - lse[r]) - (1 - eps) * [c == target[r]] - eps / classes); ignored
 // rows and rows with a bad target (which set *bad_target like the forward) get 0.
 void cross_entropy_backward(float* dlogits, const float* dloss, const float* logits, const float* lse,

@@ -569,3 +569,15 @@ TEST_CASE("dropout backward uses the forward mask; same seed gives the same mask
 }
 
 }  // namespace
+
+TEST_CASE("deferred device checks: a CPU flag is checked at once, and nothing is left pending on the CPU",
+          "[nn][deferred]") {
+  REQUIRE_NOTHROW(detail::defer_check(zeros({1}, TensorOptions(DType::i32)), "never raised"));
+  Tensor raised = zeros({1}, TensorOptions(DType::i32));
+  *raised.data<int32_t>() = 1;
+  REQUIRE_THROWS_WITH(detail::defer_check(raised, "op: bad input"), Catch::Contains("op: bad input"));
+  REQUIRE_THROWS_WITH(detail::defer_check(zeros({2}, TensorOptions(DType::i32)), "x"),
+                      Catch::Contains("int32 flag of one element"));
+  REQUIRE_NOTHROW(detail::run_deferred_checks());
+  REQUIRE_NOTHROW(synchronize_and_check(kCPU));
+}

@@ -13,6 +13,7 @@
 
 #include "engine/mixgrad.h"
 #include "tests/common/check.h"
+using Catch::Contains;
 
 namespace {
 
@@ -584,7 +585,15 @@ TEST_CASE("CUDA: cross_entropy with an out-of-range target throws mixgrad::Error
     INFO("bad target " << bad);
     const Tensor target = from_vector<int64_t>({0, bad, 1, 2}, {4});
     REQUIRE_THROWS_AS(cross_entropy(logits.to(kCPU), target), Error);
-    REQUIRE_THROWS_AS(cross_entropy(logits, target.to(cuda)), Error);
+    // On CUDA the check runs on the device and is reported at the next read-back, not at the call (which would make
+    // the host wait for the GPU at every step).
+    const Tensor loss = cross_entropy(logits, target.to(cuda));
+    REQUIRE_THROWS_WITH(loss.item(), Contains("cross_entropy: a target is outside [0, 5)") && Contains("read-back"));
+    REQUIRE_NOTHROW(loss.item());  // reported once; the flag is forgotten
+    (void)cross_entropy(logits, target.to(cuda), -100, 0.0, "none");
+    REQUIRE_THROWS_WITH(synchronize_and_check(cuda), Contains("outside [0, 5)"));
+    (void)cross_entropy(logits, target.to(cuda), -100, 0.0, "sum");
+    REQUIRE_THROWS_WITH(logits.to_vector<float>(), Contains("outside [0, 5)"));  // any read-back reports it
     autograd::clear_tape();
   }
   // The device is still healthy afterwards: a valid call works and matches the CPU.
@@ -596,9 +605,14 @@ TEST_CASE("CUDA: cross_entropy with an out-of-range target throws mixgrad::Error
 TEST_CASE("CUDA: embedding with an out-of-range index throws mixgrad::Error", "[cuda][embedding]") {
   const Device cuda = cuda_device();
   const Tensor weight = zeros({6, 3}, TensorOptions(DType::f32, cuda));
-  REQUIRE_THROWS_AS(embedding(weight, from_vector<int64_t>({0, 6}, {2}).to(cuda)), Error);
-  REQUIRE_THROWS_AS(embedding(weight, from_vector<int64_t>({-1}, {1}).to(cuda)), Error);
-  REQUIRE(embedding(weight, from_vector<int64_t>({5, 0}, {2}).to(cuda)).shape() == Shape{2, 3});
+  // Checked on the device, reported at the next read-back.
+  const Tensor a = embedding(weight, from_vector<int64_t>({0, 6}, {2}).to(cuda));
+  REQUIRE_THROWS_WITH(a.to(kCPU), Contains("embedding: an index is outside [0, 6)"));
+  (void)embedding(weight, from_vector<int64_t>({-1}, {1}).to(cuda));
+  REQUIRE_THROWS_AS(synchronize_and_check(cuda), Error);
+  const Tensor ok = embedding(weight, from_vector<int64_t>({5, 0}, {2}).to(cuda));
+  REQUIRE(ok.shape() == Shape{2, 3});
+  REQUIRE_NOTHROW(ok.to_vector<float>());
 }
 
 TEST_CASE("CUDA: embedding backward is deterministic (two runs bit-identical)", "[cuda][embedding]") {
