@@ -298,6 +298,49 @@ std::vector<std::string> class_names(const std::string& dataset, int64_t k) {
 }
 
 // ---- training -------------------------------------------------------------------------------------------------
+namespace {
+// Losses and predictions of the steps since the last flush, kept on the training device: reading them back each step
+// would make the host wait for the GPU every step. flush() reads them in two copies, checks every loss (a non-finite
+// one is an error naming its step; flushes happen before every checkpoint, so nothing diverged is ever saved) and
+// returns the interval's sums.
+class PendingSteps {
+ public:
+  struct Totals {
+    double loss_sum = 0;  // Σ loss · batch size
+    int64_t correct = 0, n = 0;
+  };
+  void add(Tensor loss, Tensor pred, const std::vector<int64_t>& labels, int64_t batch, int64_t global_step) {
+    losses_.push_back(reshape(loss, {1}));
+    preds_.push_back(std::move(pred));
+    labels_.insert(labels_.end(), labels.begin(), labels.end());
+    sizes_.push_back(batch);
+    steps_.push_back(global_step);
+  }
+  Totals flush(int64_t epoch, int64_t steps_per_epoch, const std::string& last_checkpoint) {
+    Totals t;
+    if (losses_.empty()) return t;
+    const std::vector<float> loss = cat(losses_, 0).to(kCPU).to_vector<float>();
+    const std::vector<int64_t> pred = cat(preds_, 0).to(kCPU).to_vector<int64_t>();
+    for (size_t i = 0; i < loss.size(); ++i) {
+      if (!std::isfinite(loss[i]))
+        throw Error(fmt::format(
+            "training diverged: the loss is {} at epoch {}, global step {} ({} steps per epoch); nothing was saved "
+            "after it; the last good checkpoint is {} (try a lower --lr)",
+            loss[i], epoch, steps_[i] + 1, steps_per_epoch, last_checkpoint));
+      t.loss_sum += double(loss[i]) * double(sizes_[i]);
+      t.n += sizes_[i];
+    }
+    for (size_t i = 0; i < pred.size(); ++i) t.correct += pred[i] == labels_[i];
+    losses_.clear(), preds_.clear(), labels_.clear(), sizes_.clear(), steps_.clear();
+    return t;
+  }
+
+ private:
+  std::vector<Tensor> losses_, preds_;
+  std::vector<int64_t> labels_, sizes_, steps_;
+};
+}  // namespace
+
 TrainSummary run_training(const TrainOptions& o) {
   const auto t_start = Clock::now();
   const fs::path out = o.out_dir.empty() ? fs::path("runs") / (o.preset + "-" + o.mixer) : fs::path(o.out_dir);
@@ -337,11 +380,7 @@ TrainSummary run_training(const TrainOptions& o) {
                   out.string());
     cfg = o.model_override ? *o.model_override : models::vit_preset(o.preset);
     cfg.mixer = o.mixer;
-    if (!o.pool.empty() && o.pool != cfg.pool) {
-      const bool had_cls = cfg.pool == "token" || cfg.csp_layout;
-      cfg.pool = o.pool;
-      cfg.csp_layout = o.pool == "avg" && had_cls;  // keep the class token (and N) when switching to avg
-    }
+    o.model.apply(cfg);
     const std::string ds = o.dataset.empty() ? preset_dataset(o.preset) : o.dataset;
     rc = default_recipe(o.preset, ds);
     if (o.epochs) rc.epochs = *o.epochs;
@@ -487,6 +526,7 @@ TrainSummary run_training(const TrainOptions& o) {
   int64_t train_images = 0;
   bool stopped = false;
   const auto t_train0 = Clock::now();
+  PendingSteps pending;
   for (; epoch < rc.epochs && !stopped; ++epoch) {
     lcfg.epoch = uint64_t(epoch);
     lcfg.start_batch = step_in_epoch;
@@ -505,26 +545,27 @@ TrainSummary run_training(const TrainOptions& o) {
       if (!b) break;
       Tensor logits = model.forward(images_tensor(*b, train_ds, dev));
       Tensor loss = cross_entropy(logits, from_vector(b->labels, {b->size}).to(dev), -100, rc.label_smoothing);
-      const double l = loss.item();
-      if (!std::isfinite(l))
-        throw Error(fmt::format(
-            "training diverged: the loss is {} at epoch {}, step {} of {} (global step {}); nothing was saved for "
-            "this step; the last good checkpoint is {} (try a lower --lr)",
-            l, epoch + 1, step_in_epoch + 1, steps_per_epoch, global_step + 1, last_path.string()));
       opt.zero_grad();
       loss.backward();
       opt.set_lr(lr_at(global_step));
       opt.step();
-      const std::vector<int64_t> pred = argmax(logits.detach(), 1).to(kCPU).to_vector<int64_t>();
-      int64_t correct = 0;
-      for (int64_t i = 0; i < b->size; ++i) correct += pred[size_t(i)] == b->labels[size_t(i)];
+      // The loss and the predictions stay on the device until the next flush, so the host never waits for the GPU
+      // inside an interval and keeps queueing the next steps' kernels.
+      pending.add(loss.detach(), argmax(logits.detach(), 1), b->labels, b->size, global_step);
       ++global_step, ++step_in_epoch, ++ep_steps;
-      ep_loss += l * double(b->size), iv_loss += l * double(b->size);
-      ep_correct += correct, iv_correct += correct, ep_n += b->size, iv_n += b->size;
       const double dt = seconds_since(t_step);
       train_time += dt, ep_time += dt;
       train_images += b->size;
-      if (global_step % o.log_every == 0 || step_in_epoch == steps_per_epoch) {
+      const bool log_now = global_step % o.log_every == 0 || step_in_epoch == steps_per_epoch;
+      if (log_now || (o.max_steps > 0 && global_step >= o.max_steps)) {
+        const auto t_flush = Clock::now();
+        const PendingSteps::Totals f = pending.flush(epoch + 1, steps_per_epoch, last_path.string());
+        const double flush_s = seconds_since(t_flush);
+        train_time += flush_s, ep_time += flush_s;
+        ep_loss += f.loss_sum, iv_loss += f.loss_sum;
+        ep_correct += f.correct, iv_correct += f.correct, ep_n += f.n, iv_n += f.n;
+      }
+      if (log_now) {
         const double iv_s = seconds_since(t_iv);
         const MemoryStats ms = memory_stats(dev);
         const double ips = iv_s > 0 ? double(iv_n) / iv_s : 0;
@@ -718,9 +759,22 @@ int64_t run_predict(const PredictOptions& o) {
   return ds.n;
 }
 
-std::string model_info(const std::string& preset, const std::string& mixer) {
+void ModelOverrides::apply(models::ViTConfig& cfg) const {
+  if (embed_dim) cfg.embed_dim = *embed_dim;
+  if (depth) cfg.depth = *depth;
+  if (num_heads) cfg.num_heads = *num_heads;
+  if (mlp_hidden) cfg.mlp_hidden = *mlp_hidden;
+  if (!pool.empty() && pool != cfg.pool) {
+    const bool had_cls = cfg.pool == "token" || cfg.csp_layout;
+    cfg.pool = pool;
+    cfg.csp_layout = pool == "avg" && had_cls;  // keep the class token (and N) when switching to avg
+  }
+}
+
+std::string model_info(const std::string& preset, const std::string& mixer, const ModelOverrides& overrides) {
   models::ViTConfig cfg = models::vit_preset(preset);
   cfg.mixer = mixer;
+  overrides.apply(cfg);
   cfg.validate();
   models::VisionTransformer model(cfg);
   std::string s = fmt::format("ViT preset {} with mixer {}\n", preset, mixer);
@@ -770,6 +824,31 @@ CLI::Validator device_spec() {
       "DEVICE");
 }
 const std::vector<std::string> kDatasets{"fashion-mnist", "mnist", "cifar10", "cifar100"};
+
+// The model-shape flags of `train` and `info`; the values are copied into `m` after parsing (finish()).
+struct ModelFlags {
+  int64_t dim = 0, depth = 0, heads = 0, mlp = 0;
+  CLI::Option *o_dim = nullptr, *o_depth = nullptr, *o_heads = nullptr, *o_mlp = nullptr;
+  void add(CLI::App* sc, ModelOverrides& m) {
+    sc->add_option("--pool", m.pool,
+                   "Classifier input: token (the class token) or avg (mean of the patch tokens; a preset with a class "
+                   "token keeps it in the sequence) (default: the preset's)")
+        ->check(CLI::IsMember({"token", "avg"}));
+    const auto range = CLI::Range(int64_t(1), int64_t(1) << 20);
+    o_dim = sc->add_option("--embed-dim", dim, "Model width D (default: the preset's; must be a multiple of the heads)")
+                ->check(range);
+    o_depth = sc->add_option("--depth", depth, "Number of encoder blocks (default: the preset's)")->check(range);
+    o_heads = sc->add_option("--heads", heads, "Attention heads (default: the preset's; must divide the width)")
+                  ->check(range);
+    o_mlp = sc->add_option("--mlp-dim", mlp, "MLP hidden width M (default: the preset's)")->check(range);
+  }
+  void finish(ModelOverrides& m) const {
+    if (o_dim->count()) m.embed_dim = dim;
+    if (o_depth->count()) m.depth = depth;
+    if (o_heads->count()) m.num_heads = heads;
+    if (o_mlp->count()) m.mlp_hidden = mlp;
+  }
+};
 }  // namespace
 
 CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -788,10 +867,8 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
                                        "/usr/share/datasets/fashion-mnist; required for the others)");
   tr->add_option("--preset", t.preset, "Model + recipe preset")->check(CLI::IsMember(presets))->capture_default_str();
   tr->add_option("--mixer", t.mixer, "Token mixer")->check(CLI::IsMember(mixers))->capture_default_str();
-  tr->add_option("--pool", t.pool,
-                 "Classifier input: token (the class token) or avg (mean of the patch tokens; a preset with a class "
-                 "token keeps it in the sequence) (default: the preset's)")
-      ->check(CLI::IsMember({"token", "avg"}));
+  ModelFlags train_model, info_model;
+  train_model.add(tr, t.model);
   int64_t epochs = 0, batch = 0, warmup = 0;
   double lr = 0, wd = 0, ls = 0;
   auto* o_epochs = tr->add_option("--epochs", epochs, "Training epochs (default: the preset's)")->check(CLI::Range(int64_t(1), int64_t(1000000)));
@@ -861,6 +938,7 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   CLI::App* in = app.add_subcommand("info", "Architecture, parameter names and shapes, and the parameter count");
   in->add_option("--preset", c.info_preset, "Preset")->check(CLI::IsMember(presets))->capture_default_str();
   in->add_option("--mixer", c.info_mixer, "Token mixer")->check(CLI::IsMember(mixers))->capture_default_str();
+  info_model.add(in, c.info_model);
 
   try {
     app.parse(argc, argv);
@@ -878,6 +956,8 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   if (o_crop->count()) t.crop_padding = crop;
   if (o_noflip->count()) t.flip = !no_flip;
   if (o_flip->count()) t.flip = flip;
+  train_model.finish(t.model);
+  info_model.finish(c.info_model);
   for (CLI::App* sc : {tr, ev, pr, in})
     if (sc->parsed()) c.command = sc->get_name();
   return c;
@@ -895,7 +975,7 @@ int vit_main(int argc, const char* const* argv) {
       const int64_t n = run_predict(c.predict);
       std::printf("predict: wrote logits for %lld images to %s\n", (long long)n, c.predict.out.c_str());
     } else if (c.command == "info") {
-      std::fputs(model_info(c.info_preset, c.info_mixer).c_str(), stdout);
+      std::fputs(model_info(c.info_preset, c.info_mixer, c.info_model).c_str(), stdout);
     }
     return 0;
   } catch (const std::exception& ex) {

@@ -26,13 +26,21 @@
 
 namespace mixgrad::app {
 
+// Model-shape overrides on top of a preset (unset = the preset's). specs/vit.md §8 lets the width change
+// (fmnist-small's D 96 / M 192 variant); the parameter names and the checkpoint layout stay the same.
+struct ModelOverrides {
+  std::optional<int64_t> embed_dim, depth, num_heads, mlp_hidden;
+  // Pooling: "token" (class token), "avg" (mean of the patch tokens; the class token stays in the sequence as in the
+  // CSP authors' layout, so N is unchanged); empty = the preset's.
+  std::string pool;
+  void apply(models::ViTConfig& cfg) const;  // then cfg.validate() reports an inconsistent combination
+};
+
 struct TrainOptions {
   std::string dataset;   // "fashion-mnist", "mnist", "cifar10", "cifar100"; empty = the preset's data set
   std::string data_dir;  // empty = data::default_fashion_mnist_dir() (fashion-mnist only)
   std::string preset = "fmnist-tiny", mixer = "softmax";
-  // Pooling override: "token" (class token), "avg" (mean of the patch tokens; the class token stays in the sequence
-  // as in the CSP authors' layout, so N is unchanged); empty = the preset's.
-  std::string pool;
+  ModelOverrides model;  // width, depth, heads, MLP width, pooling
   // Recipe overrides (unset = the preset's recipe).
   std::optional<int64_t> epochs, batch_size, warmup;
   std::optional<double> lr, weight_decay, label_smoothing;
@@ -87,7 +95,7 @@ struct PredictOptions {
 int64_t run_predict(const PredictOptions& opts);
 
 // Architecture, every parameter name with its shape, and the total parameter count.
-std::string model_info(const std::string& preset, const std::string& mixer);
+std::string model_info(const std::string& preset, const std::string& mixer, const ModelOverrides& overrides = {});
 
 // ---- command line ----------------------------------------------------------------------------------------------
 struct CliCommand {
@@ -96,6 +104,7 @@ struct CliCommand {
   EvalOptions eval;
   PredictOptions predict;
   std::string info_preset = "fmnist-tiny", info_mixer = "softmax";
+  ModelOverrides info_model;
   int exit_code = -1;  // >= 0: parsing ended the program (--help: 0, bad flag or value: non-zero); message printed
 };
 CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err);

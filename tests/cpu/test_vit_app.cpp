@@ -243,12 +243,22 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
   REQUIRE(c.train.train_limit == 512);
   REQUIRE(c.train.seed == 7);
   REQUIRE_FALSE(c.train.flip.has_value());
-  REQUIRE(c.train.pool.empty());
+  REQUIRE(c.train.model.pool.empty());
+  REQUIRE_FALSE(c.train.model.embed_dim.has_value());
+  REQUIRE_FALSE(c.train.model.mlp_hidden.has_value());
   REQUIRE(c.train.attention == "automatic");
-  c = parse({"train", "--flip", "--pool", "avg", "--attention", "composite"});
+  c = parse({"train", "--flip", "--pool", "avg", "--attention", "composite", "--embed-dim", "96", "--mlp-dim", "192",
+             "--depth", "3", "--heads", "6"});
   REQUIRE(c.train.flip == std::optional<bool>(true));
-  REQUIRE(c.train.pool == "avg");
+  REQUIRE(c.train.model.pool == "avg");
   REQUIRE(c.train.attention == "composite");
+  REQUIRE(c.train.model.embed_dim == std::optional<int64_t>(96));
+  REQUIRE(c.train.model.mlp_hidden == std::optional<int64_t>(192));
+  REQUIRE(c.train.model.depth == std::optional<int64_t>(3));
+  REQUIRE(c.train.model.num_heads == std::optional<int64_t>(6));
+  c = parse({"info", "--preset", "fmnist-small", "--embed-dim", "96", "--mlp-dim", "192"});
+  REQUIRE(c.command == "info");
+  REQUIRE(c.info_model.embed_dim == std::optional<int64_t>(96));
 
   for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{
            {"train", "--lr", "-1"},
@@ -262,6 +272,9 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
            {"train", "--flip", "--no-flip"},
            {"train", "--pool", "max"},
            {"train", "--attention", "flash"},
+           {"train", "--embed-dim", "0"},
+           {"train", "--heads", "-2"},
+           {"info", "--mlp-dim", "x"},
            {"train", "--no-such-flag"},
            {"eval"},  // --checkpoint is required
            {}}) {     // a subcommand is required
@@ -275,7 +288,7 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
   for (const char* flag : {"--dataset", "--data", "--preset", "--mixer", "--epochs", "--batch-size", "--lr",
                            "--weight-decay", "--warmup", "--label-smoothing", "--seed", "--device", "--tf32", "--out",
                            "--resume", "--log-every", "--max-steps", "--train-limit", "--flip", "--no-flip", "--pool",
-                           "--attention"})
+                           "--attention", "--embed-dim", "--depth", "--heads", "--mlp-dim"})
     REQUIRE_THAT(err, Contains(flag));
 
   c = parse({"predict", "--checkpoint", "a.safetensors", "--images", "x.idx", "--out", "y.safetensors"});
@@ -287,6 +300,18 @@ TEST_CASE("vit app: info lists every parameter and the preset's count", "[vit-ap
   const std::string info = app::model_info("fmnist-tiny", "softmax");
   REQUIRE_THAT(info, Contains("total parameters: 139018"));
   REQUIRE_THAT(info, Contains("blocks.3.attn.qkv.weight") && Contains("[192, 64]") && Contains("pos_embed"));
+
+  // specs/vit.md §8: fmnist-small's D 96 / M 192 variant has 456,394 parameters.
+  app::ModelOverrides wide;
+  wide.embed_dim = 96;
+  wide.mlp_hidden = 192;
+  const std::string w = app::model_info("fmnist-small", "softmax", wide);
+  REQUIRE_THAT(w, Contains("total parameters: 456394") && Contains("dim 96") && Contains("MLP 192"));
+  REQUIRE_THAT(w, Contains("blocks.5.attn.qkv.weight") && Contains("[288, 96]"));
+  // A width the heads do not divide is a clear error, not a crash.
+  app::ModelOverrides bad;
+  bad.embed_dim = 90;
+  REQUIRE_THROWS_WITH(app::model_info("fmnist-small", "softmax", bad), Contains("divide embed_dim (90)"));
 }
 
 TEST_CASE("vit app: report helpers", "[vit-app]") {
