@@ -10,6 +10,7 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/csp.h"
+#include "engine/deferred_checks.h"
 #include "engine/error.h"
 #include "kernels/cpu/csp.h"
 #ifdef MIXGRAD_WITH_CUDA
@@ -76,6 +77,21 @@ CspPlan plan_csp(const char* op, const Tensor& v, const std::vector<int32_t>& sh
                   "{}: lengths has dtype {}, expected int32 or int64", op, lengths.dtype());
     MIXGRAD_CHECK(lengths.dim() == 1 && lengths.size(0) == p.B, "{}: lengths has shape {}, expected [B] = [{}]", op,
                   shape_str(lengths.shape()), p.B);
+    if (!device.is_cpu() && !lengths.device().is_cpu()) {
+#ifdef MIXGRAD_WITH_CUDA
+      // Lengths already on the GPU are validated there (a per-call read-back would make every LRA layer wait for
+      // the GPU); an out-of-range length is clamped for the kernels and reported at the next read-back.
+      MIXGRAD_CHECK(lengths.device() == device, "{}: lengths is on {}, V on {} (expected the same device)", op,
+                    lengths.device(), device);
+      Tensor flag = zeros({1}, TensorOptions(DType::i32, device));
+      p.lengths = empty({p.B}, TensorOptions(DType::i32, device));
+      kernels::cuda::csp_prepare_lengths(p.lengths.data<int32_t>(), lengths.raw_data(), lengths.dtype() == DType::i64,
+                                         p.B, p.N, flag.data<int32_t>(), detail::stream_of(v));
+      detail::defer_check(flag, fmt::format("{}: a length is outside [1, N] = [1, {}] (lengths holds each sample's "
+                                            "valid token count)", op, p.N));
+#endif
+      return p;
+    }
     Tensor host = lengths.to(kCPU);
     std::vector<int64_t> n(p.B);
     if (host.dtype() == DType::i32) {

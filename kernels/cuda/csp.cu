@@ -494,7 +494,25 @@ void dispatch(const char* op, float* out, const float* dy, const float* v, const
   }
 }
 
+__global__ void prepare_lengths_kernel(int32_t* out, const void* lengths, bool is_int64, int64_t B, int64_t N,
+                                       int* bad) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  const int64_t n = is_int64 ? static_cast<const int64_t*>(lengths)[b] : static_cast<const int32_t*>(lengths)[b];
+  if (n < 1 || n > N) *bad = 1;
+  out[b] = static_cast<int32_t>(n < 1 ? 1 : (n > N ? N : n));
+}
+
 }  // namespace
+
+void csp_prepare_lengths(int32_t* lengths32, const void* lengths, bool is_int64, int64_t B, int64_t N, int* bad,
+                         cudaStream_t stream) {
+  if (B <= 0) return;
+  constexpr int kThreads = 256;
+  prepare_lengths_kernel<<<static_cast<unsigned>((B + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+      lengths32, lengths, is_int64, B, N, bad);
+  MIXGRAD_CUDA_LAUNCH_CHECK();
+}
 
 void csp_forward(float* y, const float* v, const int32_t* shifts, const int32_t* lengths, int64_t B, int64_t N,
                  int64_t D, int K, cudaStream_t stream, CspDesign design) {

@@ -33,4 +33,10 @@ void csp_backward(float* dv, const float* dy, const float* v, const int32_t* shi
                   int64_t B, int64_t N, int64_t D, int K, cudaStream_t stream,
                   CspDesign design = CspDesign::automatic);
 
+// lengths32[b] = lengths[b] (int64 when is_int64, else int32) clamped to [1, N]; a value outside [1, N] sets *bad (a
+// device int the caller zeroes and checks at a later read-back), so the op validates lengths without waiting for the
+// GPU and the kernels never see an out-of-range length. Never synchronises.
+void csp_prepare_lengths(int32_t* lengths32, const void* lengths, bool is_int64, int64_t B, int64_t N, int* bad,
+                         cudaStream_t stream);
+
 }  // namespace mixgrad::kernels::cuda

@@ -26,6 +26,7 @@ Device gpu() { return Device("cuda"); }
 
 using testing::Fill;
 using testing::same_bits;
+using Catch::Contains;
 using Case = testing::CspCase;
 
 // This suite draws the fill's pick for every element (see csp_values).
@@ -122,6 +123,23 @@ TEST_CASE("CUDA csp: two runs are bitwise identical", "[cuda][csp]") {
     REQUIRE(same_bits(csp_backward(dyg, vg, sh, k, len).to(kCPU).to_vector<float>(),
                       csp_backward(dyg, vg, sh, k, len).to(kCPU).to_vector<float>(), &where));
   }
+}
+
+TEST_CASE("CUDA csp: lengths on the GPU (int32 or int64) are validated on the device", "[cuda][csp]") {
+  std::mt19937 gen(31);
+  const Shape shape{3, 16, 5};
+  const std::vector<float> v = make_values(size_t(3 * 16 * 5), Fill::normal, gen);
+  const std::vector<int32_t> sh{0, 1, 3, 7, 15};
+  const Tensor vc = from_vector<float>(v, shape), vg = vc.to(gpu());
+  const Tensor want = csp(vc, sh, 4, from_vector<int32_t>({16, 5, 1}, {3}));
+  REQUIRE_SAME_BITS(csp(vg, sh, 4, from_vector<int64_t>({16, 5, 1}, {3}).to(gpu())).to(kCPU).to_vector<float>(),
+                    want.to_vector<float>());
+  // A bad length is reported at the next read-back (naming the op and the valid range), never read out of range.
+  for (const std::vector<int64_t>& bad : {std::vector<int64_t>{16, 0, 1}, std::vector<int64_t>{17, 5, 1}}) {
+    const Tensor y = csp(vg, sh, 4, from_vector<int64_t>(bad, {3}).to(gpu()));
+    REQUIRE_THROWS_WITH(y.to(kCPU), Contains("csp: a length is outside [1, N] = [1, 16]"));
+  }
+  REQUIRE_NOTHROW(csp(vg, sh, 4, from_vector<int32_t>({1, 2, 3}, {3}).to(gpu())).to(kCPU));
 }
 
 TEST_CASE("CUDA csp: float64 on CUDA is a clear error", "[cuda][csp]") {
