@@ -202,6 +202,18 @@ TEST_CASE("vit app: a run interrupted by --max-steps and resumed equals an unint
   REQUIRE(app::run_eval(e).accuracy == a.test_accuracy);
 }
 
+TEST_CASE("vit app: a diverging run stops with a clear error and saves nothing after the divergence", "[vit-app]") {
+  TempDir tmp;
+  const fs::path data = make_dataset(tmp.path / "data");
+  app::TrainOptions o = tiny_options(data, tmp.path / "run");
+  o.lr = 1e30;  // the first update overflows the weights
+  o.warmup = 0;
+  REQUIRE_THROWS_WITH(app::run_training(o), Contains("training diverged: the loss is") && Contains("try a lower --lr"));
+  // The losses are read once per log interval (4 steps here), before any checkpoint: none was written.
+  REQUIRE_FALSE(fs::exists(tmp.path / "run" / "last.safetensors"));
+  REQUIRE_FALSE(fs::exists(tmp.path / "run" / "best.safetensors"));
+}
+
 TEST_CASE("vit app: corrupt or foreign checkpoints give clear errors", "[vit-app]") {
   TempDir tmp;
   const fs::path bad = tmp.path / "garbage.safetensors";
