@@ -209,13 +209,73 @@ __global__ void __launch_bounds__(kTileC* kRowLanes) csp_tiled_kernel(float* out
   }
 }
 
-// Design C: a cluster of P CTAs (blockIdx.x = rank) owns sample blockIdx.z, channels [c0, c0 + C) for all N rows;
-// CTA r stages rows [r·R, r·R + R) of the slab in shared memory with row-contiguous (coalesced) loads. After a
-// cluster barrier every CTA computes the groups of its own output rows, reading the K members of each group — rows
-// (j - s_c) mod n, anywhere in the sample — from whichever CTA holds them (distributed shared memory). Forward: the
-// sorted values go straight to y. Backward: dy of the own rows is read from global memory and each value is stored
-// at its source row in the owning CTA's dv slab; after a second barrier every CTA writes its dv rows out coalesced.
-// Bytes moved: v read once, y written once (forward); v and dy read once, dv written once (backward).
+// Design E forward: CTA (octet, band, b) = 8 channels [c0, c0 + 8) × output rows [j0, j0 + kEBand) of sample b. The
+// source rows the band needs over the octet, [j0 - smax, j0 + rows - smin) (mod n), are staged once in shared
+// memory as 32-byte row pieces, 8 lanes per piece, so every global read uses the whole sector it fetches. Design A
+// uses 4 bytes of each 32-byte sector it reads (neighbouring channels read rows far apart), which makes Path-X's
+// forward L2-bound (Nsight Compute on an H100: L2 99 %, DRAM 28 %). The band is long so that a wide shift spread
+// inside the octet costs a small fraction of re-read window; a CTA whose window would not fit falls back to direct
+// loads. Writes are 32-byte pieces too. threadIdx.x: channel lane = x % 8, row lane = x / 8.
+// Measured on an H100 it is slower than A and B at every bench size (Path-X forward 1.38 vs 1.07 ms for A): the
+// staged load (4-byte loads, 2 CTAs per SM for 96 KiB of window, no overlap of the load with the compute) costs more
+// than the L2 traffic it saves. Correct and tested; only run when asked for. The next step would be a pipelined
+// version (cp.async / TMA double-buffering of the window with 16-byte loads).
+constexpr int kOct = 8;
+constexpr int kEBand = 1024;
+constexpr int kEWindow = 3072;  // rows of window: 3072 × 8 × 4 B = 96 KiB of dynamic shared memory
+constexpr int kERowLanes = kThreads / kOct;
+
+template <int K>
+__global__ void __launch_bounds__(kThreads) csp_window_kernel(float* out, const float* v, const int32_t* shifts,
+                                                              const int32_t* lengths, int64_t N, int64_t D) {
+  extern __shared__ float win[];  // [kEWindow][kOct]
+  const int cl = static_cast<int>(threadIdx.x) % kOct, rl = static_cast<int>(threadIdx.x) / kOct;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kOct + cl;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.y) * kEBand, b = blockIdx.z;
+  const bool channel_ok = c < D;
+  const int64_t n = lengths ? static_cast<int64_t>(lengths[b]) : N;
+  const int64_t base = b * N * D;
+  const int band_rows = static_cast<int>(min(int64_t{kEBand}, N - j0));
+  const int valid_rows = static_cast<int>(max(int64_t{0}, min(int64_t{band_rows}, n - j0)));
+  const int groups = band_rows / K;  // N % K == 0 and j0 % K == 0
+  const int64_t s = channel_ok && valid_rows > 0 ? static_cast<int64_t>(shifts[c]) % n : 0;
+
+  // Shift spread over the octet: the 8 lanes of a piece are 8 consecutive lanes of one warp.
+  int64_t smin = channel_ok ? s : INT64_MAX, smax = channel_ok ? s : -1;
+#pragma unroll
+  for (int o = 1; o < kOct; o <<= 1) {
+    smin = min(smin, __shfl_xor_sync(0xffffffffu, smin, o));
+    smax = max(smax, __shfl_xor_sync(0xffffffffu, smax, o));
+  }
+  const bool staged = valid_rows > 0 && valid_rows + (smax - smin) <= kEWindow;
+  const int span = staged ? valid_rows + static_cast<int>(smax - smin) : 0;
+  const int offset = static_cast<int>(smax - s);  // window slot of shifted row j0 for this channel
+  // Slot w holds source row (j0 - smax + w) mod n, which lies in [-n, n) before the wrap (w < span).
+  if (staged) {
+#pragma unroll 4
+    for (int w = rl; w < span; w += kERowLanes)
+      win[w * kOct + cl] = channel_ok ? v[base + source_row(j0 + w, smax, n) * D + c] : 0.0f;
+  }
+  __syncthreads();
+  if (!channel_ok) return;
+  for (int gl = rl; gl < groups; gl += kERowLanes) {
+    const int t0 = gl * K;
+    const int m = max(0, min(K, valid_rows - t0));
+    float u[K];
+    int64_t src[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      src[k] = 0;
+      u[k] = 0.0f;
+      if (k < m) {
+        src[k] = source_row(j0 + t0 + k, s, n);
+        u[k] = staged ? win[(t0 + k + offset) * kOct + cl] : v[base + src[k] * D + c];
+      }
+    }
+    finish_group<K, false>(out, nullptr, base, j0 + t0, m, D, c, u, src);
+  }
+}
+
 // Copies rows [0, rows) × channels [c0, c0 + C) between a row-major [*, D] tensor (at row r0) and a [rows][C] slab
 // with every thread keeping kUnroll independent transfers in flight: 16-byte vectors when kVec (D % 4 == 0 and the
 // tensor 16-byte aligned), single floats otherwise. Load: channels >= D and rows >= n read as 0. Store: channels >= D
@@ -418,7 +478,7 @@ void launch_slab(const SlabPlan& p, float* out, const float* dy, const float* v,
     launch_slab<K, C, kBackward, false>(p, out, dy, v, shifts, lengths, B, N, D, stream);
 }
 
-// MIXGRAD_CSP_DESIGN=simple|tiled|slab|gather overrides the automatic choice (benchmarks); read once.
+// MIXGRAD_CSP_DESIGN=simple|tiled|slab|gather|window overrides the automatic choice (benchmarks); read once.
 CspDesign design_from_env() {
   static const CspDesign d = [] {
     const char* e = std::getenv("MIXGRAD_CSP_DESIGN");
@@ -427,6 +487,7 @@ CspDesign design_from_env() {
            : s == "tiled"  ? CspDesign::tiled
            : s == "slab"   ? CspDesign::slab
            : s == "gather" ? CspDesign::gather
+           : s == "window" ? CspDesign::window
                            : CspDesign::automatic;
   }();
   return d;
@@ -450,6 +511,24 @@ void launch(float* out, const float* dy, const float* v, const int32_t* shifts, 
       case 32: return launch_slab<K, 32, kBackward>(p, out, dy, v, shifts, lengths, B, N, D, stream);
       case 16: return launch_slab<K, 16, kBackward>(p, out, dy, v, shifts, lengths, B, N, D, stream);
       default: return launch_slab<K, 8, kBackward>(p, out, dy, v, shifts, lengths, B, N, D, stream);
+    }
+  }
+  if (design == CspDesign::window) {
+    const int64_t octets = (D + kOct - 1) / kOct, bands = (N + kEBand - 1) / kEBand;
+    if constexpr (!kBackward) {
+      if (octets <= INT32_MAX && bands <= 65535 && B <= 65535) {
+        constexpr int kSmem = kEWindow * kOct * static_cast<int>(sizeof(float));
+        // Per call (cheap), so that every device the kernel runs on has the opt-in above 48 KiB.
+        MIXGRAD_CUDA_CHECK(
+            cudaFuncSetAttribute(csp_window_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+        const dim3 grid(static_cast<unsigned>(octets), static_cast<unsigned>(bands), static_cast<unsigned>(B));
+        csp_window_kernel<K><<<grid, kThreads, kSmem, stream>>>(out, v, shifts, lengths, N, D);
+        MIXGRAD_CUDA_LAUNCH_CHECK();
+        return;
+      }
+      design = CspDesign::simple;  // a grid too large for the window layout
+    } else {
+      design = CspDesign::gather;  // Design E's backward is Design D's
     }
   }
   if (design == CspDesign::gather) {

@@ -15,12 +15,15 @@ namespace mixgrad::kernels::cuda {
 // write of global memory is row-contiguous whatever the shifts; it needs N·C·4 bytes (twice that backward) over at
 // most 16 CTAs of up to 200 KiB, which holds N up to about 50,000 (a clear error beyond, or without clusters).
 // automatic picks tiled when D >= 16, N <= 4096 and the grid fits, else simple — except gather for the backward
-// when N > 4096 (from H100 measurements: docs/benchmarks/gpu-h100.md); slab runs only when asked for (it was slower
-// at every measured size), and
-// MIXGRAD_CSP_DESIGN=simple|tiled|slab|gather overrides automatic for benchmarks.
+// when N > 4096 (from H100 measurements: docs/benchmarks/gpu-h100.md); slab and window run only when asked for
+// (they were slower at every measured size), and
+// MIXGRAD_CSP_DESIGN=simple|tiled|slab|gather|window overrides automatic for benchmarks.
 // gather = Design D: the forward is Design A's; the backward runs one thread per dv element, so dv is written
 // row-contiguously and the only scattered access is a read of dy.
-enum class CspDesign { automatic, simple, tiled, slab, gather };
+// window = Design E: the forward stages, per 8-channel octet and 1024-row band, the octet's source rows in shared
+// memory as whole 32-byte sectors (A wastes 28 of every 32 bytes it fetches when neighbouring channels' shifts
+// differ); the backward is Design D's. Slower than A and B at every measured size: only run when asked for.
+enum class CspDesign { automatic, simple, tiled, slab, gather, window };
 
 // Device pointers; v, y, dy, dv [B, N, D] row-major, shifts [D] (>= 0, used mod n_b), lengths [B] in [1, N] or null.
 // K in {2, 4, 8} and N % K == 0 (the engine op validates; a bad K throws std::invalid_argument). Never synchronises.

@@ -37,6 +37,10 @@ const std::vector<CspCase>& csp_cases(bool tile_edges) {
     t.push_back({"K4 N520 D64 exp lengths", 3, 520, 64, 4, "exponential", {520, 200, 63}});
     t.push_back({"K8 N1024 D48 random", 2, 1024, 48, 8, "random", {}});
     t.push_back({"K8 N512 D40 const lengths", 2, 512, 40, 8, "constant", {317, 512}});
+    // Several 1024-row bands of the window design, a partial last band, an octet tail (D % 8 != 0), a length that
+    // ends inside a band, and random shifts whose spread overflows the window (its direct-load fallback).
+    t.push_back({"K2 N2600 D21 exp lengths", 2, 2600, 21, 2, "exponential", {2600, 1337}});
+    t.push_back({"K4 N3072 D24 random", 1, 3072, 24, 4, "random", {}});
     return t;
   }();
   return tile_edges ? with_edges : table;

@@ -72,7 +72,7 @@ TEST_CASE("CUDA csp: Path-X size N = 16384", "[cuda][csp]") {
 
 // Kernel level: every design against the CPU kernel, forward and backward; output buffers start as garbage so an
 // element a design forgets to write shows up.
-TEST_CASE("CUDA csp: simple, tiled, slab, gather and automatic designs equal the CPU kernel", "[cuda][csp]") {
+TEST_CASE("CUDA csp: simple, tiled, slab, gather, window and automatic designs equal the CPU kernel", "[cuda][csp]") {
   using kernels::cuda::CspDesign;
   uint32_t seed = 900;
   for (const auto& tc : testing::csp_cases(/*tile_edges=*/true))
@@ -93,7 +93,8 @@ TEST_CASE("CUDA csp: simple, tiled, slab, gather and automatic designs equal the
       Tensor lg = lp ? from_vector<int32_t>(tc.lengths, {tc.B}, TensorOptions(DType::i32, gpu())) : Tensor();
       const int32_t* lgp = lp ? lg.data<int32_t>() : nullptr;
       for (CspDesign d :
-           {CspDesign::simple, CspDesign::tiled, CspDesign::slab, CspDesign::gather, CspDesign::automatic}) {
+           {CspDesign::simple, CspDesign::tiled, CspDesign::slab, CspDesign::gather, CspDesign::window,
+            CspDesign::automatic}) {
         INFO("design " << int(d));
         Tensor y = full(shape, std::numeric_limits<double>::quiet_NaN(), TensorOptions(DType::f32, gpu()));
         Tensor dv = full(shape, -12345.0, TensorOptions(DType::f32, gpu()));
