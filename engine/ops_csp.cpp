@@ -159,6 +159,44 @@ void check_dy(const Tensor& dy, const Tensor& v) {
 
 }  // namespace
 
+Tensor csp_mask_lengths(const Tensor& mask, const std::string& who) {
+  MIXGRAD_CHECK(mask.defined() && mask.dtype() == DType::u8 && mask.dim() == 2,
+                "{}: key_padding_mask must be uint8 [B, N] (1 = valid), got {}", who,
+                mask.defined() ? fmt::format("{} {}", mask.dtype(), shape_str(mask.shape())) : "an undefined tensor");
+  const int64_t batch = mask.size(0), seq = mask.size(1);
+  if (!mask.device().is_cpu()) {
+#ifdef MIXGRAD_WITH_CUDA
+    Tensor lengths = empty({batch}, TensorOptions(DType::i32, mask.device()));
+    Tensor not_prefix = zeros({1}, TensorOptions(DType::i32, mask.device()));
+    Tensor none_valid = zeros({1}, TensorOptions(DType::i32, mask.device()));
+    kernels::cuda::csp_mask_lengths(lengths.data<int32_t>(), mask.data<uint8_t>(), batch, seq,
+                                    not_prefix.data<int32_t>(), none_valid.data<int32_t>(), detail::stream_of(mask));
+    detail::defer_check(not_prefix, fmt::format("{}: a key_padding_mask row is not a prefix mask (valid tokens "
+                                                "first, then padding); CSP needs right padding", who));
+    detail::defer_check(none_valid, fmt::format("{}: a key_padding_mask row has no valid token (CSP needs at least "
+                                                "one)", who));
+    return lengths;
+#else
+    detail::no_cuda("csp_mask_lengths");
+#endif
+  }
+  std::vector<int32_t> lengths(static_cast<size_t>(batch));
+  const uint8_t* m = mask.data<uint8_t>();
+  for (int64_t b = 0; b < batch; ++b) {
+    const uint8_t* row = m + b * seq;
+    int64_t n = 0;
+    while (n < seq && row[n]) ++n;
+    for (int64_t j = n; j < seq; ++j)
+      MIXGRAD_CHECK(!row[j],
+                    "{}: key_padding_mask row {} is not a prefix mask (valid tokens first, then padding): position {} "
+                    "is padding but position {} is valid; CSP needs right padding",
+                    who, b, n, j);
+    MIXGRAD_CHECK(n >= 1, "{}: key_padding_mask row {} has no valid token (CSP needs at least one)", who, b);
+    lengths[size_t(b)] = int32_t(n);
+  }
+  return from_vector<int32_t>(lengths, {batch}, TensorOptions(DType::i32));
+}
+
 Tensor csp(const Tensor& v, const std::vector<int32_t>& shifts, int k, const Tensor& lengths) {
   CspPlan plan = plan_csp("csp", v, shifts, k, lengths);
   Tensor y = run_forward(v, plan);

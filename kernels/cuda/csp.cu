@@ -582,7 +582,42 @@ __global__ void prepare_lengths_kernel(int32_t* out, const void* lengths, bool i
   out[b] = static_cast<int32_t>(n < 1 ? 1 : (n > N ? N : n));
 }
 
+// One block per mask row: the first padding position and the last valid one, reduced over the block.
+__global__ void mask_lengths_kernel(int32_t* lengths, const uint8_t* mask, int64_t N, int* not_prefix, int* empty) {
+  __shared__ int64_t first_pad[kThreads / 32], last_valid[kThreads / 32];
+  const int64_t b = blockIdx.x;
+  const uint8_t* row = mask + b * N;
+  int64_t fp = N, lv = -1;
+  for (int64_t j = threadIdx.x; j < N; j += blockDim.x) {
+    if (row[j])
+      lv = j;  // j grows per thread, so the last hit is the thread's largest
+    else
+      fp = min(fp, j);
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    fp = min(fp, __shfl_xor_sync(0xffffffffu, fp, o));
+    lv = max(lv, __shfl_xor_sync(0xffffffffu, lv, o));
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) first_pad[warp] = fp, last_valid[warp] = lv;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w)
+      fp = min(fp, first_pad[w]), lv = max(lv, last_valid[w]);
+    if (lv > fp) *not_prefix = 1;
+    if (fp == 0) *empty = 1;
+    lengths[b] = static_cast<int32_t>(fp == 0 ? 1 : fp);
+  }
+}
+
 }  // namespace
+
+void csp_mask_lengths(int32_t* lengths, const uint8_t* mask, int64_t B, int64_t N, int* not_prefix, int* empty,
+                      cudaStream_t stream) {
+  if (B <= 0) return;
+  mask_lengths_kernel<<<static_cast<unsigned>(B), kThreads, 0, stream>>>(lengths, mask, N, not_prefix, empty);
+  MIXGRAD_CUDA_LAUNCH_CHECK();
+}
 
 void csp_prepare_lengths(int32_t* lengths32, const void* lengths, bool is_int64, int64_t B, int64_t N, int* bad,
                          cudaStream_t stream) {

@@ -42,4 +42,11 @@ void csp_backward(float* dv, const float* dy, const float* v, const int32_t* shi
 void csp_prepare_lengths(int32_t* lengths32, const void* lengths, bool is_int64, int64_t B, int64_t N, int* bad,
                          cudaStream_t stream);
 
+// lengths[b] = the number of leading nonzero entries of row b of a key-padding mask [B, N] (uint8, nonzero = valid).
+// A row with a valid entry after a padding one sets *not_prefix; a row without a leading valid entry sets *empty and
+// gets length 1, so csp never sees 0 (both flags: device ints the caller zeroes and checks at a later read-back).
+// One block per row. Never synchronises.
+void csp_mask_lengths(int32_t* lengths, const uint8_t* mask, int64_t B, int64_t N, int* not_prefix, int* empty,
+                      cudaStream_t stream);
+
 }  // namespace mixgrad::kernels::cuda

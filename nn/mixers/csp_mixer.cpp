@@ -72,24 +72,12 @@ Tensor csp_lengths_from_mask(const Tensor& mask, int64_t batch, int64_t seq) {
   MIXGRAD_CHECK(mask.dtype() == DType::u8 && mask.shape() == Shape({batch, seq}),
                 "CspMixer: key_padding_mask must be uint8 [{}, {}] (1 = valid), got {} {}", batch, seq, mask.dtype(),
                 shape_str(mask.shape()));
-  const std::vector<uint8_t> m = mask.to(kCPU).to_vector<uint8_t>();
-  std::vector<int32_t> lengths(static_cast<size_t>(batch));
-  bool all_full = true;
-  for (int64_t b = 0; b < batch; ++b) {
-    const uint8_t* row = m.data() + b * seq;
-    int64_t n = 0;
-    while (n < seq && row[n]) ++n;
-    for (int64_t j = n; j < seq; ++j)
-      MIXGRAD_CHECK(!row[j],
-                    "CspMixer: key_padding_mask row {} is not a prefix mask (valid tokens first, then padding): "
-                    "position {} is padding but position {} is valid; CSP needs right padding",
-                    b, n, j);
-    MIXGRAD_CHECK(n >= 1, "CspMixer: key_padding_mask row {} has no valid token (CSP needs at least one)", b);
-    lengths[size_t(b)] = int32_t(n);
-    all_full = all_full && n == seq;
-  }
-  if (all_full) return Tensor();
-  return from_vector<int32_t>(lengths, {batch}, TensorOptions(DType::i32));
+  Tensor lengths = csp_mask_lengths(mask, "CspMixer");
+  if (!mask.device().is_cpu()) return lengths;  // checked on the device; reading it back here would wait for the GPU
+  const int32_t* n = lengths.data<int32_t>();
+  for (int64_t b = 0; b < batch; ++b)
+    if (n[b] != seq) return lengths;
+  return Tensor();  // every row full: the unmasked op
 }
 
 Tensor CspMixer::forward(const Tensor& x, const Tensor& key_padding_mask) {

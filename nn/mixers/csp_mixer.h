@@ -39,9 +39,10 @@ class CspMixer : public TokenMixer {
 
 std::shared_ptr<TokenMixer> make_csp_mixer(const MixerContext& ctx);
 
-// The per-sample valid lengths of a prefix key-padding mask [B, N] uint8 (any device; read on the host). Returns an
-// undefined tensor when every sample is full length, otherwise int32 [B] on the CPU. Errors name the sample and
-// position of a non-prefix mask or an empty sample.
+// The per-sample valid lengths of a prefix key-padding mask [B, N] uint8 (csp_mask_lengths, engine/csp.h): int32 [B]
+// on the mask's device. A CPU mask is checked at once (errors name the sample and position of a non-prefix mask or an
+// empty sample) and gives an undefined tensor when every sample is full length; a CUDA mask is checked on the device
+// (errors at the next read-back) and always gives lengths.
 Tensor csp_lengths_from_mask(const Tensor& key_padding_mask, int64_t batch, int64_t seq);
 
 }  // namespace mixgrad::nn

@@ -483,4 +483,15 @@ TEST_CASE("csp: only V gets a gradient and the tape is cleared", "[csp]") {
   }
 }
 
+TEST_CASE("csp_mask_lengths: prefix masks give lengths, anything else a clear error", "[csp]") {
+  std::vector<uint8_t> m{1, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1};
+  REQUIRE(csp_mask_lengths(from_vector<uint8_t>(m, {3, 4})).to_vector<int32_t>() == std::vector<int32_t>{3, 1, 4});
+  m[6] = 1;  // row 1: a valid token after padding
+  REQUIRE_THROWS_WITH(csp_mask_lengths(from_vector<uint8_t>(m, {3, 4}), "Mixer"),
+                      Catch::Contains("Mixer: key_padding_mask row 1 is not a prefix mask") &&
+                          Catch::Contains("position 1 is padding but position 2 is valid"));
+  REQUIRE_THROWS_WITH(csp_mask_lengths(zeros({2, 4}, TensorOptions(DType::u8))), Catch::Contains("row 0 has no valid token"));
+  REQUIRE_THROWS_WITH(csp_mask_lengths(zeros({2, 4}, TensorOptions(DType::f32))), Catch::Contains("must be uint8 [B, N]"));
+}
+
 }  // namespace

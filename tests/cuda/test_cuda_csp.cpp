@@ -143,6 +143,30 @@ TEST_CASE("CUDA csp: lengths on the GPU (int32 or int64) are validated on the de
   REQUIRE_NOTHROW(csp(vg, sh, 4, from_vector<int32_t>({1, 2, 3}, {3}).to(gpu())).to(kCPU));
 }
 
+TEST_CASE("CUDA csp: lengths of a key-padding mask are computed and checked on the device", "[cuda][csp]") {
+  // Rows: full, 1 valid, 1000 valid (N = 16384: many blocks' worth of columns per row), 16383 valid.
+  const int64_t B = 4, N = 16384;
+  std::vector<uint8_t> m(size_t(B * N), 0);
+  const std::vector<int64_t> want{N, 1, 1000, N - 1};
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < want[size_t(b)]; ++j) m[size_t(b * N + j)] = 1;
+  const Tensor mc = from_vector<uint8_t>(m, {B, N});
+  const std::vector<int32_t> cpu = csp_mask_lengths(mc).to_vector<int32_t>();
+  REQUIRE(cpu == std::vector<int32_t>{int32_t(N), 1, 1000, int32_t(N - 1)});
+  REQUIRE(csp_mask_lengths(mc.to(gpu())).to(kCPU).to_vector<int32_t>() == cpu);
+  // A hole, and an empty row: clear errors at the next read-back (the CPU names the row at once).
+  std::vector<uint8_t> hole = m;
+  hole[size_t(2 * N + 5000)] = 1;
+  REQUIRE_THROWS_WITH(csp_mask_lengths(from_vector<uint8_t>(hole, {B, N})), Contains("row 2 is not a prefix mask"));
+  const Tensor lh = csp_mask_lengths(from_vector<uint8_t>(hole, {B, N}).to(gpu()), "CspMixer");
+  REQUIRE_THROWS_WITH(lh.to(kCPU), Contains("CspMixer: a key_padding_mask row is not a prefix mask"));
+  std::vector<uint8_t> none = m;
+  none[size_t(N)] = 0;  // row 1 had one valid token
+  const Tensor ln = csp_mask_lengths(from_vector<uint8_t>(none, {B, N}).to(gpu()));
+  REQUIRE_THROWS_WITH(synchronize_and_check(gpu()), Contains("has no valid token"));
+  REQUIRE(ln.to(kCPU).to_vector<int32_t>()[1] == 1);  // clamped, never 0
+}
+
 TEST_CASE("CUDA csp: float64 on CUDA is a clear error", "[cuda][csp]") {
   Tensor v = zeros({1, 4, 2}, TensorOptions(DType::f64, gpu()));
   REQUIRE_THROWS_AS(csp(v, {0, 1}, 2), Error);
