@@ -14,6 +14,16 @@ namespace mixgrad {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask = Tensor(),
                                     bool causal = false, double dropout_p = 0.0, double scale = -1.0);
 
+// Multi-head self-attention on a fused projection, the layout timm's Attention uses: qkv [B, T, 3·H·d] holds, per
+// token, q in channels [0, H·d), k in [H·d, 2·H·d) and v in [2·H·d, 3·H·d), head h at offset h·d within each;
+// returns [B, T, H·d] with channel h·d + e. The result (and its gradient) is exactly that of splitting qkv into
+// q, k, v [B, H, T, d], calling scaled_dot_product_attention with the same arguments and permuting the output
+// back — which is what runs wherever the fused CPU kernels cannot take the call; on the CPU fused path the kernels
+// read q, k, v from qkv and write the output in [B, T, H·d] through their strides (no layout copies, one tape node),
+// with the same dropout mask as the unpacked fused path. Uses the calling thread's attention_backend().
+Tensor packed_qkv_attention(const Tensor& qkv, int64_t num_heads, const Tensor& attn_mask = Tensor(),
+                            bool causal = false, double dropout_p = 0.0, double scale = -1.0);
+
 // Which implementation scaled_dot_product_attention runs.
 //   automatic: fused when it can express the call, composite otherwise. Fused needs: float32 (float64 stays
 //              composite because the kernels keep LSE in fp32, which limits a float64 backward to ~1e-7 relative

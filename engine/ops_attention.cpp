@@ -77,29 +77,68 @@ std::optional<std::vector<int32_t>> key_padding_lengths(const Tensor& mask, int6
   return len;
 }
 
+// Sizes of one attention call: q [B, H, T, d], k and v [B, H, Tk, d].
+struct AttentionSizes {
+  int64_t b, h, t, tk, d;
+};
+
 // Why the fused kernels cannot run this call (empty string: they can), filling kv_len for a key-padding mask.
-std::string fused_obstacle(const Tensor& q, const Tensor& k, const Tensor& attn_mask, bool allow_f64,
-                           std::vector<int32_t>& kv_len) {
-  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3), tk = k.size(2);
-  if (b == 0 || h == 0 || t == 0 || tk == 0 || d == 0) return "an empty dimension";
-  if (q.dtype() == DType::f64 && !allow_f64) return "float64 (the kernels keep LSE in float32)";
-  if (q.dtype() != DType::f32 && q.dtype() != DType::f64) return fmt::format("dtype {}", q.dtype());
+std::string fused_obstacle(const AttentionSizes& s, DType dtype, Device device, const Tensor& attn_mask,
+                           bool allow_f64, std::vector<int32_t>& kv_len) {
+  if (s.b == 0 || s.h == 0 || s.t == 0 || s.tk == 0 || s.d == 0) return "an empty dimension";
+  if (dtype == DType::f64 && !allow_f64) return "float64 (the kernels keep LSE in float32)";
+  if (dtype != DType::f32 && dtype != DType::f64) return fmt::format("dtype {}", dtype);
 #ifdef MIXGRAD_WITH_CUDA
-  if (q.device().is_cuda() && d > kernels::cuda::kFlashMaxHeadDim)
-    return fmt::format("head dim {} > {} on CUDA", d, kernels::cuda::kFlashMaxHeadDim);
+  if (device.is_cuda() && s.d > kernels::cuda::kFlashMaxHeadDim)
+    return fmt::format("head dim {} > {} on CUDA", s.d, kernels::cuda::kFlashMaxHeadDim);
+#else
+  (void)device;
 #endif
-  if (t > std::numeric_limits<int32_t>::max() || tk > std::numeric_limits<int32_t>::max()) return "T or Tk >= 2^31";
+  if (s.t > std::numeric_limits<int32_t>::max() || s.tk > std::numeric_limits<int32_t>::max())
+    return "T or Tk >= 2^31";
   kv_len.clear();
   if (attn_mask.defined()) {
-    std::optional<std::vector<int32_t>> len = key_padding_lengths(attn_mask, b, tk);
+    std::optional<std::vector<int32_t>> len = key_padding_lengths(attn_mask, s.b, s.tk);
     if (!len)
       return fmt::format("attn_mask {} is not a prefix key-padding mask [B, 1, 1, Tk]", shape_str(attn_mask.shape()));
     bool all_full = true;
-    for (int32_t n : *len) all_full = all_full && n >= tk;
+    for (int32_t n : *len) all_full = all_full && n >= s.tk;
     if (!all_full) kv_len = std::move(*len);
   }
   return "";
 }
+
+// Checks an optional attention mask: uint8, broadcastable to the scores' shape [B, H, T, Tk].
+void check_attn_mask(const char* op, const Tensor& attn_mask, const AttentionSizes& s) {
+  if (!attn_mask.defined()) return;
+  MIXGRAD_CHECK(attn_mask.dtype() == DType::u8, "{}: attn_mask must be uint8 (nonzero = may attend), got {}", op,
+                attn_mask.dtype());
+  const Shape full_shape{s.b, s.h, s.t, s.tk};
+  const Shape bs = broadcast_shapes(attn_mask.shape(), full_shape, op);
+  MIXGRAD_CHECK(bs == full_shape, "{}: attn_mask {} does not broadcast to the scores' shape {}", op,
+                shape_str(attn_mask.shape()), shape_str(full_shape));
+}
+
+// Dropout fields of p and the key lengths (kept alive by the returned tensor, which the backward captures).
+Tensor set_fused_options(kernels::FlashParams& p, const std::vector<int32_t>& kv_len, bool causal, double dropout_p,
+                         Device device) {
+  p.causal = causal;
+  if (dropout_p > 0.0) {
+    p.dropout_p = float(dropout_p);
+    p.seed = generator_state().seed;
+    p.offset = next_random_stream();
+  }
+  Tensor kv_len_t;
+  if (!kv_len.empty()) {
+    kv_len_t = from_vector<int32_t>(kv_len, {p.B}, TensorOptions(DType::i32, device));
+    p.kv_len = kv_len_t.data<int32_t>();
+  }
+  return kv_len_t;
+}
+
+// Whether the kernels' float scale loses nothing for this dtype: always for float32 (rounding the scale to float
+// costs less than the float32 products do), for float64 only when the scale is a float.
+bool kernel_scale_ok(DType dtype, double scale) { return dtype == DType::f32 || double(float(scale)) == scale; }
 
 // Workspace tensor of at least `bytes` bytes, 8-byte (CPU) / 16-byte (CUDA) aligned: allocations are 64-byte aligned.
 Tensor workspace(size_t bytes, Device device) {
@@ -153,12 +192,11 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   const Tensor k = k_in.detach(), v = v_in.detach();
   // Tensors are contiguous [B, H, rows, d] today; strided views would set p.q / p.k / p.v from their strides.
   kernels::FlashParams p = kernels::flash_params_contiguous(b, h, t, tk, d);
-  p.causal = causal;
   // The kernels take a float scale. When rounding it would cost float64 accuracy, Q is scaled exactly instead
   // (kernel scale 1) and dQ is scaled back in the backward; dK = dSᵀ (scale·Q) needs nothing.
   Tensor q = q_in.detach();
   double dq_scale = 1.0;
-  if (double(float(scale)) == scale) {
+  if (kernel_scale_ok(q.dtype(), scale)) {
     p.scale = float(scale);
   } else {
     NoGradGuard no_grad;
@@ -166,16 +204,7 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     p.scale = 1.0f;
     dq_scale = scale;
   }
-  if (dropout_p > 0.0) {
-    p.dropout_p = float(dropout_p);
-    p.seed = generator_state().seed;
-    p.offset = next_random_stream();
-  }
-  Tensor kv_len_t;
-  if (!kv_len.empty()) {
-    kv_len_t = from_vector<int32_t>(kv_len, {b}, TensorOptions(DType::i32, device));
-    p.kv_len = kv_len_t.data<int32_t>();
-  }
+  const Tensor kv_len_t = set_fused_options(p, kv_len, causal, dropout_p, device);
   Tensor o = empty({b, h, t, d}, TensorOptions(q.dtype(), device));
   Tensor lse = empty({b, h, t}, TensorOptions(DType::f32, device));
   run_fused_forward(o, lse, q, k, v, p);
@@ -193,6 +222,50 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
                        run_fused_backward(dq, dk, dv, g[0], q, k, v, o, lse, p);
                        if (dq_scale != 1.0) dq = mul_scalar(dq, dq_scale);
                        return {gq ? dq : Tensor(), gk ? dk : Tensor(), gv ? dv : Tensor()};
+                     });
+  }
+  return o;
+}
+
+// The fused CPU path of packed_qkv_attention: q, k, v read from qkv [B, T, 3·H·d] and the output written as
+// [B, T, H·d] through the kernels' strides; the backward writes dQ, dK, dV straight into one dqkv tensor (the
+// kernels fully write their outputs, so it needs no zeroing). Needs kernel_scale_ok (the caller checks).
+Tensor packed_attention_fused_cpu(const Tensor& qkv_in, const AttentionSizes& s, const std::vector<int32_t>& kv_len,
+                                  bool causal, double dropout_p, double scale) {
+  const int64_t dim = s.h * s.d;
+  const Tensor qkv = qkv_in.detach();
+  kernels::FlashParams p;
+  p.B = s.b, p.H = s.h, p.T = s.t, p.Tk = s.tk, p.d = s.d;
+  p.q = p.k = p.v = p.dq = p.dk = p.dv = kernels::FlashStrides{s.t * 3 * dim, s.d, 3 * dim};
+  p.o = p.dout = kernels::FlashStrides{s.t * dim, s.d, dim};
+  p.scale = float(scale);
+  const Tensor kv_len_t = set_fused_options(p, kv_len, causal, dropout_p, qkv.device());
+  Tensor o = empty({s.b, s.t, dim}, TensorOptions(qkv.dtype(), qkv.device()));
+  Tensor lse = empty({s.b, s.h, s.t}, TensorOptions(DType::f32, qkv.device()));
+  MIXGRAD_DISPATCH_FLOATING(qkv.dtype(), kOp, [&] {
+    const scalar_t* base = qkv.data<scalar_t>();
+    kernels::cpu::flash_attention_forward(o.data<scalar_t>(), lse.data<float>(), base, base + dim, base + 2 * dim, p);
+  });
+  if (autograd::needs_grad({qkv_in})) {
+    autograd::record("flash_attention_packed", {qkv_in}, {o},
+                     [qkv, o = o.detach(), lse, kv_len_t, p](const std::vector<Tensor>& g) mutable
+                     -> std::vector<Tensor> {
+                       MIXGRAD_CHECK(g[0].shape() == o.shape() && g[0].dtype() == o.dtype(),
+                                     "{}: backward got a gradient {} {}, expected {} {}", kOp, g[0].dtype(),
+                                     shape_str(g[0].shape()), o.dtype(), shape_str(o.shape()));
+                       p.kv_len = kv_len_t.defined() ? kv_len_t.data<int32_t>() : nullptr;
+                       const int64_t dim = p.H * p.d;
+                       Tensor dqkv = empty_like(qkv);
+                       Tensor ws = workspace(kernels::cpu::flash_attention_backward_workspace_bytes(p), qkv.device());
+                       MIXGRAD_DISPATCH_FLOATING(qkv.dtype(), kOp, [&] {
+                         const scalar_t* base = qkv.data<scalar_t>();
+                         scalar_t* dbase = dqkv.data<scalar_t>();
+                         kernels::cpu::flash_attention_backward(dbase, dbase + dim, dbase + 2 * dim,
+                                                                g[0].data<scalar_t>(), base, base + dim,
+                                                                base + 2 * dim, o.data<scalar_t>(), lse.data<float>(),
+                                                                p, ws.raw_data());
+                       });
+                       return {dqkv};
                      });
   }
   return o;
@@ -233,24 +306,52 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   MIXGRAD_CHECK(is_floating(q.dtype()), "{}: expected floating-point q, k, v, got {}", op, q.dtype());
   if (q.device().is_cuda()) detail::check_cuda_float(op, q);
   MIXGRAD_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "{}: dropout_p must be in [0, 1), got {}", op, dropout_p);
-  if (attn_mask.defined()) {
-    MIXGRAD_CHECK(attn_mask.dtype() == DType::u8, "{}: attn_mask must be uint8 (nonzero = may attend), got {}", op,
-                  attn_mask.dtype());
-    const Shape full_shape{b, h, t, tk};
-    const Shape bs = broadcast_shapes(attn_mask.shape(), full_shape, op);
-    MIXGRAD_CHECK(bs == full_shape, "{}: attn_mask {} does not broadcast to the scores' shape {}", op,
-                  shape_str(attn_mask.shape()), shape_str(full_shape));
-  }
+  const AttentionSizes sizes{b, h, t, tk, d};
+  check_attn_mask(op, attn_mask, sizes);
   const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(double(d));
   if (backend != AttentionBackend::composite) {
     std::vector<int32_t> kv_len;
-    const std::string why = fused_obstacle(q, k, attn_mask, backend == AttentionBackend::fused, kv_len);
+    const std::string why =
+        fused_obstacle(sizes, q.dtype(), q.device(), attn_mask, backend == AttentionBackend::fused, kv_len);
     if (why.empty()) return attention_fused(q, k, v, kv_len, causal, dropout_p, s);
     MIXGRAD_CHECK(backend != AttentionBackend::fused,
                   "{}: backend 'fused' requested but the fused kernels cannot take this call: {} (q {}, k {}, {})",
                   op, why, shape_str(q.shape()), shape_str(k.shape()), q.device().str());
   }
   return attention_composite(q, k, v, attn_mask, causal, dropout_p, s);
+}
+
+Tensor packed_qkv_attention(const Tensor& qkv, int64_t num_heads, const Tensor& attn_mask, bool causal,
+                            double dropout_p, double scale) {
+  constexpr const char* op = "packed_qkv_attention";
+  MIXGRAD_CHECK(qkv.defined() && qkv.dim() == 3, "{}: expected qkv [B, T, 3·H·d], got {}", op,
+                qkv.defined() ? shape_str(qkv.shape()) : std::string("an undefined tensor"));
+  MIXGRAD_CHECK(num_heads > 0 && qkv.size(2) % (3 * num_heads) == 0,
+                "{}: the last dimension of qkv {} must be 3·H·d with H = num_heads = {}", op, shape_str(qkv.shape()),
+                num_heads);
+  const int64_t b = qkv.size(0), t = qkv.size(1), d = qkv.size(2) / (3 * num_heads), dim = num_heads * d;
+  const AttentionSizes sizes{b, num_heads, t, t, d};
+  const AttentionBackend backend = t_backend;
+  if (backend != AttentionBackend::composite && qkv.device().is_cpu() && is_floating(qkv.dtype())) {
+    detail::common_device(op, {qkv, attn_mask});
+    check_attn_mask(op, attn_mask, sizes);
+    MIXGRAD_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "{}: dropout_p must be in [0, 1), got {}", op, dropout_p);
+    const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(double(d));
+    std::vector<int32_t> kv_len;
+    if (kernel_scale_ok(qkv.dtype(), s) && fused_obstacle(sizes, qkv.dtype(), qkv.device(), attn_mask,
+                                      backend == AttentionBackend::fused, kv_len)
+                           .empty())
+      return packed_attention_fused_cpu(qkv, sizes, kv_len, causal, dropout_p, s);
+  }
+  // Every other case: the unpacked call (which validates the rest and chooses its own path).
+  // [B, T, 3·H·d] -> [B, T, 3, H, d] -> [3, B, H, T, d]; the leading split is a free view.
+  const Tensor hh = permute(qkv.reshape({b, t, 3, num_heads, d}), {2, 0, 3, 1, 4});
+  const Shape head_shape{b, num_heads, t, d};
+  const Tensor o = scaled_dot_product_attention(hh.slice0(0, 1).reshape(head_shape), hh.slice0(1, 1).reshape(head_shape),
+                                                hh.slice0(2, 1).reshape(head_shape), attn_mask, causal, dropout_p,
+                                                scale, backend);
+  // [B, H, T, d] -> [B, T, H, d] -> [B, T, H·d].
+  return permute(o, {0, 2, 1, 3}).reshape({b, t, dim});
 }
 
 }  // namespace mixgrad

@@ -1,7 +1,9 @@
-// CPU flash attention (see kernels/cpu/flash_attention.h). Keys are transposed into a d × 64 tile (zero-padded
-// past the block's last key) so score rows are computed 64 wide, the head dim is a compile-time constant for
-// d ∈ {16, 32, 64, 128}, and float exponentials use vec::exp (kernels/cpu/vec_math.h), which vectorises. Every
-// accumulation has a fixed order, so results are bitwise reproducible for any thread count.
+// CPU flash attention (see kernels/cpu/flash_attention.h). Per 64-key block the keys (and, in the backward, the
+// values) are transposed into a zero-padded d × 64 tile; score tiles S = Q·Kᵀ (and dP = dO·Vᵀ) and the products
+// P·V, dS·K, Pᵀ·dO, dSᵀ·Q run as register-tiled micro-kernels (4 rows × two 32-byte vectors) over up to 64 query
+// rows at a time; the head dim is a compile-time constant for d ∈ {16, 32, 64, 128}, and float exponentials use
+// vec::exp (kernels/cpu/vec_math.h), which vectorises. Every element accumulates in a fixed order whichever tile
+// computes it, so results are bitwise reproducible for any thread count and either backward schedule.
 #include "kernels/cpu/flash_attention.h"
 
 #include "kernels/cpu/vec_math.h"
@@ -61,26 +63,158 @@ void transpose_block(T* dst, const T* src, int64_t row_stride, int64_t j0, int64
     for (int64_t x = 0; x < d; ++x) std::fill(dst + x * kBc + cols, dst + (x + 1) * kBc, T(0));
 }
 
-// out[c] = Σ_x a[x] · bt[x * kBc + c] for all kBc columns (axpy form: vectorises over c, fixed order over x).
+// 32-byte vectors (8 floats or 4 doubles) through GCC's vector extension: the same source builds for any x86-64
+// level (two SSE registers per vector without AVX). Loads and stores go through references, never by-value vector
+// arguments, whose ABI would differ between those levels.
+template <class T>
+struct Simd {
+  static constexpr int64_t L = 32 / static_cast<int64_t>(sizeof(T));
+  typedef T V __attribute__((vector_size(32)));
+  static void load(V& v, const T* p) { std::memcpy(&v, p, sizeof(V)); }
+  static void store(T* p, const V& v) { std::memcpy(p, &v, sizeof(V)); }
+};
+
+// Score tile: C[r * kBc + c] = Σ_x A[r * lda + x] · bt[x * kBc + c] for r < rows and c < ncols (a multiple of
+// Simd<T>::L, at most kBc; bt is zero past the block's keys). Register tiles of 4 rows × 2 vectors; every
+// element adds over x in order, whichever tile computes it.
 template <class T, int DC>
-void row_times_block(T* __restrict out, const T* __restrict a, const T* __restrict bt, HeadDim<DC> hd) {
+void scores_tile(T* __restrict C, const T* __restrict A, int64_t lda, int64_t rows, const T* __restrict bt,
+                 int64_t ncols, HeadDim<DC> hd) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int64_t L = S::L;
   const int64_t d = hd();
-  T acc[kBc] = {};
-  for (int64_t x = 0; x < d; ++x) {
-    const T ax = a[x];
-    const T* b = bt + x * kBc;
-#pragma omp simd
-    for (int64_t c = 0; c < kBc; ++c) acc[c] += ax * b[c];
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const T* a = A + r * lda;
+    int64_t c = 0;
+    for (; c + 2 * L <= ncols; c += 2 * L) {
+      V acc[4][2] = {};
+      for (int64_t x = 0; x < d; ++x) {
+        V b0, b1;
+        S::load(b0, bt + x * kBc + c);
+        S::load(b1, bt + x * kBc + c + L);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          const T s = a[q * lda + x];
+          acc[q][0] += s * b0;
+          acc[q][1] += s * b1;
+        }
+      }
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        S::store(C + (r + q) * kBc + c, acc[q][0]);
+        S::store(C + (r + q) * kBc + c + L, acc[q][1]);
+      }
+    }
+    for (; c < ncols; c += L) {
+      V acc[4] = {};
+      for (int64_t x = 0; x < d; ++x) {
+        V b0;
+        S::load(b0, bt + x * kBc + c);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) acc[q] += a[q * lda + x] * b0;
+      }
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) S::store(C + (r + q) * kBc + c, acc[q]);
+    }
   }
-  std::memcpy(out, acc, sizeof(acc));
+  for (; r < rows; ++r) {
+    const T* a = A + r * lda;
+    for (int64_t c = 0; c < ncols; c += L) {
+      V acc = {};
+      for (int64_t x = 0; x < d; ++x) {
+        V b0;
+        S::load(b0, bt + x * kBc + c);
+        acc += a[x] * b0;
+      }
+      S::store(C + r * kBc + c, acc);
+    }
+  }
 }
 
-// y[x] += a · v[x] for x < d.
+// Out[r * d + e] += Σ_{k < K} coef[r * crs + k * cks] · M[k * ms + e] for r < rows, e < d: P·V, dS·K (coef row-major,
+// crs = kBc, cks = 1) and Pᵀ·dO, dSᵀ·Q (coef transposed, crs = 1, cks = kBc). Register tiles of 4 rows × 2
+// vectors; every element adds over k in order onto its current value, whichever tile computes it.
 template <class T, int DC>
-void axpy(T* __restrict y, T a, const T* __restrict v, HeadDim<DC> hd) {
+void coef_times_rows(T* __restrict out, const T* __restrict coef, int64_t crs, int64_t cks, int64_t rows, int64_t K,
+                     const T* __restrict M, int64_t ms, HeadDim<DC> hd) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int64_t L = S::L;
   const int64_t d = hd();
-#pragma omp simd
-  for (int64_t x = 0; x < d; ++x) y[x] += a * v[x];
+  const int64_t dv = d / L * L;  // vectorised part of d; the rest (generic head dims only) is scalar
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    T* o = out + r * d;
+    const T* cf = coef + r * crs;
+    int64_t e = 0;
+    for (; e + 2 * L <= dv; e += 2 * L) {
+      V acc[4][2];
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        S::load(acc[q][0], o + q * d + e);
+        S::load(acc[q][1], o + q * d + e + L);
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        V m0, m1;
+        S::load(m0, M + k * ms + e);
+        S::load(m1, M + k * ms + e + L);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          const T s = cf[q * crs + k * cks];
+          acc[q][0] += s * m0;
+          acc[q][1] += s * m1;
+        }
+      }
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        S::store(o + q * d + e, acc[q][0]);
+        S::store(o + q * d + e + L, acc[q][1]);
+      }
+    }
+    for (; e < dv; e += L) {
+      V acc[4];
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) S::load(acc[q], o + q * d + e);
+      for (int64_t k = 0; k < K; ++k) {
+        V m0;
+        S::load(m0, M + k * ms + e);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) acc[q] += cf[q * crs + k * cks] * m0;
+      }
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) S::store(o + q * d + e, acc[q]);
+    }
+  }
+  for (; r < rows; ++r) {
+    T* o = out + r * d;
+    const T* cf = coef + r * crs;
+    for (int64_t e = 0; e < dv; e += L) {
+      V acc;
+      S::load(acc, o + e);
+      for (int64_t k = 0; k < K; ++k) {
+        V m0;
+        S::load(m0, M + k * ms + e);
+        acc += cf[k * cks] * m0;
+      }
+      S::store(o + e, acc);
+    }
+  }
+  if (dv < d)  // scalar tail of a generic head dim, same per-element order
+    for (int64_t rr = 0; rr < rows; ++rr)
+      for (int64_t e = dv; e < d; ++e) {
+        T acc = out[rr * d + e];
+        for (int64_t k = 0; k < K; ++k) acc += coef[rr * crs + k * cks] * M[k * ms + e];
+        out[rr * d + e] = acc;
+      }
+}
+
+// Columns a score tile computes for a block of `cols` keys: cols rounded up to whole vectors.
+template <class T>
+int64_t tile_cols(int64_t cols) {
+  constexpr int64_t L = Simd<T>::L;
+  return (cols + L - 1) / L * L;
 }
 
 // Multiplies w[c] (c < n, keys j0 + c of query i) by the dropout keep-mask / (1 - p).
@@ -108,7 +242,8 @@ void forward_impl(T* o, float* lse, const T* q, const T* k, const T* v, const Fl
 
 #pragma omp parallel
   {
-    std::vector<T> kt(static_cast<size_t>(d * kBc)), srow(kBc), acc(static_cast<size_t>(kBr * d)), m(kBr), l(kBr);
+    std::vector<T> kt(static_cast<size_t>(d * kBc)), sc(static_cast<size_t>(kBr * kBc)),
+        acc(static_cast<size_t>(kBr * d)), m(kBr), l(kBr);
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < ntask; ++task) {
       const int64_t qb = task % nqb, h = (task / nqb) % H, b = task / nqb / H;
@@ -124,31 +259,34 @@ void forward_impl(T* o, float* lse, const T* q, const T* k, const T* v, const Fl
       for (int64_t j0 = 0; j0 < kend; j0 += kBc) {
         const int64_t cols = std::min(kBc, kend - j0);
         transpose_block(kt.data(), kh, p.k.row, j0, cols, hd);
+        scores_tile(sc.data(), qh + i0 * p.q.row, p.q.row, rows, kt.data(), tile_cols<T>(cols), hd);
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t i = i0 + r, nv = visible_in_block(p, i, kvl, j0, cols);
-          if (nv == 0) continue;
-          T* s = srow.data();
-          row_times_block(s, qh + i * p.q.row, kt.data(), hd);
-          T mx = neg_inf;
-          for (int64_t c = 0; c < nv; ++c) mx = std::max(mx, s[c]);
-          mx *= scale;  // scale > 0 keeps the maximum's position; scale <= 0 is handled below
-          if (!(scale > T(0))) {
-            mx = neg_inf;
-            for (int64_t c = 0; c < nv; ++c) mx = std::max(mx, s[c] * scale);
+          T* s = sc.data() + r * kBc;
+          if (nv > 0) {
+            T mx = neg_inf;
+            for (int64_t c = 0; c < nv; ++c) mx = std::max(mx, s[c]);
+            mx *= scale;  // scale > 0 keeps the maximum's position; scale <= 0 is handled below
+            if (!(scale > T(0))) {
+              mx = neg_inf;
+              for (int64_t c = 0; c < nv; ++c) mx = std::max(mx, s[c] * scale);
+            }
+            const T m_new = std::max(m[r], mx);
+            const T alpha = m[r] == neg_inf ? T(0) : std::exp(m[r] - m_new);
+            exp_shifted(s, s, scale, m_new, nv);
+            T sum = 0;
+            for (int64_t c = 0; c < nv; ++c) sum += s[c];
+            l[r] = alpha * l[r] + sum;
+            m[r] = m_new;
+            if (dropout) apply_dropout(s, nv, dkey, b, h, i, j0, p.dropout_p, inv_keep);
+            if (alpha != T(1)) {
+              T* a = acc.data() + r * d;
+              for (int64_t x = 0; x < d; ++x) a[x] *= alpha;
+            }
           }
-          const T m_new = std::max(m[r], mx);
-          const T alpha = m[r] == neg_inf ? T(0) : std::exp(m[r] - m_new);
-          exp_shifted(s, s, scale, m_new, nv);
-          T sum = 0;
-          for (int64_t c = 0; c < nv; ++c) sum += s[c];
-          l[r] = alpha * l[r] + sum;
-          m[r] = m_new;
-          if (dropout) apply_dropout(s, nv, dkey, b, h, i, j0, p.dropout_p, inv_keep);
-          T* a = acc.data() + r * d;
-          if (alpha != T(1))
-            for (int64_t x = 0; x < d; ++x) a[x] *= alpha;
-          for (int64_t c = 0; c < nv; ++c) axpy(a, s[c], vh + (j0 + c) * p.v.row, hd);
+          std::fill(s + nv, s + cols, T(0));  // keys this row does not see add nothing
         }
+        coef_times_rows(acc.data(), sc.data(), kBc, 1, rows, cols, vh + j0 * p.v.row, p.v.row, hd);
       }
       T* oh = o + b * p.o.batch + h * p.o.head;
       float* lh = lse + (b * H + h) * Tq;
@@ -168,6 +306,20 @@ void forward_impl(T* o, float* lse, const T* q, const T* k, const T* v, const Fl
   }
 }
 
+// Per-thread scratch of the backward: the key block's K and V transposed (d × kBc each), P and dS of up to kBr
+// query rows against it (kBr × kBc each), and its dK, dV accumulators (kBc × d each).
+template <class T>
+struct BackwardScratch {
+  std::vector<T> kt, vt, pw, ds, dka, dva;
+  explicit BackwardScratch(int64_t d)
+      : kt(static_cast<size_t>(d * kBc)),
+        vt(kt.size()),
+        pw(static_cast<size_t>(kBr * kBc)),
+        ds(pw.size()),
+        dka(kt.size()),
+        dva(kt.size()) {}
+};
+
 // Shared by both backward schedules so they produce the same bits.
 template <class T, int DC>
 struct BackwardContext {
@@ -181,63 +333,73 @@ struct BackwardContext {
   uint64_t dkey;
 
   const T* q_row(int64_t b, int64_t h, int64_t i) const { return q + b * p.q.batch + h * p.q.head + i * p.q.row; }
+  const T* k_row(int64_t b, int64_t h, int64_t j) const { return k + b * p.k.batch + h * p.k.head + j * p.k.row; }
   const T* g_row(int64_t b, int64_t h, int64_t i) const {
     return dout + b * p.dout.batch + h * p.dout.head + i * p.dout.row;
   }
 
-  // Recomputes, for query i against keys j0 .. j0+nv-1, P (into pd; P ⊙ M/(1-p) under dropout) and
-  // dS = P ⊙ (dP ⊙ M/(1-p) − D_i) (into ds). kt / vt: the key block's K and V transposed.
-  void row_grads(T* pd, T* ds, const T* kt, const T* vt, int64_t b, int64_t h, int64_t i, int64_t j0,
-                 int64_t nv) const {
-    const int64_t row = (b * p.H + h) * p.T + i;
-    const T lse_i = static_cast<T>(lse[row]), D_i = static_cast<T>(D[row]);
-    row_times_block(pd, q_row(b, h, i), kt, hd);
-    exp_shifted(pd, pd, scale, lse_i, nv);
-    row_times_block(ds, g_row(b, h, i), vt, hd);  // dP (before dropout)
-    if (!dropout) {
+  void transpose_kv(BackwardScratch<T>& w, int64_t b, int64_t h, int64_t j0, int64_t cols) const {
+    transpose_block(w.kt.data(), k + b * p.k.batch + h * p.k.head, p.k.row, j0, cols, hd);
+    transpose_block(w.vt.data(), v + b * p.v.batch + h * p.v.head, p.v.row, j0, cols, hd);
+  }
+
+  // Recomputes, for queries i0 .. i0+rows-1 against keys j0 .. j0+cols-1 (w.kt / w.vt hold that block), P (into
+  // w.pw; P ⊙ M/(1-p) under dropout) and dS = P ⊙ (dP ⊙ M/(1-p) − D_i) (into w.ds), both rows × kBc and zero
+  // wherever a key is not visible to a query (fully masked rows are all zero).
+  void chunk_grads(BackwardScratch<T>& w, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0,
+                   int64_t cols) const {
+    const int64_t kvl = kv_len_of(p, b), ncols = tile_cols<T>(cols);
+    scores_tile(w.pw.data(), q_row(b, h, i0), p.q.row, rows, w.kt.data(), ncols, hd);
+    scores_tile(w.ds.data(), g_row(b, h, i0), p.dout.row, rows, w.vt.data(), ncols, hd);  // dP before dropout
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = i0 + r, row = (b * p.H + h) * p.T + i;
+      T* pd = w.pw.data() + r * kBc;
+      T* ds = w.ds.data() + r * kBc;
+      int64_t nv = visible_in_block(p, i, kvl, j0, cols);
+      if (std::isinf(lse[row])) nv = 0;  // fully masked rows contribute nothing
+      if (nv > 0) {
+        const T lse_i = static_cast<T>(lse[row]), D_i = static_cast<T>(D[row]);
+        exp_shifted(pd, pd, scale, lse_i, nv);
+        if (!dropout) {
 #pragma omp simd
-      for (int64_t c = 0; c < nv; ++c) ds[c] = pd[c] * (ds[c] - D_i);
-      return;
-    }
-    Philox4 bits{};
-    for (int64_t c = 0; c < nv; ++c) {
-      const int64_t j = j0 + c;
-      if (c == 0 || (j & 3) == 0) bits = flash_dropout_bits4(dkey, b, h, i, j >> 2);
-      const T z =
-          flash_dropout_keep_word(flash_philox_word(bits, static_cast<int>(j & 3)), p.dropout_p) ? inv_keep : T(0);
-      ds[c] = pd[c] * (ds[c] * z - D_i);
-      pd[c] *= z;
+          for (int64_t c = 0; c < nv; ++c) ds[c] = pd[c] * (ds[c] - D_i);
+        } else {
+          Philox4 bits{};
+          for (int64_t c = 0; c < nv; ++c) {
+            const int64_t j = j0 + c;
+            if (c == 0 || (j & 3) == 0) bits = flash_dropout_bits4(dkey, b, h, i, j >> 2);
+            const T z = flash_dropout_keep_word(flash_philox_word(bits, static_cast<int>(j & 3)), p.dropout_p)
+                            ? inv_keep
+                            : T(0);
+            ds[c] = pd[c] * (ds[c] * z - D_i);
+            pd[c] *= z;
+          }
+        }
+      }
+      std::fill(pd + nv, pd + cols, T(0));
+      std::fill(ds + nv, ds + cols, T(0));
     }
   }
 
-  // dK, dV of key block j0 (cols keys) of head (b, h), accumulated over the queries that see it into dka / dva
-  // (cols × d, zeroed here) and written scaled to dK / dV. When dqa is non-null it also accumulates
-  // dQ_i += Σ_c dS_ic k_c into dqa (T × d rows of this head), in the same per-element order as dq_pass.
-  void key_block(T* dk, T* dv, T* dka, T* dva, T* kt, T* vt, T* pw, T* ds, T* dqa, int64_t b, int64_t h,
-                 int64_t j0, int64_t cols) const {
+  // dK, dV of key block j0 (cols keys) of head (b, h), accumulated over the queries that see it (in chunks of kBr
+  // rows, in order) and written scaled to dK / dV. When dqa is non-null it also accumulates dQ_i += Σ_c dS_ic k_c
+  // into dqa (T × d rows of this head), in the same per-element order as dq_block.
+  void key_block(T* dk, T* dv, BackwardScratch<T>& w, T* dqa, int64_t b, int64_t h, int64_t j0, int64_t cols) const {
     const int64_t d = hd(), Tq = p.T, Tk = p.Tk, kvl = kv_len_of(p, b);
+    T* dka = w.dka.data();
+    T* dva = w.dva.data();
     std::fill(dka, dka + cols * d, T(0));
     std::fill(dva, dva + cols * d, T(0));
     if (j0 < kvl) {
-      const T* kh = k + b * p.k.batch + h * p.k.head;
-      transpose_block(kt, kh, p.k.row, j0, cols, hd);
-      transpose_block(vt, v + b * p.v.batch + h * p.v.head, p.v.row, j0, cols, hd);
+      transpose_kv(w, b, h, j0, cols);
       const int64_t q_first = p.causal ? std::max<int64_t>(0, j0 - (Tk - Tq)) : 0;
-      const float* lh = lse + (b * p.H + h) * Tq;
-      for (int64_t i = q_first; i < Tq; ++i) {
-        const int64_t nv = visible_in_block(p, i, kvl, j0, cols);
-        if (nv == 0 || std::isinf(lh[i])) continue;  // fully masked rows contribute nothing
-        row_grads(pw, ds, kt, vt, b, h, i, j0, nv);
-        const T* qi = q_row(b, h, i);
-        const T* gi = g_row(b, h, i);
-        for (int64_t c = 0; c < nv; ++c) {
-          axpy(dva + c * d, pw[c], gi, hd);
-          axpy(dka + c * d, ds[c], qi, hd);
-        }
-        if (dqa != nullptr) {
-          T* a = dqa + i * d;
-          for (int64_t c = 0; c < nv; ++c) axpy(a, ds[c], kh + (j0 + c) * p.k.row, hd);
-        }
+      for (int64_t i0 = q_first; i0 < Tq; i0 += kBr) {
+        const int64_t rows = std::min(kBr, Tq - i0);
+        chunk_grads(w, b, h, i0, rows, j0, cols);
+        coef_times_rows(dva, w.pw.data(), 1, kBc, cols, rows, g_row(b, h, i0), p.dout.row, hd);  // Pᵀ dO
+        coef_times_rows(dka, w.ds.data(), 1, kBc, cols, rows, q_row(b, h, i0), p.q.row, hd);    // dSᵀ Q
+        if (dqa != nullptr)
+          coef_times_rows(dqa + i0 * d, w.ds.data(), kBc, 1, rows, cols, k_row(b, h, j0), p.k.row, hd);  // dS K
       }
     }
     T* dkh = dk + b * p.dk.batch + h * p.dk.head;
@@ -252,24 +414,16 @@ struct BackwardContext {
     }
   }
 
-  // dQ rows i0 .. i0+rows-1 of head (b, h) from all visible key blocks, accumulated into dqa (rows × d).
-  void dq_block(T* dqa, T* kt, T* vt, T* pw, T* ds, int64_t b, int64_t h, int64_t i0, int64_t rows) const {
-    const int64_t d = hd(), Tq = p.T, kvl = kv_len_of(p, b);
-    const T* kh = k + b * p.k.batch + h * p.k.head;
-    const float* lh = lse + (b * p.H + h) * Tq;
+  // dQ rows i0 .. i0+rows-1 (rows <= kBr) of head (b, h) from all visible key blocks, accumulated into dqa.
+  void dq_block(T* dqa, BackwardScratch<T>& w, int64_t b, int64_t h, int64_t i0, int64_t rows) const {
+    const int64_t d = hd(), kvl = kv_len_of(p, b);
     std::fill(dqa, dqa + rows * d, T(0));
-    const int64_t kend = flash_key_limit(i0 + rows - 1, Tq, p.Tk, p.causal, kvl);
+    const int64_t kend = flash_key_limit(i0 + rows - 1, p.T, p.Tk, p.causal, kvl);
     for (int64_t j0 = 0; j0 < kend; j0 += kBc) {
       const int64_t cols = std::min(kBc, kend - j0);
-      transpose_block(kt, kh, p.k.row, j0, cols, hd);
-      transpose_block(vt, v + b * p.v.batch + h * p.v.head, p.v.row, j0, cols, hd);
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t i = i0 + r, nv = visible_in_block(p, i, kvl, j0, cols);
-        if (nv == 0 || std::isinf(lh[i])) continue;
-        row_grads(pw, ds, kt, vt, b, h, i, j0, nv);
-        T* a = dqa + r * d;
-        for (int64_t c = 0; c < nv; ++c) axpy(a, ds[c], kh + (j0 + c) * p.k.row, hd);
-      }
+      transpose_kv(w, b, h, j0, cols);
+      chunk_grads(w, b, h, i0, rows, j0, cols);
+      coef_times_rows(dqa, w.ds.data(), kBc, 1, rows, cols, k_row(b, h, j0), p.k.row, hd);
     }
   }
 
@@ -316,22 +470,20 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
   }
 
   const int64_t nkb = (Tk + kBc - 1) / kBc, nqb = (Tq + kBr - 1) / kBr;
-  const size_t tile = static_cast<size_t>(d * kBc);
   if (B * H >= 2 * static_cast<int64_t>(omp_get_max_threads())) {
     // Enough heads to keep every thread busy: one task per (b, h) walks its key blocks once, accumulating dK and
     // dV per block and dQ for all the head's rows, so P and dS are computed once instead of twice.
 #pragma omp parallel
     {
-      std::vector<T> kt(tile), vt(tile), dka(tile), dva(tile), pw(kBc), ds(kBc),
-          dqa(static_cast<size_t>(std::max<int64_t>(Tq, 1) * d));
+      BackwardScratch<T> w(d);
+      std::vector<T> dqa(static_cast<size_t>(std::max<int64_t>(Tq, 1) * d));
 #pragma omp for schedule(dynamic)
       for (int64_t bh = 0; bh < B * H; ++bh) {
         const int64_t h = bh % H, b = bh / H;
         std::fill(dqa.begin(), dqa.end(), T(0));
         for (int64_t kb = 0; kb < nkb; ++kb) {
           const int64_t j0 = kb * kBc;
-          ctx.key_block(dk, dv, dka.data(), dva.data(), kt.data(), vt.data(), pw.data(), ds.data(), dqa.data(), b,
-                        h, j0, std::min(kBc, Tk - j0));
+          ctx.key_block(dk, dv, w, dqa.data(), b, h, j0, std::min(kBc, Tk - j0));
         }
         if (Tq > 0) ctx.write_dq(dq, dqa.data(), b, h, 0, Tq);
       }
@@ -344,24 +496,24 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
   if (Tk > 0) {
 #pragma omp parallel
     {
-      std::vector<T> kt(tile), vt(tile), dka(tile), dva(tile), pw(kBc), ds(kBc);
+      BackwardScratch<T> w(d);
 #pragma omp for schedule(dynamic)
       for (int64_t task = 0; task < B * H * nkb; ++task) {
         const int64_t kb = task % nkb, h = (task / nkb) % H, b = task / nkb / H;
         const int64_t j0 = kb * kBc;
-        ctx.key_block(dk, dv, dka.data(), dva.data(), kt.data(), vt.data(), pw.data(), ds.data(), nullptr, b, h, j0,
-                      std::min(kBc, Tk - j0));
+        ctx.key_block(dk, dv, w, nullptr, b, h, j0, std::min(kBc, Tk - j0));
       }
     }
   }
 #pragma omp parallel
   {
-    std::vector<T> kt(tile), vt(tile), dqa(static_cast<size_t>(kBr * d)), pw(kBc), ds(kBc);
+    BackwardScratch<T> w(d);
+    std::vector<T> dqa(static_cast<size_t>(kBr * d));
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < B * H * nqb; ++task) {
       const int64_t qb = task % nqb, h = (task / nqb) % H, b = task / nqb / H;
       const int64_t i0 = qb * kBr, rows = std::min(kBr, Tq - i0);
-      ctx.dq_block(dqa.data(), kt.data(), vt.data(), pw.data(), ds.data(), b, h, i0, rows);
+      ctx.dq_block(dqa.data(), w, b, h, i0, rows);
       ctx.write_dq(dq, dqa.data(), b, h, i0, rows);
     }
   }

@@ -35,16 +35,10 @@ Tensor SoftmaxAttention::forward(const Tensor& x, const Tensor& key_padding_mask
                   key_padding_mask.dtype(), shape_str(key_padding_mask.shape()));
     attn_mask = key_padding_mask.reshape({b, 1, 1, n});
   }
-  // [B, N, 3D] -> [B, N, 3, H, Dh] -> [3, B, H, N, Dh]; the leading split is a free view.
-  Tensor h = permute(qkv->forward(x).reshape({b, n, 3, num_heads, head_dim}), {2, 0, 3, 1, 4});
-  const Shape head_shape{b, num_heads, n, head_dim};
-  Tensor q = h.slice0(0, 1).reshape(head_shape);
-  Tensor k = h.slice0(1, 1).reshape(head_shape);
-  Tensor v = h.slice0(2, 1).reshape(head_shape);
   const double p = is_training() ? attn_drop : 0.0;
-  Tensor o = scaled_dot_product_attention(q, k, v, attn_mask, false, p, 1.0 / std::sqrt(double(head_dim)));
-  // [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]: channel = h·Dh + e.
-  o = permute(o, {0, 2, 1, 3}).reshape({b, n, dim});
+  // qkv [B, N, 3D] in timm's (3, H, Dh) channel order; the output's channel is h·Dh + e.
+  const Tensor o = packed_qkv_attention(qkv->forward(x), num_heads, attn_mask, false, p,
+                                        1.0 / std::sqrt(double(head_dim)));
   return dropout(proj->forward(o), proj_drop, is_training());
 }
 

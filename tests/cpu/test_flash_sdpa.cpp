@@ -382,3 +382,107 @@ TEST_CASE("fused sdpa peak memory grows linearly with N, the composite path's qu
   CHECK(c4 / c1 > 8.0);
   CHECK(f4 < 64.0 * 4096 * 4 * 12);  // a dozen [N, d] float32 buffers at most, never an N×N one (64 MiB)
 }
+
+namespace {
+
+// packed_qkv_attention on a fresh leaf copy of qkv; its output, dqkv for gradient g, and the output's node name.
+struct PackedRun {
+  std::vector<double> o, dqkv;
+  std::string node;
+};
+
+PackedRun run_packed(const Tensor& qkv, int64_t heads, const Tensor& g, const Tensor& mask, bool causal,
+                     double dropout, uint64_t seed) {
+  autograd::clear_tape();
+  Tensor x = qkv.detach().clone();
+  x.requires_grad_();
+  manual_seed(seed);
+  Tensor o = packed_qkv_attention(x, heads, mask, causal, dropout);
+  const auto node = o.impl().grad_fn.lock();
+  PackedRun r{o.detach().to(DType::f64).to_vector<double>(), {}, node ? node->name() : ""};
+  autograd::backward(o, g);
+  r.dqkv = x.grad().to(DType::f64).to_vector<double>();
+  return r;
+}
+
+// The same call unpacked: split and permute to q, k, v [B, H, T, d], scaled_dot_product_attention on the fused
+// backend, permute back.
+PackedRun run_unpacked(const Tensor& qkv, int64_t heads, const Tensor& g, const Tensor& mask, bool causal,
+                       double dropout, uint64_t seed) {
+  autograd::clear_tape();
+  Tensor x = qkv.detach().clone();
+  x.requires_grad_();
+  const int64_t b = x.size(0), t = x.size(1), d = x.size(2) / (3 * heads);
+  Tensor hh = permute(x.reshape({b, t, 3, heads, d}), {2, 0, 3, 1, 4});
+  const Shape hs{b, heads, t, d};
+  manual_seed(seed);
+  Tensor o = scaled_dot_product_attention(hh.slice0(0, 1).reshape(hs), hh.slice0(1, 1).reshape(hs),
+                                          hh.slice0(2, 1).reshape(hs), mask, causal, dropout, -1.0,
+                                          AttentionBackend::fused);
+  o = permute(o, {0, 2, 1, 3}).reshape({b, t, heads * d});
+  PackedRun r{o.detach().to(DType::f64).to_vector<double>(), {}, ""};
+  autograd::backward(o, g);
+  r.dqkv = x.grad().to(DType::f64).to_vector<double>();
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("packed_qkv_attention: the fused CPU path equals the unpacked fused call bit for bit", "[attention][flash]") {
+  manual_seed(107);
+  for (auto [heads, d] : std::vector<std::pair<int64_t, int64_t>>{{4, 16}, {2, 24}, {1, 64}}) {
+    const int64_t b = 3, t = 53, dim = heads * d;
+    Tensor qkv = randn({b, t, 3 * dim}), g = randn({b, t, dim});
+    Tensor pad = key_padding({prefix(t, t), prefix(20, t), prefix(0, t)});
+    for (bool causal : {false, true})
+      for (bool masked : {false, true})
+        for (double dropout : {0.0, 0.2}) {
+          INFO("heads " << heads << " d " << d << " causal " << causal << " masked " << masked << " dropout "
+                        << dropout);
+          const Tensor mask = masked ? pad : Tensor();
+          const PackedRun packed = run_packed(qkv, heads, g, mask, causal, dropout, 5);
+          CHECK(packed.node == "flash_attention_packed");
+          const PackedRun unpacked = run_unpacked(qkv, heads, g, mask, causal, dropout, 5);
+          CHECK(packed.o == unpacked.o);
+          CHECK(packed.dqkv == unpacked.dqkv);
+          bool finite = true;
+          for (double v : packed.dqkv) finite = finite && std::isfinite(v);
+          CHECK(finite);
+        }
+  }
+}
+
+TEST_CASE("packed_qkv_attention: composite and float64 calls take the unpacked path and agree", "[attention][flash]") {
+  manual_seed(108);
+  const int64_t b = 2, t = 37, heads = 4, d = 8, dim = heads * d;
+  Tensor qkv = randn({b, t, 3 * dim}), g = randn({b, t, dim});
+  const PackedRun fused = run_packed(qkv, heads, g, Tensor(), true, 0.0, 1);
+  REQUIRE(fused.node == "flash_attention_packed");
+  PackedRun composite;
+  {
+    AttentionBackendGuard guard(AttentionBackend::composite);
+    composite = run_packed(qkv, heads, g, Tensor(), true, 0.0, 1);
+  }
+  CHECK(composite.node != "flash_attention_packed");
+  const PackedRun f64 = run_packed(qkv.to(DType::f64), heads, g.to(DType::f64), Tensor(), true, 0.0, 1);
+  CHECK(f64.node != "flash_attention_packed");  // automatic keeps float64 on the composite path
+  const auto close = [](const std::vector<double>& a, const std::vector<double>& want, testing::Tolerance tol) {
+    REQUIRE(a.size() == want.size());
+    for (size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - want[i]) <= tol.atol + tol.rtol * std::abs(want[i]));
+  };
+  close(fused.o, f64.o, tolerance(Compare::forward_f32));
+  close(composite.o, f64.o, tolerance(Compare::forward_f32));
+  close(fused.dqkv, f64.dqkv, kGradF32);
+  close(composite.dqkv, f64.dqkv, kGradF32);
+}
+
+TEST_CASE("packed_qkv_attention rejects bad inputs with clear errors", "[attention][flash]") {
+  Tensor qkv = randn({2, 5, 24});
+  CHECK_THROWS_WITH(packed_qkv_attention(randn({5, 24}), 2), Catch::Contains("expected qkv [B, T, 3·H·d]"));
+  CHECK_THROWS_WITH(packed_qkv_attention(qkv, 5), Catch::Contains("must be 3·H·d") && Catch::Contains("5"));
+  CHECK_THROWS_WITH(packed_qkv_attention(qkv, 0), Catch::Contains("num_heads = 0"));
+  CHECK_THROWS_WITH(packed_qkv_attention(qkv, 2, ones({2, 1, 1, 5})), Catch::Contains("attn_mask must be uint8"));
+  CHECK_THROWS_WITH(packed_qkv_attention(qkv, 2, ones({3, 1, 1, 5}, TensorOptions(DType::u8))),
+                    Catch::Contains("cannot be broadcast"));
+  CHECK_THROWS_WITH(packed_qkv_attention(qkv, 2, Tensor(), false, 1.0), Catch::Contains("dropout_p"));
+}
