@@ -130,6 +130,18 @@ OpCase attention_case(int64_t b, int64_t h, int64_t n, int64_t d, bool causal, A
   return c;
 }
 
+// The softmax mixer's call: packed_qkv_attention on a fused projection qkv [B, N, 3·H·d] (the thread's automatic
+// backend: the fused kernels read it in place on the CPU, the unpacked call with its layout copies on CUDA). Same
+// FLOP and byte model as attention_case.
+OpCase packed_attention_case(int64_t b, int64_t h, int64_t n, int64_t d) {
+  OpCase c = attention_case(b, h, n, d, false, AttentionBackend::automatic);
+  c.impl = "packed";
+  c.shape = fmt::format("qkv [{}, {}, {}]", b, n, 3 * h * d);
+  c.make_inputs = [=](Device dev) { return std::vector<Tensor>{param({b, n, 3 * h * d}, dev)}; };
+  c.forward = [=](const std::vector<Tensor>& in) { return packed_qkv_attention(in[0], h); };
+  return c;
+}
+
 }  // namespace
 
 std::vector<OpCase> all_op_cases() {
@@ -166,6 +178,11 @@ std::vector<OpCase> all_op_cases() {
     c.report_peak_memory = true;
     cases.push_back(std::move(c));
   }
+  // Attention at the fmnist-tiny ViT's size (B 128, 4 heads, N 50, d 16): both backends on q, k, v [B, H, N, d],
+  // and the mixer's packed call on qkv [B, N, 3·H·d].
+  for (AttentionBackend be : {AttentionBackend::fused, AttentionBackend::composite})
+    cases.push_back(attention_case(128, 4, 50, 16, false, be));
+  cases.push_back(packed_attention_case(128, 4, 50, 16));
   // CSP (specs/csp.md §8.1 sizes) next to a device copy of the same tensor; Path-X with batch 4 on the CPU.
   for (OpCase c : csp_op_cases(4)) {
     c.on_cuda = false;

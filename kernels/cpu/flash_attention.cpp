@@ -210,6 +210,82 @@ void coef_times_rows(T* __restrict out, const T* __restrict coef, int64_t crs, i
       }
 }
 
+// OpenMP chunk for `ntask` tasks: with neither causal masking nor key lengths every task costs the same, and one
+// contiguous range per thread is fastest (consecutive heads share cache lines and the prefetchers follow the
+// stream: 1.4× at the ViT's B 128 × 4 heads × N 50 against chunks of one); otherwise chunks of one balance the load.
+int64_t task_chunk(const FlashParams& p, int64_t ntask) {
+  if (p.causal || p.kv_len != nullptr) return 1;
+  const int64_t threads = std::max<int64_t>(1, omp_get_max_threads());
+  return std::max<int64_t>(1, (ntask + threads - 1) / threads);
+}
+
+// Largest of s[0, n) (n >= 1) and the sum of s[0, n): whole vectors lane-wise, then the lanes and the tail in a fixed
+// order (vectorised reductions, still the same bits on every call).
+template <class T>
+T max_of(const T* s, int64_t n) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int64_t L = S::L;
+  T mx = s[0];
+  int64_t c = 0;
+  if (n >= L) {
+    V m;
+    S::load(m, s);
+    for (c = L; c + L <= n; c += L) {
+      V x;
+      S::load(x, s + c);
+      m = m > x ? m : x;
+    }
+    for (int64_t q = 0; q < L; ++q) mx = std::max(mx, m[q]);
+  }
+  for (; c < n; ++c) mx = std::max(mx, s[c]);
+  return mx;
+}
+
+template <class T>
+T sum_of(const T* s, int64_t n) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int64_t L = S::L;
+  V acc = {};
+  int64_t c = 0;
+  for (; c + L <= n; c += L) {
+    V x;
+    S::load(x, s + c);
+    acc += x;
+  }
+  T sum = 0;
+  for (int64_t q = 0; q < L; ++q) sum += acc[q];
+  for (; c < n; ++c) sum += s[c];
+  return sum;
+}
+
+// Σ_x a[x]·b[x] in float64: four lanes of partial sums, then the lanes and the tail in a fixed order.
+template <class T>
+double dot_f64(const T* a, const T* b, int64_t n) {
+  typedef double V4 __attribute__((vector_size(32)));
+  V4 acc = {};
+  const int64_t n4 = n / 4 * 4;
+  for (int64_t x = 0; x < n4; x += 4) {
+    V4 va, vb;
+    if constexpr (std::is_same_v<T, double>) {
+      std::memcpy(&va, a + x, sizeof(V4));
+      std::memcpy(&vb, b + x, sizeof(V4));
+    } else {
+      typedef float F4 __attribute__((vector_size(16)));
+      F4 fa, fb;
+      std::memcpy(&fa, a + x, sizeof(F4));
+      std::memcpy(&fb, b + x, sizeof(F4));
+      va = __builtin_convertvector(fa, V4);
+      vb = __builtin_convertvector(fb, V4);
+    }
+    acc += va * vb;
+  }
+  double s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (int64_t t = 0; t < n % 4; ++t) s += static_cast<double>(a[n4 + t]) * static_cast<double>(b[n4 + t]);
+  return s;
+}
+
 // Columns a score tile computes for a block of `cols` keys: cols rounded up to whole vectors.
 template <class T>
 int64_t tile_cols(int64_t cols) {
@@ -239,12 +315,13 @@ void forward_impl(T* o, float* lse, const T* q, const T* k, const T* v, const Fl
   const uint64_t dkey = dropout ? flash_dropout_key(p.seed, p.offset) : 0;
   const T inv_keep = T(1) / (T(1) - static_cast<T>(p.dropout_p));
   const T neg_inf = -std::numeric_limits<T>::infinity();
+  const int64_t chunk = task_chunk(p, ntask);
 
 #pragma omp parallel
   {
     std::vector<T> kt(static_cast<size_t>(d * kBc)), sc(static_cast<size_t>(kBr * kBc)),
         acc(static_cast<size_t>(kBr * d)), m(kBr), l(kBr);
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic, chunk)
     for (int64_t task = 0; task < ntask; ++task) {
       const int64_t qb = task % nqb, h = (task / nqb) % H, b = task / nqb / H;
       const int64_t i0 = qb * kBr, rows = std::min(kBr, Tq - i0), kvl = kv_len_of(p, b);
@@ -264,8 +341,7 @@ void forward_impl(T* o, float* lse, const T* q, const T* k, const T* v, const Fl
           const int64_t i = i0 + r, nv = visible_in_block(p, i, kvl, j0, cols);
           T* s = sc.data() + r * kBc;
           if (nv > 0) {
-            T mx = neg_inf;
-            for (int64_t c = 0; c < nv; ++c) mx = std::max(mx, s[c]);
+            T mx = max_of(s, nv);
             mx *= scale;  // scale > 0 keeps the maximum's position; scale <= 0 is handled below
             if (!(scale > T(0))) {
               mx = neg_inf;
@@ -274,9 +350,7 @@ void forward_impl(T* o, float* lse, const T* q, const T* k, const T* v, const Fl
             const T m_new = std::max(m[r], mx);
             const T alpha = m[r] == neg_inf ? T(0) : std::exp(m[r] - m_new);
             exp_shifted(s, s, scale, m_new, nv);
-            T sum = 0;
-            for (int64_t c = 0; c < nv; ++c) sum += s[c];
-            l[r] = alpha * l[r] + sum;
+            l[r] = alpha * l[r] + sum_of(s, nv);
             m[r] = m_new;
             if (dropout) apply_dropout(s, nv, dkey, b, h, i, j0, p.dropout_p, inv_keep);
             if (alpha != T(1)) {
@@ -464,20 +538,19 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
     const int64_t i = row % Tq, h = (row / Tq) % H, b = row / Tq / H;
     const T* g = dout + b * p.dout.batch + h * p.dout.head + i * p.dout.row;
     const T* y = o + b * p.o.batch + h * p.o.head + i * p.o.row;
-    double s = 0;
-    for (int64_t x = 0; x < d; ++x) s += static_cast<double>(g[x]) * static_cast<double>(y[x]);
-    D[row] = s;
+    D[row] = dot_f64(g, y, d);
   }
 
   const int64_t nkb = (Tk + kBc - 1) / kBc, nqb = (Tq + kBr - 1) / kBr;
   if (B * H >= 2 * static_cast<int64_t>(omp_get_max_threads())) {
     // Enough heads to keep every thread busy: one task per (b, h) walks its key blocks once, accumulating dK and
     // dV per block and dQ for all the head's rows, so P and dS are computed once instead of twice.
+    const int64_t chunk = task_chunk(p, B * H);
 #pragma omp parallel
     {
       BackwardScratch<T> w(d);
       std::vector<T> dqa(static_cast<size_t>(std::max<int64_t>(Tq, 1) * d));
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic, chunk)
       for (int64_t bh = 0; bh < B * H; ++bh) {
         const int64_t h = bh % H, b = bh / H;
         std::fill(dqa.begin(), dqa.end(), T(0));
@@ -494,10 +567,11 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
   // Few heads: pass 2 (dK, dV per (b, h, key block)) and pass 3 (dQ per (b, h, query block)) parallelise over
   // blocks too, at the cost of computing P and dS twice. Same per-element order as above: same bits.
   if (Tk > 0) {
+    const int64_t chunk = task_chunk(p, B * H * nkb);
 #pragma omp parallel
     {
       BackwardScratch<T> w(d);
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic, chunk)
       for (int64_t task = 0; task < B * H * nkb; ++task) {
         const int64_t kb = task % nkb, h = (task / nkb) % H, b = task / nkb / H;
         const int64_t j0 = kb * kBc;
@@ -505,11 +579,12 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
       }
     }
   }
+  const int64_t chunk = task_chunk(p, B * H * nqb);
 #pragma omp parallel
   {
     BackwardScratch<T> w(d);
     std::vector<T> dqa(static_cast<size_t>(kBr * d));
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic, chunk)
     for (int64_t task = 0; task < B * H * nqb; ++task) {
       const int64_t qb = task % nqb, h = (task / nqb) % H, b = task / nqb / H;
       const int64_t i0 = qb * kBr, rows = std::min(kBr, Tq - i0);
