@@ -260,28 +260,18 @@ T sum_of(const T* s, int64_t n) {
   return sum;
 }
 
-// Σ_x a[x]·b[x] in float64: four lanes of partial sums, then the lanes and the tail in a fixed order.
+// Σ_x a[x]·b[x] in float64 (vec::D4 lanes, then a fixed order).
 template <class T>
 double dot_f64(const T* a, const T* b, int64_t n) {
-  typedef double V4 __attribute__((vector_size(32)));
-  V4 acc = {};
+  vec::D4 acc = {};
   const int64_t n4 = n / 4 * 4;
   for (int64_t x = 0; x < n4; x += 4) {
-    V4 va, vb;
-    if constexpr (std::is_same_v<T, double>) {
-      std::memcpy(&va, a + x, sizeof(V4));
-      std::memcpy(&vb, b + x, sizeof(V4));
-    } else {
-      typedef float F4 __attribute__((vector_size(16)));
-      F4 fa, fb;
-      std::memcpy(&fa, a + x, sizeof(F4));
-      std::memcpy(&fb, b + x, sizeof(F4));
-      va = __builtin_convertvector(fa, V4);
-      vb = __builtin_convertvector(fb, V4);
-    }
+    vec::D4 va, vb;
+    vec::load_d4(va, a + x);
+    vec::load_d4(vb, b + x);
     acc += va * vb;
   }
-  double s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  double s = vec::hsum(acc);
   for (int64_t t = 0; t < n % 4; ++t) s += static_cast<double>(a[n4 + t]) * static_cast<double>(b[n4 + t]);
   return s;
 }

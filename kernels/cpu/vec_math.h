@@ -5,6 +5,8 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 namespace mixgrad::kernels::cpu::vec {
 
@@ -51,5 +53,37 @@ inline float erf(float x) {
   const float y = 1.0f - p * e;
   return x < 0.0f ? -y : y;
 }
+
+// Four float64 lanes (GCC's vector extension; two SSE registers without AVX) for reductions that accumulate in
+// double: lane-wise partial sums, then hsum combines the lanes in a fixed order, so results do not depend on the
+// thread count. Loads and stores go through references (a by-value 32-byte vector's ABI differs between ISA levels).
+typedef double D4 __attribute__((vector_size(32)));
+
+// v = p[0..3] converted to double.
+template <class T>
+inline void load_d4(D4& v, const T* p) {
+  if constexpr (std::is_same_v<T, double>) {
+    std::memcpy(&v, p, sizeof(D4));
+  } else {
+    typedef float F4 __attribute__((vector_size(16)));
+    F4 f;
+    std::memcpy(&f, p, sizeof(F4));
+    v = __builtin_convertvector(f, D4);
+  }
+}
+
+// p[0..3] = v converted to T.
+template <class T>
+inline void store_d4(T* p, const D4& v) {
+  if constexpr (std::is_same_v<T, double>) {
+    std::memcpy(p, &v, sizeof(D4));
+  } else {
+    typedef float F4 __attribute__((vector_size(16)));
+    const F4 f = __builtin_convertvector(v, F4);
+    std::memcpy(p, &f, sizeof(F4));
+  }
+}
+
+inline double hsum(const D4& v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
 }  // namespace mixgrad::kernels::cpu::vec
