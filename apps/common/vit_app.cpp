@@ -101,6 +101,9 @@ struct Recipe {
   bool per_epoch_schedule = false;  // CSP: CosineAnnealingLR stepped once per epoch
   int64_t crop_padding = 2;
   bool flip = true;
+  // Weight decay on every parameter (PyTorch's AdamW over one group, as the s-chh and CSP references train), or
+  // not on biases, norm weights, pos_embed and cls_token (timm's exemptions).
+  bool decay_1d = true;
   std::vector<float> mean{0.2860f}, stddev{0.3530f};
   uint64_t seed = 0;
   int64_t train_limit = 0, val_limit = 0;
@@ -114,6 +117,7 @@ struct Recipe {
             {"recipe.lr", fmt::format("{}", lr)},
             {"recipe.min_lr", fmt::format("{}", min_lr)},
             {"recipe.weight_decay", fmt::format("{}", weight_decay)},
+            {"recipe.decay_1d", decay_1d ? "1" : "0"},
             {"recipe.beta1", fmt::format("{}", beta1)},
             {"recipe.beta2", fmt::format("{}", beta2)},
             {"recipe.eps", fmt::format("{}", eps)},
@@ -137,6 +141,8 @@ struct Recipe {
     r.lr = meta_double(m, "recipe.lr", f);
     r.min_lr = meta_double(m, "recipe.min_lr", f);
     r.weight_decay = meta_double(m, "recipe.weight_decay", f);
+    // Checkpoints from before the key existed decayed every parameter.
+    r.decay_1d = m.find("recipe.decay_1d") == m.end() || meta_int(m, "recipe.decay_1d", f) != 0;
     r.beta1 = meta_double(m, "recipe.beta1", f);
     r.beta2 = meta_double(m, "recipe.beta2", f);
     r.eps = meta_double(m, "recipe.eps", f);
@@ -185,8 +191,10 @@ Recipe default_recipe(const std::string& preset, const std::string& dataset) {
     r.epochs = 100, r.batch_size = 64, r.lr = 1e-4, r.weight_decay = 0, r.min_lr = 0, r.per_epoch_schedule = true;
     r.crop_padding = 4;
   } else {  // fmnist-tiny: vit.md §8's starting point, tuned to the 15-minute CPU budget (docs/benchmarks/vit-cpu.md):
-           // 24 epochs at lr 2e-3 with flip and no crop (crop learned more slowly per epoch in this budget)
+           // 24 epochs at lr 2e-3 with flip and no crop (crop learned more slowly per epoch in this budget), no
+           // weight decay on biases, norm weights and the position embedding / class token
     r.epochs = 24, r.batch_size = 128, r.lr = 2e-3, r.weight_decay = 0.05, r.warmup_steps = 200;
+    r.decay_1d = false;
     r.crop_padding = 0;
   }
   r.flip = dataset != "mnist";  // never flip digits
@@ -391,6 +399,7 @@ TrainSummary run_training(const TrainOptions& o) {
     if (o.warmup) rc.warmup_steps = *o.warmup, rc.warmup_epochs = 0;
     if (o.crop_padding) rc.crop_padding = *o.crop_padding;
     if (o.flip) rc.flip = *o.flip && rc.dataset != "mnist";  // MNIST digits are never flipped
+    if (o.decay_1d) rc.decay_1d = *o.decay_1d;
     rc.seed = o.seed;
     rc.train_limit = o.train_limit;
     rc.val_limit = o.val_limit;
@@ -418,7 +427,11 @@ TrainSummary run_training(const TrainOptions& o) {
   models::VisionTransformer model(cfg);
   model.to(dev);
   model.train();
-  nn::AdamW opt(model.parameters(), {rc.lr, rc.beta1, rc.beta2, rc.eps, rc.weight_decay});
+  std::vector<bool> decay;
+  if (!rc.decay_1d)
+    for (const auto& [name, prm] : model.named_parameters())
+      decay.push_back(!(prm.dim() <= 1 || name == "pos_embed" || name == "cls_token"));
+  nn::AdamW opt(model.parameters(), {rc.lr, rc.beta1, rc.beta2, rc.eps, rc.weight_decay}, decay);
   const int64_t params = model.num_parameters();
 
   int64_t epoch = 0, step_in_epoch = 0, global_step = 0;
@@ -887,6 +900,14 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   auto* o_noflip = tr->add_flag("--no-flip", no_flip, "No random horizontal flip (MNIST is never flipped)");
   auto* o_flip = tr->add_flag("--flip", flip, "Random horizontal flip (default: on, except for MNIST)")
                      ->excludes(o_noflip);
+  bool no_decay_1d = false, decay_1d = false;
+  auto* o_nodecay = tr->add_flag("--no-decay-1d", no_decay_1d,
+                                 "No weight decay on biases, norm weights, pos_embed and cls_token (timm's "
+                                 "exemptions; the default for fmnist-tiny)");
+  auto* o_decay = tr->add_flag("--decay-1d", decay_1d,
+                               "Weight decay on every parameter (PyTorch AdamW over one group; the default for the "
+                               "other presets)")
+                      ->excludes(o_nodecay);
   tr->add_option("--seed", t.seed, "Seed of the weights, data order, augmentation and dropout")->capture_default_str();
   tr->add_option("--device", t.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
   tr->add_flag("--tf32", t.tf32, "Allow TF32 tensor cores for CUDA matrix products");
@@ -956,6 +977,8 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   if (o_crop->count()) t.crop_padding = crop;
   if (o_noflip->count()) t.flip = !no_flip;
   if (o_flip->count()) t.flip = flip;
+  if (o_nodecay->count()) t.decay_1d = false;
+  if (o_decay->count()) t.decay_1d = true;
   train_model.finish(t.model);
   info_model.finish(c.info_model);
   for (CLI::App* sc : {tr, ev, pr, in})

@@ -46,6 +46,7 @@ struct TrainOptions {
   std::optional<double> lr, weight_decay, label_smoothing;
   std::optional<int64_t> crop_padding;  // random-crop zero padding P (0 = no crop)
   std::optional<bool> flip;             // random horizontal flip (never applied to MNIST digits)
+  std::optional<bool> decay_1d;  // weight decay also on biases, norm weights, pos_embed and cls_token
   uint64_t seed = 0;
   std::string device = "auto";
   bool tf32 = false;

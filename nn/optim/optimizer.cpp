@@ -45,7 +45,11 @@ void load_list(const NamedTensors& state, const std::string& prefix, std::vector
 }
 }  // namespace
 
-AdamW::AdamW(std::vector<Tensor> params, AdamWHyper h) : Optimizer(std::move(params)), hyper(h) {
+AdamW::AdamW(std::vector<Tensor> params, AdamWHyper h, std::vector<bool> decay)
+    : Optimizer(std::move(params)), hyper(h), decay_(std::move(decay)) {
+  MIXGRAD_CHECK(decay_.empty() || decay_.size() == params_.size(),
+                "AdamW: {} weight-decay flags for {} parameters (give one per parameter, or none)", decay_.size(),
+                params_.size());
   lr_ = h.lr;
   for (const Tensor& p : params_) {
     exp_avg_.push_back(zeros_like(p));
@@ -58,7 +62,23 @@ void AdamW::step() {
   ++steps_;
   AdamWHyper h = hyper;
   h.lr = lr_;
-  adamw_step_(params_, grads_of(params_), exp_avg_, exp_avg_sq_, h, steps_);
+  const std::vector<Tensor> grads = grads_of(params_);
+  if (decay_.empty()) {
+    adamw_step_(params_, grads, exp_avg_, exp_avg_sq_, h, steps_);
+    return;
+  }
+  // Two fused updates: the decayed parameters, then the exempt ones with weight decay 0.
+  for (const bool decayed : {true, false}) {
+    std::vector<Tensor> p, g, m, v;
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (decay_[i] == decayed) {
+        p.push_back(params_[i]), g.push_back(grads[i]), m.push_back(exp_avg_[i]), v.push_back(exp_avg_sq_[i]);
+      }
+    if (p.empty()) continue;
+    AdamWHyper hg = h;
+    if (!decayed) hg.weight_decay = 0;
+    adamw_step_(p, g, m, v, hg, steps_);
+  }
 }
 
 NamedTensors AdamW::state() const {

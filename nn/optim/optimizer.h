@@ -31,7 +31,9 @@ class Optimizer {
 
 class AdamW : public Optimizer {
  public:
-  AdamW(std::vector<Tensor> params, AdamWHyper h = {});
+  // decay[i] false exempts parameter i from weight decay (timm's usual exemptions: biases, norm weights, position
+  // embeddings); empty decays every parameter, as PyTorch's AdamW over one group does.
+  AdamW(std::vector<Tensor> params, AdamWHyper h = {}, std::vector<bool> decay = {});
   void step() override;
   NamedTensors state() const override;
   void load_state(const NamedTensors& state) override;
@@ -39,6 +41,7 @@ class AdamW : public Optimizer {
 
  private:
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<bool> decay_;
 };
 
 class SGD : public Optimizer {

@@ -419,6 +419,30 @@ TEST_CASE("AdamW matches PyTorch's formulas over several steps (decoupled decay,
   REQUIRE_CLOSE(all_close(opt.state()[1].second, from_vector<double>(m[0], shapes[0]), tolerance(Compare::forward_f64)));
 }
 
+TEST_CASE("AdamW exempts flagged parameters from weight decay and nothing else", "[nn][optim][adamw]") {
+  const std::vector<std::vector<double>> init{{0.5, -1.0, 2.0}, {0.1, 0.2, 0.3, 0.4}};
+  const std::vector<Shape> shapes{{3}, {2, 2}};
+  AdamWHyper h;
+  h.lr = 0.01, h.beta1 = 0.9, h.beta2 = 0.99, h.eps = 1e-8, h.weight_decay = 0.1;
+  std::vector<Tensor> ps = make_params_f64(init, shapes);
+  AdamW opt(ps, h, {false, true});  // parameter 0 exempt
+  std::vector<Tensor> all = make_params_f64(init, shapes), none = make_params_f64(init, shapes);
+  AdamW opt_all(all, h);  // every parameter decayed
+  AdamWHyper h0 = h;
+  h0.weight_decay = 0;
+  AdamW opt_none(none, h0);  // no decay at all
+  for (int k = 0; k < 5; ++k) {
+    for (auto* v : {&ps, &all, &none}) set_grads(*v, k);
+    opt.step(), opt_all.step(), opt_none.step();
+  }
+  REQUIRE(as_doubles(ps[0]) == as_doubles(none[0]));  // exempt: exactly the update without decay
+  REQUIRE(as_doubles(ps[1]) == as_doubles(all[1]));   // decayed: exactly the one-group update
+  REQUIRE(as_doubles(ps[1]) != as_doubles(none[1]));
+  REQUIRE(names_of(opt.state()) == names_of(opt_all.state()));  // same checkpoint layout
+  CHECK_THROWS_WITH(AdamW(make_params_f64(init, shapes), h, {true}),
+                    Catch::Contains("1 weight-decay flags for 2 parameters"));
+}
+
 TEST_CASE("AdamW on float32 parameters agrees with the float64 reference", "[nn][optim][adamw]") {
   Tensor p = from_vector<float>({1.0f, -2.0f, 0.25f}, {3}).requires_grad_();
   AdamWHyper h;  // defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, wd 1e-2

@@ -295,12 +295,18 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
     REQUIRE(c.exit_code > 0);
     REQUIRE_FALSE(err.empty());
   }
+  c = parse({"train", "--no-decay-1d"});
+  REQUIRE(c.train.decay_1d == std::optional<bool>(false));
+  c = parse({"train", "--decay-1d"});
+  REQUIRE(c.train.decay_1d == std::optional<bool>(true));
+  c = parse({"train", "--decay-1d", "--no-decay-1d"}, &err);
+  REQUIRE(c.exit_code > 0);
   c = parse({"train", "--help"}, &err);
   REQUIRE(c.exit_code == 0);
   for (const char* flag : {"--dataset", "--data", "--preset", "--mixer", "--epochs", "--batch-size", "--lr",
                            "--weight-decay", "--warmup", "--label-smoothing", "--seed", "--device", "--tf32", "--out",
                            "--resume", "--log-every", "--max-steps", "--train-limit", "--flip", "--no-flip", "--pool",
-                           "--attention", "--embed-dim", "--depth", "--heads", "--mlp-dim"})
+                           "--attention", "--embed-dim", "--depth", "--heads", "--mlp-dim", "--decay-1d", "--no-decay-1d"})
     REQUIRE_THAT(err, Contains(flag));
 
   c = parse({"predict", "--checkpoint", "a.safetensors", "--images", "x.idx", "--out", "y.safetensors"});
