@@ -87,18 +87,23 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
       const T* dyr = dy + r * cols;
       const double mu = static_cast<double>(mean[r]), rs = static_cast<double>(rstd[r]);
       // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight.
-      vec::D4 acc_g = {}, acc_gx = {};
-      for (int64_t c = 0; c < c4; c += 4) {
-        vec::D4 g, xv;
+      // g = dy·weight and xhat = (x − mean)·rstd for columns c .. c+3.
+      const auto load_g_xhat = [&](int64_t c, vec::D4& g, vec::D4& xhat) {
         vec::load_d4(g, dyr + c);
         if (weight) {
           vec::D4 w;
           vec::load_d4(w, weight + c);
           g *= w;
         }
-        vec::load_d4(xv, xr + c);
+        vec::load_d4(xhat, xr + c);
+        xhat = (xhat - mu) * rs;
+      };
+      vec::D4 acc_g = {}, acc_gx = {};
+      for (int64_t c = 0; c < c4; c += 4) {
+        vec::D4 g, xhat;
+        load_g_xhat(c, g, xhat);
         acc_g += g;
-        acc_gx += g * ((xv - mu) * rs);
+        acc_gx += g * xhat;
       }
       double sg = vec::hsum(acc_g), sgx = vec::hsum(acc_gx);
       for (int64_t c = c4; c < cols; ++c) {
@@ -109,15 +114,8 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
       const double mg = sg / static_cast<double>(cols), mgx = sgx / static_cast<double>(cols);
       T* dxr = dx + r * cols;
       for (int64_t c = 0; c < c4; c += 4) {
-        vec::D4 g, xv;
-        vec::load_d4(g, dyr + c);
-        if (weight) {
-          vec::D4 w;
-          vec::load_d4(w, weight + c);
-          g *= w;
-        }
-        vec::load_d4(xv, xr + c);
-        const vec::D4 xhat = (xv - mu) * rs;
+        vec::D4 g, xhat;
+        load_g_xhat(c, g, xhat);
         vec::store_d4(dxr + c, rs * (g - mg - xhat * mgx));
       }
       for (int64_t c = c4; c < cols; ++c) {
