@@ -77,8 +77,9 @@ void gelu_erf_backward_f32(float* dx, const float* dy, const float* x, int64_t n
 #pragma omp simd
     for (int64_t i = c0; i < c1; ++i) {
       const float xi = x[i];
-      const float cdf = 0.5f * (1.0f + vec::erf(xi * float(kInvSqrt2)));
-      const float pdf = float(kInvSqrt2Pi) * vec::exp(-0.5f * xi * xi);
+      float gauss;  // e^(−x²/2), shared by the CDF's erf and the density
+      const float cdf = 0.5f * (1.0f + vec::erf(xi * float(kInvSqrt2), gauss));
+      const float pdf = float(kInvSqrt2Pi) * gauss;
       dx[i] = dy[i] * (cdf + xi * pdf);
     }
   }

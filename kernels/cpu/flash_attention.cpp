@@ -63,16 +63,7 @@ void transpose_block(T* dst, const T* src, int64_t row_stride, int64_t j0, int64
     for (int64_t x = 0; x < d; ++x) std::fill(dst + x * kBc + cols, dst + (x + 1) * kBc, T(0));
 }
 
-// 32-byte vectors (8 floats or 4 doubles) through GCC's vector extension: the same source builds for any x86-64
-// level (two SSE registers per vector without AVX). Loads and stores go through references, never by-value vector
-// arguments, whose ABI would differ between those levels.
-template <class T>
-struct Simd {
-  static constexpr int64_t L = 32 / static_cast<int64_t>(sizeof(T));
-  typedef T V __attribute__((vector_size(32)));
-  static void load(V& v, const T* p) { std::memcpy(&v, p, sizeof(V)); }
-  static void store(T* p, const V& v) { std::memcpy(p, &v, sizeof(V)); }
-};
+using vec::Simd;
 
 // Score tile: C[r * kBc + c] = Σ_x A[r * lda + x] · bt[x * kBc + c] for r < rows and c < ncols (a multiple of
 // Simd<T>::L, at most kBc; bt is zero past the block's keys). Register tiles of 4 rows × 2 vectors; every
@@ -219,29 +210,11 @@ int64_t task_chunk(const FlashParams& p, int64_t ntask) {
   return std::max<int64_t>(1, (ntask + threads - 1) / threads);
 }
 
-// Largest of s[0, n) (n >= 1) and the sum of s[0, n): whole vectors lane-wise, then the lanes and the tail in a fixed
-// order (vectorised reductions, still the same bits on every call).
-template <class T>
-T max_of(const T* s, int64_t n) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  constexpr int64_t L = S::L;
-  T mx = s[0];
-  int64_t c = 0;
-  if (n >= L) {
-    V m;
-    S::load(m, s);
-    for (c = L; c + L <= n; c += L) {
-      V x;
-      S::load(x, s + c);
-      m = m > x ? m : x;
-    }
-    for (int64_t q = 0; q < L; ++q) mx = std::max(mx, m[q]);
-  }
-  for (; c < n; ++c) mx = std::max(mx, s[c]);
-  return mx;
-}
+using vec::dot_f64;
+using vec::max_of;
 
+// The sum of s[0, n): whole vectors lane-wise, then the lanes and the tail in a fixed order (a vectorised reduction,
+// still the same bits on every call).
 template <class T>
 T sum_of(const T* s, int64_t n) {
   using S = Simd<T>;
@@ -258,22 +231,6 @@ T sum_of(const T* s, int64_t n) {
   for (int64_t q = 0; q < L; ++q) sum += acc[q];
   for (; c < n; ++c) sum += s[c];
   return sum;
-}
-
-// Σ_x a[x]·b[x] in float64 (vec::D4 lanes, then a fixed order).
-template <class T>
-double dot_f64(const T* a, const T* b, int64_t n) {
-  vec::D4 acc = {};
-  const int64_t n4 = n / 4 * 4;
-  for (int64_t x = 0; x < n4; x += 4) {
-    vec::D4 va, vb;
-    vec::load_d4(va, a + x);
-    vec::load_d4(vb, b + x);
-    acc += va * vb;
-  }
-  double s = vec::hsum(acc);
-  for (int64_t t = 0; t < n % 4; ++t) s += static_cast<double>(a[n4 + t]) * static_cast<double>(b[n4 + t]);
-  return s;
 }
 
 // Columns a score tile computes for a block of `cols` keys: cols rounded up to whole vectors.

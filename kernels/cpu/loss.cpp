@@ -1,11 +1,14 @@
 // Cross-entropy rows: targets are validated first (nothing is written on a bad target), then OpenMP over rows.
 #include "kernels/cpu/loss.h"
 
+#include "kernels/cpu/vec_math.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace mixgrad::kernels::cpu {
 namespace {
@@ -33,15 +36,17 @@ void cross_entropy_forward(T* loss, T* lse, const T* logits, const int64_t* targ
 #pragma omp parallel for schedule(static) if (rows * classes > kParallelWork)
   for (int64_t r = 0; r < rows; ++r) {
     const T* z = logits + r * classes;
-    T m = -std::numeric_limits<T>::infinity();
-    for (int64_t c = 0; c < classes; ++c) m = std::max(m, z[c]);
-    double sum_exp = 0, sum_z = 0;
-    for (int64_t c = 0; c < classes; ++c) {
-      sum_exp += static_cast<double>(std::exp(z[c] - m));
-      sum_z += static_cast<double>(z[c]);
+    const T m = classes > 0 ? vec::max_of(z, classes) : -std::numeric_limits<T>::infinity();
+    double l = static_cast<double>(m);  // a row of -inf (or no classes) has logsumexp -inf
+    if (m != -std::numeric_limits<T>::infinity()) {
+      double sum_exp = 0;
+      if constexpr (std::is_same_v<T, float>) {
+        sum_exp = vec::exp_sum_f64(z, classes, m);
+      } else {
+        for (int64_t c = 0; c < classes; ++c) sum_exp += std::exp(z[c] - m);
+      }
+      l += std::log(sum_exp);
     }
-    const double l =
-        m == -std::numeric_limits<T>::infinity() ? static_cast<double>(m) : static_cast<double>(m) + std::log(sum_exp);
     lse[r] = static_cast<T>(l);
     const int64_t t = target[r];
     if (t == ignore_index) {
@@ -49,7 +54,11 @@ void cross_entropy_forward(T* loss, T* lse, const T* logits, const int64_t* targ
       continue;
     }
     double v = (1.0 - eps) * (l - static_cast<double>(z[t]));
-    if (eps != 0) v += eps * (l - sum_z / static_cast<double>(classes));
+    if (eps != 0) {
+      double sum_z = 0;
+      for (int64_t c = 0; c < classes; ++c) sum_z += static_cast<double>(z[c]);
+      v += eps * (l - sum_z / static_cast<double>(classes));
+    }
     loss[r] = static_cast<T>(v);
   }
 }
@@ -71,7 +80,12 @@ void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T
     }
     const T* z = logits + r * classes;
     const T g = dloss[r], l = lse[r];
-    for (int64_t c = 0; c < classes; ++c) dz[c] = g * (std::exp(z[c] - l) - off);
+    if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd
+      for (int64_t c = 0; c < classes; ++c) dz[c] = g * (vec::exp(z[c] - l) - off);
+    } else {
+      for (int64_t c = 0; c < classes; ++c) dz[c] = g * (std::exp(z[c] - l) - off);
+    }
     dz[t] -= g * (T(1) - eps);
   }
 }

@@ -585,16 +585,24 @@ TEMPLATE_TEST_CASE("dropout keep rate and mask regeneration", "[kernels][element
 
 TEST_CASE("vec_math: the vectorisable exp and erf stay within their stated error", "[kernels][elementwise]") {
   namespace vm = mixgrad::kernels::cpu::vec;
-  double worst_exp = 0, worst_erf = 0;
+  double worst_exp = 0, worst_erf = 0, worst_gauss = 0;
+  bool same_erf = true;
   for (int i = 0; i <= 200000; ++i) {
     const float x = -87.0f + 175.0f * float(i) / 200000.0f;  // [-87, 88]
     const double want = std::exp(double(x));
     worst_exp = std::max(worst_exp, std::fabs(double(vm::exp(x)) - want) / want);
     const float z = -6.0f + 12.0f * float(i) / 200000.0f;
     worst_erf = std::max(worst_erf, std::fabs(double(vm::erf(z)) - std::erf(double(z))));
+    float gauss = -1.0f;  // the e^(−z²) the two-output form hands back
+    same_erf = same_erf && vm::erf(z, gauss) == vm::erf(z);
+    const double gauss_want = std::exp(-double(z) * double(z));
+    worst_gauss = std::max(worst_gauss, std::fabs(double(gauss) - gauss_want) / std::max(gauss_want, 1e-30));
   }
   CHECK(worst_exp < 3e-7);  // ~2.5 ulp
   CHECK(worst_erf < 6e-7);  // A&S 7.1.26: 1.5e-7, plus float evaluation (measured 4.7e-7)
+  CHECK(same_erf);
+  // z² rounded to float, then exp: relative error ≈ z²·2^-24 + exp's, ≈ 2.5e-6 at |z| = 6 where e^(−36) ≈ 2e-16
+  CHECK(worst_gauss < 5e-6);
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
   CHECK(vm::exp(-inf) == 0.0f);
   CHECK(vm::exp(-100.0f) == 0.0f);
@@ -604,4 +612,40 @@ TEST_CASE("vec_math: the vectorisable exp and erf stay within their stated error
   CHECK(vm::erf(-inf) == -1.0f);
   CHECK(std::fabs(vm::erf(0.0f)) < 2e-7f);
   CHECK(std::isnan(vm::erf(nan)));
+}
+
+TEST_CASE("vec_math: max_of, dot_f64 and exp_sum_f64 over every tail length", "[kernels][elementwise]") {
+  namespace vm = mixgrad::kernels::cpu::vec;
+  for (const int64_t n : {int64_t{1}, int64_t{3}, int64_t{8}, int64_t{9}, int64_t{63}, int64_t{64}, int64_t{65},
+                          int64_t{130}, int64_t{1000}}) {
+    const auto x = random_vector<float>(n, -8, 8, static_cast<uint32_t>(n));
+    const auto w = random_vector<float>(n, -2, 2, static_cast<uint32_t>(n) + 1u);
+    float want_max = x[0];
+    double want_dot = 0, want_sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      want_max = std::max(want_max, x[i]);
+      want_dot += double(x[i]) * double(w[i]);
+    }
+    // exp's error alone: the references take the same float differences x − max the helper does
+    for (int64_t i = 0; i < n; ++i) want_sum += std::exp(double(x[i] - want_max));
+    CHECK(vm::max_of(x.data(), n) == want_max);
+    CHECK(std::fabs(vm::dot_f64(x.data(), w.data(), n) - want_dot) <= 1e-12 * (1 + std::fabs(want_dot)));
+    CHECK(std::fabs(vm::exp_sum_f64(x.data(), n, want_max) - want_sum) <= 3e-7 * want_sum);
+    std::vector<float> e(static_cast<size_t>(n), -1.0f);
+    CHECK(vm::exp_sum_f64(x.data(), n, want_max, e.data()) == vm::exp_sum_f64(x.data(), n, want_max));
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double ref = std::exp(double(x[i] - want_max));
+      worst = std::max(worst, std::fabs(double(e[i]) - ref) / ref);
+    }
+    CHECK(worst < 3e-7);
+    auto inplace = x;  // out may be the input itself
+    vm::exp_sum_f64(inplace.data(), n, want_max, inplace.data());
+    CHECK(inplace == e);
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> masked(17, -inf);
+  CHECK(vm::max_of(masked.data(), 17) == -inf);
+  const std::vector<double> d = {1.0, -3.0, 7.5, 2.0, 7.25};
+  CHECK(vm::max_of(d.data(), 5) == 7.5);
 }
