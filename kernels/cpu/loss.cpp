@@ -38,15 +38,7 @@ void cross_entropy_forward(T* loss, T* lse, const T* logits, const int64_t* targ
     const T* z = logits + r * classes;
     const T m = classes > 0 ? vec::max_of(z, classes) : -std::numeric_limits<T>::infinity();
     double l = static_cast<double>(m);  // a row of -inf (or no classes) has logsumexp -inf
-    if (m != -std::numeric_limits<T>::infinity()) {
-      double sum_exp = 0;
-      if constexpr (std::is_same_v<T, float>) {
-        sum_exp = vec::exp_sum_f64(z, classes, m);
-      } else {
-        for (int64_t c = 0; c < classes; ++c) sum_exp += std::exp(z[c] - m);
-      }
-      l += std::log(sum_exp);
-    }
+    if (m != -std::numeric_limits<T>::infinity()) l += std::log(vec::exp_sum_f64(z, classes, m));
     lse[r] = static_cast<T>(l);
     const int64_t t = target[r];
     if (t == ignore_index) {

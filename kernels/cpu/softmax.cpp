@@ -15,28 +15,6 @@ namespace {
 
 constexpr int64_t kParallelWork = int64_t{1} << 14;
 
-// Largest entry of a row (see vec::max_of for NaN); -inf for a fully masked row.
-template <class T>
-T row_max(const T* x, int64_t cols) {
-  return vec::max_of(x, cols);
-}
-
-// Σ_c e^(x[c] − m) in float64; also stores the exponentials in out when it is not null.
-template <class T>
-double exp_sum(const T* x, int64_t cols, T m, T* out) {
-  if constexpr (std::is_same_v<T, float>) {
-    return vec::exp_sum_f64(x, cols, m, out);
-  } else {
-    double sum = 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      const T e = std::exp(x[c] - m);
-      if (out != nullptr) out[c] = e;
-      sum += static_cast<double>(e);
-    }
-    return sum;
-  }
-}
-
 }  // namespace
 
 template <class T>
@@ -46,12 +24,12 @@ void softmax_forward(T* y, const T* x, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    const T m = row_max(xr, cols);
+    const T m = vec::max_of(xr, cols);  // -inf for a fully masked row (NaN: see vec::max_of)
     if (m == -std::numeric_limits<T>::infinity()) {
       std::fill(yr, yr + cols, T(0));
       continue;
     }
-    const double sum = exp_sum(xr, cols, m, yr);
+    const double sum = vec::exp_sum_f64(xr, cols, m, yr);
     const T inv = static_cast<T>(1.0 / sum);
     for (int64_t c = 0; c < cols; ++c) yr[c] *= inv;
   }
@@ -77,12 +55,12 @@ void log_softmax_forward(T* y, const T* x, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    const T m = row_max(xr, cols);
+    const T m = vec::max_of(xr, cols);  // -inf for a fully masked row (NaN: see vec::max_of)
     if (m == -std::numeric_limits<T>::infinity()) {
       std::fill(yr, yr + cols, m);
       continue;
     }
-    const double sum = exp_sum(xr, cols, m, static_cast<T*>(nullptr));
+    const double sum = vec::exp_sum_f64(xr, cols, m);
     const T shift = m + static_cast<T>(std::log(sum));
     for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] - shift;
   }

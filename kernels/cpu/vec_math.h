@@ -169,4 +169,15 @@ inline double exp_sum_f64(const float* x, int64_t n, float shift, float* out = n
   return hsum(acc) + tail;
 }
 
+// The float64 rows' counterpart: std::exp and one running sum in order (float64 gains nothing from vec::exp).
+inline double exp_sum_f64(const double* x, int64_t n, double shift, double* out = nullptr) {
+  double sum = 0;
+  for (int64_t c = 0; c < n; ++c) {
+    const double e = std::exp(x[c] - shift);
+    if (out != nullptr) out[c] = e;
+    sum += e;
+  }
+  return sum;
+}
+
 }  // namespace mixgrad::kernels::cpu::vec

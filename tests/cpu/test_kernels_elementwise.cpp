@@ -648,4 +648,13 @@ TEST_CASE("vec_math: max_of, dot_f64 and exp_sum_f64 over every tail length", "[
   CHECK(vm::max_of(masked.data(), 17) == -inf);
   const std::vector<double> d = {1.0, -3.0, 7.5, 2.0, 7.25};
   CHECK(vm::max_of(d.data(), 5) == 7.5);
+  std::vector<double> de(d.size());  // the float64 overload: std::exp, one running sum in order
+  const double dsum = vm::exp_sum_f64(d.data(), 5, 7.5, de.data());
+  double dwant = 0;
+  for (size_t i = 0; i < d.size(); ++i) {
+    CHECK(de[i] == std::exp(d[i] - 7.5));
+    dwant += std::exp(d[i] - 7.5);
+  }
+  CHECK(dsum == dwant);
+  CHECK(vm::exp_sum_f64(d.data(), 5, 7.5) == dwant);
 }
