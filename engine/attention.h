@@ -24,6 +24,21 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 Tensor packed_qkv_attention(const Tensor& qkv, int64_t num_heads, const Tensor& attn_mask = Tensor(),
                             bool causal = false, double dropout_p = 0.0, double scale = -1.0);
 
+// Key padding as per-sample lengths, the form the mixers use: key j of sample b is visible iff j < lengths[b], with
+// lengths int32 [B] on the inputs' device (engine/sequence.h); undefined = every key visible. Nothing is read back
+// to the host: the fused kernels take the lengths as they are (on a GPU they clamp a length to [0, Tk]; on the CPU
+// a length outside [0, Tk] is an error), and the composite path builds its mask on the device (sequence_mask).
+struct KeyPadding {
+  Tensor lengths;
+};
+
+// scaled_dot_product_attention / packed_qkv_attention with key padding given as lengths instead of a mask: the same
+// results as the mask forms with the prefix mask sequence_mask(lengths, Tk) viewed as [B, 1, 1, Tk].
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const KeyPadding& padding,
+                                    bool causal = false, double dropout_p = 0.0, double scale = -1.0);
+Tensor packed_qkv_attention(const Tensor& qkv, int64_t num_heads, const KeyPadding& padding, bool causal = false,
+                            double dropout_p = 0.0, double scale = -1.0);
+
 // Which implementation scaled_dot_product_attention runs.
 //   automatic: fused when it can express the call, composite otherwise. Fused needs: float32 (float64 stays
 //              composite because the kernels keep LSE in fp32, which limits a float64 backward to ~1e-7 relative

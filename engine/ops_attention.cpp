@@ -14,6 +14,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
+#include "engine/sequence.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/flash_params.h"
 #ifdef MIXGRAD_WITH_CUDA
@@ -82,9 +83,8 @@ struct AttentionSizes {
   int64_t b, h, t, tk, d;
 };
 
-// Why the fused kernels cannot run this call (empty string: they can), filling kv_len for a key-padding mask.
-std::string fused_obstacle(const AttentionSizes& s, DType dtype, Device device, const Tensor& attn_mask,
-                           bool allow_f64, std::vector<int32_t>& kv_len) {
+// Why the fused kernels cannot run a call of these sizes, dtype and device (empty string: they can).
+std::string fused_obstacle(const AttentionSizes& s, DType dtype, Device device, bool allow_f64) {
   if (s.b == 0 || s.h == 0 || s.t == 0 || s.tk == 0 || s.d == 0) return "an empty dimension";
   if (dtype == DType::f64 && !allow_f64) return "float64 (the kernels keep LSE in float32)";
   if (dtype != DType::f32 && dtype != DType::f64) return fmt::format("dtype {}", dtype);
@@ -96,16 +96,24 @@ std::string fused_obstacle(const AttentionSizes& s, DType dtype, Device device, 
 #endif
   if (s.t > std::numeric_limits<int32_t>::max() || s.tk > std::numeric_limits<int32_t>::max())
     return "T or Tk >= 2^31";
-  kv_len.clear();
-  if (attn_mask.defined()) {
-    std::optional<std::vector<int32_t>> len = key_padding_lengths(attn_mask, s.b, s.tk);
-    if (!len)
-      return fmt::format("attn_mask {} is not a prefix key-padding mask [B, 1, 1, Tk]", shape_str(attn_mask.shape()));
-    bool all_full = true;
-    for (int32_t n : *len) all_full = all_full && n >= s.tk;
-    if (!all_full) kv_len = std::move(*len);
-  }
   return "";
+}
+
+// The kernels' key lengths for an attention mask: undefined when there is no mask or every key is visible, an int32
+// [B] tensor on `device` for a prefix key-padding mask; nullopt when the mask is not a key-padding mask (the
+// obstacle is then written to *why).
+std::optional<Tensor> kv_lengths_of_mask(const Tensor& attn_mask, const AttentionSizes& s, Device device,
+                                         std::string* why) {
+  if (!attn_mask.defined()) return Tensor();
+  std::optional<std::vector<int32_t>> len = key_padding_lengths(attn_mask, s.b, s.tk);
+  if (!len) {
+    *why = fmt::format("attn_mask {} is not a prefix key-padding mask [B, 1, 1, Tk]", shape_str(attn_mask.shape()));
+    return std::nullopt;
+  }
+  bool all_full = true;
+  for (int32_t n : *len) all_full = all_full && n >= s.tk;
+  if (all_full) return Tensor();
+  return from_vector<int32_t>(*len, {s.b}, TensorOptions(DType::i32, device));
 }
 
 // Checks an optional attention mask: uint8, broadcastable to the scores' shape [B, H, T, Tk].
@@ -119,21 +127,16 @@ void check_attn_mask(const char* op, const Tensor& attn_mask, const AttentionSiz
                 shape_str(attn_mask.shape()), shape_str(full_shape));
 }
 
-// Dropout fields of p and the key lengths (kept alive by the returned tensor, which the backward captures).
-Tensor set_fused_options(kernels::FlashParams& p, const std::vector<int32_t>& kv_len, bool causal, double dropout_p,
-                         Device device) {
+// Causal flag, dropout fields and key lengths (kv_len: int32 [B] on the inputs' device, or undefined) of p. The
+// caller keeps kv_len alive for as long as p is used (the backward captures it).
+void set_fused_options(kernels::FlashParams& p, const Tensor& kv_len, bool causal, double dropout_p) {
   p.causal = causal;
   if (dropout_p > 0.0) {
     p.dropout_p = float(dropout_p);
     p.seed = generator_state().seed;
     p.offset = next_random_stream();
   }
-  Tensor kv_len_t;
-  if (!kv_len.empty()) {
-    kv_len_t = from_vector<int32_t>(kv_len, {p.B}, TensorOptions(DType::i32, device));
-    p.kv_len = kv_len_t.data<int32_t>();
-  }
-  return kv_len_t;
+  p.kv_len = kv_len.defined() ? kv_len.data<int32_t>() : nullptr;
 }
 
 // Whether the kernels' float scale loses nothing for this dtype: always for float32 (rounding the scale to float
@@ -185,8 +188,8 @@ void run_fused_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
   }
 }
 
-Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const std::vector<int32_t>& kv_len,
-                       bool causal, double dropout_p, double scale) {
+Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& kv_len_t, bool causal,
+                       double dropout_p, double scale) {
   const int64_t b = q_in.size(0), h = q_in.size(1), t = q_in.size(2), d = q_in.size(3), tk = k_in.size(2);
   const Device device = q_in.device();
   const Tensor k = k_in.detach(), v = v_in.detach();
@@ -204,7 +207,7 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     p.scale = 1.0f;
     dq_scale = scale;
   }
-  const Tensor kv_len_t = set_fused_options(p, kv_len, causal, dropout_p, device);
+  set_fused_options(p, kv_len_t, causal, dropout_p);
   Tensor o = empty({b, h, t, d}, TensorOptions(q.dtype(), device));
   Tensor lse = empty({b, h, t}, TensorOptions(DType::f32, device));
   run_fused_forward(o, lse, q, k, v, p);
@@ -230,8 +233,8 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
 // The fused CPU path of packed_qkv_attention: q, k, v read from qkv [B, T, 3·H·d] and the output written as
 // [B, T, H·d] through the kernels' strides; the backward writes dQ, dK, dV straight into one dqkv tensor (the
 // kernels fully write their outputs, so it needs no zeroing). Needs kernel_scale_ok (the caller checks).
-Tensor packed_attention_fused_cpu(const Tensor& qkv_in, const AttentionSizes& s, const std::vector<int32_t>& kv_len,
-                                  bool causal, double dropout_p, double scale) {
+Tensor packed_attention_fused_cpu(const Tensor& qkv_in, const AttentionSizes& s, const Tensor& kv_len_t, bool causal,
+                                  double dropout_p, double scale) {
   const int64_t dim = s.h * s.d;
   const Tensor qkv = qkv_in.detach();
   kernels::FlashParams p;
@@ -239,7 +242,7 @@ Tensor packed_attention_fused_cpu(const Tensor& qkv_in, const AttentionSizes& s,
   p.q = p.k = p.v = p.dq = p.dk = p.dv = kernels::FlashStrides{s.t * 3 * dim, s.d, 3 * dim};
   p.o = p.dout = kernels::FlashStrides{s.t * dim, s.d, dim};
   p.scale = float(scale);
-  const Tensor kv_len_t = set_fused_options(p, kv_len, causal, dropout_p, qkv.device());
+  set_fused_options(p, kv_len_t, causal, dropout_p);
   Tensor o = empty({s.b, s.t, dim}, TensorOptions(qkv.dtype(), qkv.device()));
   Tensor lse = empty({s.b, s.h, s.t}, TensorOptions(DType::f32, qkv.device()));
   MIXGRAD_DISPATCH_FLOATING(qkv.dtype(), kOp, [&] {
@@ -285,44 +288,62 @@ const char* attention_backend_name(AttentionBackend backend) {
   return "unknown";
 }
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
-                                    bool causal, double dropout_p, double scale) {
-  return scaled_dot_product_attention(q, k, v, attn_mask, causal, dropout_p, scale, t_backend);
-}
+namespace {
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
-                                    bool causal, double dropout_p, double scale, AttentionBackend backend) {
-  constexpr const char* op = kOp;
+// Key padding of one call: a uint8 attn_mask broadcastable to the scores (the PyTorch form; a prefix key-padding
+// mask is read on the host to become the kernels' lengths), or per-sample key lengths on the inputs' device.
+struct Masking {
+  Tensor attn_mask, lengths;
+  bool by_lengths = false;
+};
+
+// Checks q [B, H, T, d], k and v [B, H, Tk, d], their devices and dtypes, the dropout rate and the masking.
+AttentionSizes check_attention_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                                      const Masking& m, double dropout_p) {
   MIXGRAD_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v must be defined", op);
   MIXGRAD_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
                 "{}: expected q [B, H, T, d] and k, v [B, H, Tk, d], got q {}, k {}, v {}", op, shape_str(q.shape()),
                 shape_str(k.shape()), shape_str(v.shape()));
-  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3), tk = k.size(2);
-  MIXGRAD_CHECK(k.size(0) == b && k.size(1) == h && k.size(3) == d && v.shape() == k.shape(),
-                "{}: expected k and v of shape [{}, {}, Tk, {}] (matching q {}), got k {}, v {}", op, b, h, d,
+  const AttentionSizes s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+  MIXGRAD_CHECK(k.size(0) == s.b && k.size(1) == s.h && k.size(3) == s.d && v.shape() == k.shape(),
+                "{}: expected k and v of shape [{}, {}, Tk, {}] (matching q {}), got k {}, v {}", op, s.b, s.h, s.d,
                 shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
-  detail::common_device(op, {q, k, v, attn_mask});
+  detail::common_device(op, {q, k, v, m.attn_mask});
   detail::check_same_dtype(op, {q, k, v});
   MIXGRAD_CHECK(is_floating(q.dtype()), "{}: expected floating-point q, k, v, got {}", op, q.dtype());
   if (q.device().is_cuda()) detail::check_cuda_float(op, q);
   MIXGRAD_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "{}: dropout_p must be in [0, 1), got {}", op, dropout_p);
-  const AttentionSizes sizes{b, h, t, tk, d};
-  check_attn_mask(op, attn_mask, sizes);
-  const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(double(d));
-  if (backend != AttentionBackend::composite) {
-    std::vector<int32_t> kv_len;
-    const std::string why =
-        fused_obstacle(sizes, q.dtype(), q.device(), attn_mask, backend == AttentionBackend::fused, kv_len);
-    if (why.empty()) return attention_fused(q, k, v, kv_len, causal, dropout_p, s);
-    MIXGRAD_CHECK(backend != AttentionBackend::fused,
-                  "{}: backend 'fused' requested but the fused kernels cannot take this call: {} (q {}, k {}, {})",
-                  op, why, shape_str(q.shape()), shape_str(k.shape()), q.device().str());
-  }
-  return attention_composite(q, k, v, attn_mask, causal, dropout_p, s);
+  check_attn_mask(op, m.attn_mask, s);
+  if (m.by_lengths && m.lengths.defined()) check_lengths(op, m.lengths, s.b, q.device(), 0, s.tk);
+  return s;
 }
 
-Tensor packed_qkv_attention(const Tensor& qkv, int64_t num_heads, const Tensor& attn_mask, bool causal,
-                            double dropout_p, double scale) {
+// The kernels' key lengths for this masking (undefined: every key visible), or nullopt with the reason in *why.
+std::optional<Tensor> fused_kv_lengths(const Masking& m, const AttentionSizes& s, Device device, std::string* why) {
+  if (m.by_lengths) return m.lengths;
+  return kv_lengths_of_mask(m.attn_mask, s, device, why);
+}
+
+Tensor attention_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Masking& m, bool causal,
+                      double dropout_p, double scale, AttentionBackend backend) {
+  const AttentionSizes sizes = check_attention_inputs(kOp, q, k, v, m, dropout_p);
+  const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(double(sizes.d));
+  if (backend != AttentionBackend::composite) {
+    std::string why = fused_obstacle(sizes, q.dtype(), q.device(), backend == AttentionBackend::fused);
+    const std::optional<Tensor> kv_len = why.empty() ? fused_kv_lengths(m, sizes, q.device(), &why) : std::nullopt;
+    if (kv_len) return attention_fused(q, k, v, *kv_len, causal, dropout_p, s);
+    MIXGRAD_CHECK(backend != AttentionBackend::fused,
+                  "{}: backend 'fused' requested but the fused kernels cannot take this call: {} (q {}, k {}, {})",
+                  kOp, why, shape_str(q.shape()), shape_str(k.shape()), q.device().str());
+  }
+  Tensor mask = m.attn_mask;
+  if (m.by_lengths && m.lengths.defined())
+    mask = sequence_mask(m.lengths, sizes.tk).reshape({sizes.b, 1, 1, sizes.tk});
+  return attention_composite(q, k, v, mask, causal, dropout_p, s);
+}
+
+Tensor packed_attention_impl(const Tensor& qkv, int64_t num_heads, const Masking& m, bool causal, double dropout_p,
+                             double scale) {
   constexpr const char* op = "packed_qkv_attention";
   MIXGRAD_CHECK(qkv.defined() && qkv.dim() == 3, "{}: expected qkv [B, T, 3·H·d], got {}", op,
                 qkv.defined() ? shape_str(qkv.shape()) : std::string("an undefined tensor"));
@@ -333,25 +354,52 @@ Tensor packed_qkv_attention(const Tensor& qkv, int64_t num_heads, const Tensor& 
   const AttentionSizes sizes{b, num_heads, t, t, d};
   const AttentionBackend backend = t_backend;
   if (backend != AttentionBackend::composite && qkv.device().is_cpu() && is_floating(qkv.dtype())) {
-    detail::common_device(op, {qkv, attn_mask});
-    check_attn_mask(op, attn_mask, sizes);
+    detail::common_device(op, {qkv, m.attn_mask});
+    check_attn_mask(op, m.attn_mask, sizes);
+    if (m.by_lengths && m.lengths.defined()) check_lengths(op, m.lengths, b, qkv.device(), 0, t);
     MIXGRAD_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "{}: dropout_p must be in [0, 1), got {}", op, dropout_p);
     const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(double(d));
-    std::vector<int32_t> kv_len;
-    if (kernel_scale_ok(qkv.dtype(), s) && fused_obstacle(sizes, qkv.dtype(), qkv.device(), attn_mask,
-                                      backend == AttentionBackend::fused, kv_len)
-                           .empty())
-      return packed_attention_fused_cpu(qkv, sizes, kv_len, causal, dropout_p, s);
+    std::string why = fused_obstacle(sizes, qkv.dtype(), qkv.device(), backend == AttentionBackend::fused);
+    if (kernel_scale_ok(qkv.dtype(), s) && why.empty()) {
+      const std::optional<Tensor> kv_len = fused_kv_lengths(m, sizes, qkv.device(), &why);
+      if (kv_len) return packed_attention_fused_cpu(qkv, sizes, *kv_len, causal, dropout_p, s);
+    }
   }
   // Every other case: the unpacked call (which validates the rest and chooses its own path).
   // [B, T, 3·H·d] -> [B, T, 3, H, d] -> [3, B, H, T, d]; the leading split is a free view.
   const Tensor hh = permute(qkv.reshape({b, t, 3, num_heads, d}), {2, 0, 3, 1, 4});
   const Shape head_shape{b, num_heads, t, d};
-  const Tensor o = scaled_dot_product_attention(hh.slice0(0, 1).reshape(head_shape), hh.slice0(1, 1).reshape(head_shape),
-                                                hh.slice0(2, 1).reshape(head_shape), attn_mask, causal, dropout_p,
-                                                scale, backend);
+  const Tensor o = attention_impl(hh.slice0(0, 1).reshape(head_shape), hh.slice0(1, 1).reshape(head_shape),
+                                  hh.slice0(2, 1).reshape(head_shape), m, causal, dropout_p, scale, backend);
   // [B, H, T, d] -> [B, T, H, d] -> [B, T, H·d].
   return permute(o, {0, 2, 1, 3}).reshape({b, t, dim});
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
+                                    bool causal, double dropout_p, double scale) {
+  return attention_impl(q, k, v, Masking{attn_mask, Tensor(), false}, causal, dropout_p, scale, t_backend);
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
+                                    bool causal, double dropout_p, double scale, AttentionBackend backend) {
+  return attention_impl(q, k, v, Masking{attn_mask, Tensor(), false}, causal, dropout_p, scale, backend);
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const KeyPadding& padding,
+                                    bool causal, double dropout_p, double scale) {
+  return attention_impl(q, k, v, Masking{Tensor(), padding.lengths, true}, causal, dropout_p, scale, t_backend);
+}
+
+Tensor packed_qkv_attention(const Tensor& qkv, int64_t num_heads, const Tensor& attn_mask, bool causal,
+                            double dropout_p, double scale) {
+  return packed_attention_impl(qkv, num_heads, Masking{attn_mask, Tensor(), false}, causal, dropout_p, scale);
+}
+
+Tensor packed_qkv_attention(const Tensor& qkv, int64_t num_heads, const KeyPadding& padding, bool causal,
+                            double dropout_p, double scale) {
+  return packed_attention_impl(qkv, num_heads, Masking{Tensor(), padding.lengths, true}, causal, dropout_p, scale);
 }
 
 }  // namespace mixgrad

@@ -39,9 +39,11 @@ std::map<std::string, std::string> ViTConfig::to_metadata() const {
       {"csp_layout", str_bool(csp_layout)},
       {"init", init},
   };
-  // Mixer options are stored under their own names ("csp_k"), listed in "mixer_options" so they read back exactly.
+  // Mixer options are stored under their own names ("csp_k"), every declared one with its value (defaults included,
+  // so a checkpoint says exactly which mixer it holds), and listed in "mixer_options" so they read back exactly.
   std::vector<std::string> names;
-  for (const auto& [k, v] : mixer_options) {
+  const nn::MixerOptions resolved = nn::resolve_mixer_options(mixer, mixer_options);
+  for (const auto& [k, v] : resolved.values()) {
     MIXGRAD_CHECK(!m.count(k) && k != "mixer_options" && k.find(',') == std::string::npos,
                   "ViTConfig::to_metadata: mixer option \"{}\" clashes with a config key or contains a comma", k);
     m[k] = v;
@@ -147,6 +149,7 @@ void ViTConfig::validate() const {
   const std::vector<std::string> names = nn::mixer_names();
   if (std::find(names.begin(), names.end(), mixer) == names.end())
     fail(fmt::format("unknown mixer \"{}\" (known: {})", mixer, fmt::join(names, ", ")));
+  (void)nn::resolve_mixer_options(mixer, mixer_options);  // unknown options and bad values are errors here
 }
 
 std::vector<std::string> vit_preset_names() {
@@ -253,11 +256,14 @@ VisionTransformer::VisionTransformer(const ViTConfig& cfg) : Module("VisionTrans
   ctx.qkv_bias = cfg_.qkv_bias;
   ctx.attn_drop = cfg_.attn_drop_rate;
   ctx.proj_drop = cfg_.drop_rate;
-  ctx.options = cfg_.mixer_options;
+  ctx.options = nn::resolve_mixer_options(cfg_.mixer, cfg_.mixer_options);
+  ctx.num_layers = cfg_.depth;
   blocks_ = register_module("blocks", std::make_shared<nn::TransformerBlocks>());
-  for (int64_t i = 0; i < cfg_.depth; ++i)
+  for (int64_t i = 0; i < cfg_.depth; ++i) {
+    ctx.layer_index = i;
     blocks_->push_back(
         std::make_shared<nn::TransformerBlock>(cfg_.mixer, ctx, cfg_.mlp_hidden, cfg_.drop_rate, cfg_.ln_eps));
+  }
   norm_ = register_module(token ? "norm" : "fc_norm", std::make_shared<nn::LayerNorm>(d, cfg_.ln_eps));
   head_ = register_module("head", std::make_shared<nn::Linear>(d, cfg_.num_classes));
 

@@ -21,7 +21,7 @@ struct ViTConfig {
   bool csp_layout = false;    // CSP-repo parity: keep cls_token [1,1,D] and pos_embed [1,N+1,D] with pool=avg
   std::string init = "timm";  // "timm" (trunc-normal 0.02) or "csp" (randn pos/cls, PyTorch-default Linear)
   std::string mixer = "softmax";
-  std::map<std::string, std::string> mixer_options;
+  std::map<std::string, std::string> mixer_options;  // as given (e.g. --mixer-opt); checked against the mixer's declaration
 
   int64_t grid() const;  // img_size / patch_size
   int64_t num_patches() const;

@@ -1,35 +1,172 @@
-// The token-mixer registry: one explicit table (static self-registration would be dropped by the linker from a static
-// library). A new mixer is one new file under nn/mixers/ plus one line here.
+// The token-mixer registry (one explicit table) and the typed mixer options: declaration checks, parsing of
+// "key=value" arguments, and the typed getters.
 #include "nn/mixer.h"
 
+#include <cmath>
 #include <utility>
 
 #include "nn/mixers/csp_mixer.h"
 #include "nn/mixers/softmax_attention.h"
 
 namespace mixgrad::nn {
-namespace {
 
-const std::vector<std::pair<std::string, MixerFactory>>& registry() {
-  static const std::vector<std::pair<std::string, MixerFactory>> table = {
-      {"softmax", make_softmax_attention},
-      {"csp", make_csp_mixer},
+const std::vector<MixerInfo>& mixer_registry() {
+  static const std::vector<MixerInfo> table = {
+      {"softmax", "softmax multi-head attention (fused flash-style kernels)", {}, make_softmax_attention},
+      {"csp", "channel-wise sample permutation: per-channel circular shift + sort in groups of K", csp_mixer_options(),
+       make_csp_mixer},
   };
   return table;
 }
 
-}  // namespace
-
-std::shared_ptr<TokenMixer> make_mixer(const std::string& name, const MixerContext& ctx) {
-  for (const auto& [n, factory] : registry())
-    if (n == name) return factory(ctx);
-  throw Error(fmt::format("make_mixer: unknown token mixer \"{}\" (known: {})", name, fmt::join(mixer_names(), ", ")));
-}
-
 std::vector<std::string> mixer_names() {
   std::vector<std::string> names;
-  for (const auto& [n, factory] : registry()) names.push_back(n);
+  for (const MixerInfo& m : mixer_registry()) names.push_back(m.name);
   return names;
+}
+
+const MixerInfo& mixer_info(const std::string& name) {
+  for (const MixerInfo& m : mixer_registry())
+    if (m.name == name) return m;
+  throw Error(fmt::format("unknown token mixer \"{}\" (known: {})", name, fmt::join(mixer_names(), ", ")));
+}
+
+namespace {
+
+const MixerOptionSpec* find_spec(const MixerInfo& info, const std::string& name) {
+  for (const MixerOptionSpec& s : info.options)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+// The mixer (other than `mixer`) that declares option `name`, or "".
+std::string owner_of(const std::string& name) {
+  for (const MixerInfo& m : mixer_registry())
+    if (find_spec(m, name)) return m.name;
+  return "";
+}
+
+// "a, b, c" of every option the mixers declare ("none" when there is none).
+std::string option_names(const std::vector<MixerInfo>& mixers) {
+  std::vector<std::string> names;
+  for (const MixerInfo& m : mixers)
+    for (const MixerOptionSpec& o : m.options) names.push_back(o.name);
+  return names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "));
+}
+
+std::string describe(const MixerOptionSpec& s) {
+  using T = MixerOptionSpec::Type;
+  switch (s.type) {
+    case T::integer:
+      return fmt::format("an integer in [{}, {}]", s.min, s.max);
+    case T::real:
+      return fmt::format("a finite number in [{}, {}]", s.min, s.max);
+    case T::boolean:
+      return "true or false";
+    case T::choice:
+      return fmt::format("one of {}", fmt::join(s.choices, ", "));
+  }
+  return "";
+}
+
+// The canonical string of `value` for option `s` of mixer `mixer` (error naming both when it does not fit).
+std::string check_value(const std::string& mixer, const MixerOptionSpec& s, const std::string& value) {
+  using T = MixerOptionSpec::Type;
+  const auto bad = [&](const char* why) {
+    return Error(
+        fmt::format("mixer {}: option {} = \"{}\" is {}; expected {}", mixer, s.name, value, why, describe(s)));
+  };
+  if (s.type == T::choice) {
+    for (const std::string& c : s.choices)
+      if (c == value) return value;
+    throw bad("not a known value");
+  }
+  if (s.type == T::boolean) {
+    if (value == "true" || value == "1") return "true";
+    if (value == "false" || value == "0") return "false";
+    throw bad("not a boolean");
+  }
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = s.type == T::integer ? double(std::stoll(value, &pos)) : std::stod(value, &pos);
+  } catch (const std::exception&) {
+    pos = std::string::npos;
+  }
+  if (value.empty() || pos != value.size()) throw bad(s.type == T::integer ? "not an integer" : "not a number");
+  if (!std::isfinite(v) || v < s.min || v > s.max) throw bad("out of range");
+  return s.type == T::integer ? value : fmt::format("{}", v);
+}
+
+// Checks every entry of `given` against the declarations of `info` into `out` (existing entries are kept).
+void check_all(const MixerInfo& info, const std::map<std::string, std::string>& given,
+               std::map<std::string, std::string>& out) {
+  for (const auto& [name, value] : given) {
+    if (out.count(name)) continue;
+    const MixerOptionSpec* spec = find_spec(info, name);
+    if (!spec) {
+      const std::string owner = owner_of(name);
+      if (!owner.empty())
+        throw Error(fmt::format("mixer {}: option {} belongs to mixer {} (options of {}: {})", info.name, name, owner,
+                                info.name, option_names({info})));
+      throw Error(fmt::format("mixer {}: unknown option \"{}\" (known options: {})", info.name, name,
+                              option_names(mixer_registry())));
+    }
+    out[name] = check_value(info.name, *spec, value);
+  }
+}
+
+}  // namespace
+
+MixerOptions resolve_mixer_options(const std::string& mixer, const std::map<std::string, std::string>& given,
+                                   const std::map<std::string, std::string>& defaults) {
+  const MixerInfo& info = mixer_info(mixer);
+  MixerOptions r;
+  r.mixer_ = mixer;
+  check_all(info, given, r.values_);
+  // App defaults only for this mixer's own options (an app passes one defaults map for every mixer).
+  std::map<std::string, std::string> own_defaults;
+  for (const auto& [k, v] : defaults)
+    if (find_spec(info, k)) own_defaults[k] = v;
+  check_all(info, own_defaults, r.values_);
+  for (const MixerOptionSpec& s : info.options)
+    if (!r.values_.count(s.name)) r.values_[s.name] = check_value(mixer, s, s.default_value);
+  return r;
+}
+
+void parse_mixer_option(const std::string& arg, std::map<std::string, std::string>& into) {
+  const size_t eq = arg.find('=');
+  MIXGRAD_CHECK(eq != std::string::npos && eq > 0,
+                "--mixer-opt \"{}\": expected key=value (e.g. csp_k=4; `info --mixer M` lists a mixer's options)", arg);
+  const std::string key = arg.substr(0, eq);
+  MIXGRAD_CHECK(!into.count(key), "--mixer-opt: option {} is given twice", key);
+  into[key] = arg.substr(eq + 1);
+}
+
+namespace {
+const std::string& lookup(const std::string& mixer, const std::map<std::string, std::string>& v,
+                          const std::string& name) {
+  const auto it = v.find(name);
+  MIXGRAD_CHECK(it != v.end(), "mixer {}: option {} is not declared", mixer, name);
+  return it->second;
+}
+}  // namespace
+
+const std::string& MixerOptions::text(const std::string& name) const { return lookup(mixer_, values_, name); }
+int64_t MixerOptions::integer(const std::string& name) const { return std::stoll(text(name)); }
+double MixerOptions::real(const std::string& name) const { return std::stod(text(name)); }
+bool MixerOptions::boolean(const std::string& name) const { return text(name) == "true"; }
+
+std::shared_ptr<TokenMixer> make_mixer(const std::string& name, const MixerContext& ctx) {
+  const MixerInfo& info = mixer_info(name);
+  if (ctx.options.empty()) {
+    MixerContext c = ctx;
+    c.options = resolve_mixer_options(name, {});
+    return info.factory(c);
+  }
+  MIXGRAD_CHECK(ctx.options.mixer() == name, "make_mixer: options resolved for mixer {} passed to mixer {}",
+                ctx.options.mixer(), name);
+  return info.factory(ctx);
 }
 
 }  // namespace mixgrad::nn

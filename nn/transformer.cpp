@@ -23,8 +23,8 @@ TransformerBlock::TransformerBlock(const std::string& mixer_name, const MixerCon
   mlp = register_module("mlp", std::make_shared<MLP>(ctx.dim, mlp_hidden, mlp_drop));
 }
 
-Tensor TransformerBlock::forward(const Tensor& x, const Tensor& key_padding_mask) {
-  Tensor h = add(x, attn->forward(norm1->forward(x), key_padding_mask));
+Tensor TransformerBlock::forward(const Tensor& x, const Tensor& lengths) {
+  Tensor h = add(x, attn->forward(norm1->forward(x), lengths));
   return add(h, mlp->forward(norm2->forward(h)));
 }
 
@@ -33,9 +33,9 @@ std::shared_ptr<TransformerBlock> TransformerBlocks::push_back(std::shared_ptr<T
   return register_module(std::to_string(blocks_.size() - 1), std::move(block));
 }
 
-Tensor TransformerBlocks::forward(const Tensor& x, const Tensor& key_padding_mask) {
+Tensor TransformerBlocks::forward(const Tensor& x, const Tensor& lengths) {
   Tensor h = x;
-  for (auto& b : blocks_) h = b->forward(h, key_padding_mask);
+  for (auto& b : blocks_) h = b->forward(h, lengths);
   return h;
 }
 

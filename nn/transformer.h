@@ -26,8 +26,8 @@ class TransformerBlock : public Module {
  public:
   TransformerBlock(const std::string& mixer_name, const MixerContext& ctx, int64_t mlp_hidden, double mlp_drop = 0.0,
                    double ln_eps = 1e-6);
-  // x [B, N, D]; key_padding_mask optional [B, N] uint8 (1 = valid), passed to the mixer.
-  Tensor forward(const Tensor& x, const Tensor& key_padding_mask = Tensor());
+  // x [B, N, D]; lengths optional int32 [B] on x's device (valid tokens per sample), passed to the mixer.
+  Tensor forward(const Tensor& x, const Tensor& lengths = Tensor());
   std::shared_ptr<LayerNorm> norm1, norm2;
   std::shared_ptr<TokenMixer> attn;
   std::shared_ptr<MLP> mlp;
@@ -38,7 +38,7 @@ class TransformerBlocks : public Module {
  public:
   TransformerBlocks() : Module("TransformerBlocks") {}
   std::shared_ptr<TransformerBlock> push_back(std::shared_ptr<TransformerBlock> block);
-  Tensor forward(const Tensor& x, const Tensor& key_padding_mask = Tensor());
+  Tensor forward(const Tensor& x, const Tensor& lengths = Tensor());
   size_t size() const { return blocks_.size(); }
   TransformerBlock& operator[](size_t i) const { return *blocks_.at(i); }
 

@@ -13,7 +13,8 @@ SoftmaxAttention::SoftmaxAttention(const MixerContext& ctx)
       num_heads(ctx.num_heads),
       head_dim(0),
       attn_drop(ctx.attn_drop),
-      proj_drop(ctx.proj_drop) {
+      proj_drop(ctx.proj_drop),
+      causal(ctx.causal) {
   MIXGRAD_CHECK(dim > 0 && num_heads > 0 && dim % num_heads == 0,
                 "SoftmaxAttention: num_heads ({}) must be positive and divide dim ({})", num_heads, dim);
   MIXGRAD_CHECK(attn_drop >= 0 && attn_drop < 1 && proj_drop >= 0 && proj_drop < 1,
@@ -24,20 +25,12 @@ SoftmaxAttention::SoftmaxAttention(const MixerContext& ctx)
   proj = register_module("proj", std::make_shared<Linear>(dim, dim, true));
 }
 
-Tensor SoftmaxAttention::forward(const Tensor& x, const Tensor& key_padding_mask) {
+Tensor SoftmaxAttention::forward(const Tensor& x, const Tensor& lengths) {
   MIXGRAD_CHECK(x.dim() == 3 && x.size(2) == dim, "SoftmaxAttention: expected input [B, N, {}], got {}", dim,
                 shape_str(x.shape()));
-  const int64_t b = x.size(0), n = x.size(1);
-  Tensor attn_mask;
-  if (key_padding_mask.defined()) {
-    MIXGRAD_CHECK(key_padding_mask.shape() == Shape({b, n}) && key_padding_mask.dtype() == DType::u8,
-                  "SoftmaxAttention: key_padding_mask must be uint8 [{}, {}] (1 = valid), got {} {}", b, n,
-                  key_padding_mask.dtype(), shape_str(key_padding_mask.shape()));
-    attn_mask = key_padding_mask.reshape({b, 1, 1, n});
-  }
   const double p = is_training() ? attn_drop : 0.0;
   // qkv [B, N, 3D] in timm's (3, H, Dh) channel order; the output's channel is h·Dh + e.
-  const Tensor o = packed_qkv_attention(qkv->forward(x), num_heads, attn_mask, false, p,
+  const Tensor o = packed_qkv_attention(qkv->forward(x), num_heads, KeyPadding{lengths}, causal, p,
                                         1.0 / std::sqrt(double(head_dim)));
   return dropout(proj->forward(o), proj_drop, is_training());
 }

@@ -10,15 +10,16 @@ namespace mixgrad::nn {
 
 class SoftmaxAttention : public TokenMixer {
  public:
-  // Uses ctx.dim, ctx.num_heads (must divide dim), ctx.qkv_bias, ctx.attn_drop, ctx.proj_drop.
+  // Uses ctx.dim, ctx.num_heads (must divide dim), ctx.qkv_bias, ctx.attn_drop, ctx.proj_drop and ctx.causal.
   explicit SoftmaxAttention(const MixerContext& ctx);
-  // x [B, N, D] -> [B, N, D]; key_padding_mask [B, N] uint8 (1 = valid) hides padded keys from every query.
-  Tensor forward(const Tensor& x, const Tensor& key_padding_mask = Tensor()) override;
+  // x [B, N, D] -> [B, N, D]; lengths (int32 [B] on x's device) hide every padded key from every query.
+  Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
 
   std::shared_ptr<Linear> qkv;   // [3D, D]: rows 0..D-1 Q, D..2D-1 K, 2D..3D-1 V; head h owns rows h·Dh.. in each
   std::shared_ptr<Linear> proj;  // [D, D] with bias
   int64_t dim, num_heads, head_dim;
   double attn_drop, proj_drop;
+  bool causal;
 };
 
 std::shared_ptr<TokenMixer> make_softmax_attention(const MixerContext& ctx);

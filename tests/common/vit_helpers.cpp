@@ -23,14 +23,6 @@ models::ViTConfig tiny_vit_config() {
   return c;
 }
 
-models::ViTConfig tiny_csp_vit_config(int64_t depth) {
-  models::ViTConfig c = tiny_vit_config();
-  c.depth = depth;
-  c.pool = "avg";
-  c.mixer = "csp";
-  return c;
-}
-
 std::vector<double> host_values(const Tensor& t) { return t.detach().to(kCPU).to(DType::f64).to_vector<double>(); }
 
 Tensor find_param(const nn::Module& m, const std::string& name) {
@@ -64,7 +56,8 @@ OverfitRun overfit_one_batch(models::VisionTransformer& m, const Tensor& images,
 }
 
 void require_overfits_one_batch(models::VisionTransformer& m, Device dev) {
-  Tensor images = randn({8, 3, 8, 8}).to(dev);
+  const models::ViTConfig& c = m.config();
+  Tensor images = randn({8, c.in_chans, c.img_size, c.img_size}).to(dev);
   Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8}).to(dev);
   const OverfitRun run = overfit_one_batch(m, images, labels, [&] {
     for (const auto& [n, t] : m.named_parameters()) {

@@ -16,8 +16,6 @@ namespace mixgrad::testing {
 
 // img 8, patch 4 -> 4 patches, 3 channels, D 16, depth 1, 2 heads, MLP 32, 10 classes, token pooling.
 models::ViTConfig tiny_vit_config();
-// The same with mean pooling and mixer csp, `depth` blocks deep.
-models::ViTConfig tiny_csp_vit_config(int64_t depth = 1);
 
 // The tensor's values (detached, on the CPU) as doubles.
 std::vector<double> host_values(const Tensor& t);
@@ -38,7 +36,7 @@ struct OverfitRun {
 OverfitRun overfit_one_batch(models::VisionTransformer& m, const Tensor& images, const Tensor& labels,
                              const std::function<void()>& after_first_backward = {});
 
-// The tiny presets' overfitting check on `dev`: randn images [8, 3, 8, 8] with labels 0..7, every parameter has a
+// The tiny presets' overfitting check on `dev`: randn images [8, C, H, W] (the model's) with labels 0..7, every parameter has a
 // gradient of its own shape after the first backward, the first loss is above 1.5, the final one below 0.05 and
 // the tape is empty afterwards (Catch assertions).
 void require_overfits_one_batch(models::VisionTransformer& m, Device dev);

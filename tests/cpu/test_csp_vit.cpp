@@ -1,6 +1,7 @@
 // The CSP token mixer and CSP-ViT on the CPU (specs/csp.md §9, §11 items 11–12): parameter counts of the paper
 // presets, checkpoint names, the mixer against a hand computation (Linear -> brute-force permutation -> Linear),
-// finite differences, masks -> lengths, option errors, overfitting, every preset, checkpoints and `vit info`.
+// padding, option errors, every preset and `vit info`. What every mixer must do (gradients, padding, overfitting,
+// checkpoints): tests/cpu/test_mixers.cpp.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -30,16 +31,21 @@ namespace {
 
 using testing::find_param;
 using testing::host_values;
-using testing::u8_mask;
 
-nn::MixerContext csp_ctx(int64_t dim, int64_t seq, std::map<std::string, std::string> options = {}) {
+// Block `layer` of `layers` with the given options (checked and completed by resolve_mixer_options).
+nn::MixerContext csp_ctx(int64_t dim, int64_t seq, const std::map<std::string, std::string>& options = {},
+                         int64_t layer = 0, int64_t layers = 1) {
   nn::MixerContext c;
   c.dim = dim;
   c.num_heads = 2;
   c.seq_len = seq;
-  c.options = std::move(options);
+  c.layer_index = layer;
+  c.num_layers = layers;
+  c.options = nn::resolve_mixer_options("csp", options);
   return c;
 }
+
+Tensor lengths_of(const std::vector<int32_t>& n) { return from_vector<int32_t>(n, {int64_t(n.size())}); }
 
 // y[r, o] = b[o] + Σ_i x[r, i]·w[o, i] over rows r of a [rows, in] matrix.
 std::vector<double> linear_ref(const std::vector<double>& x, const std::vector<double>& w,
@@ -157,89 +163,60 @@ TEST_CASE("csp mixer equals Linear -> brute-force permutation -> Linear", "[csp-
   struct Case {
     int64_t B, N, D;
     std::map<std::string, std::string> options;
-    std::vector<int64_t> lengths;  // empty: no mask
+    std::vector<int64_t> lengths;  // empty: no padding
+    int64_t layer = 0, layers = 1;
   };
   const std::vector<Case> cases = {
       {2, 8, 6, {}, {}},
       {2, 8, 5, {{"csp_k", "4"}}, {}},
       {1, 16, 7, {{"csp_k", "8"}}, {}},
-      {2, 12, 9, {{"csp_schedule", "exponential"}, {"csp_layer", "1"}, {"csp_num_layers", "3"}}, {}},
+      {2, 12, 9, {{"csp_schedule", "exponential"}}, {}, 1, 3},
       {3, 8, 6, {}, {8, 5, 1}},
-      {2, 12, 5, {{"csp_k", "4"}, {"csp_schedule", "exponential"}, {"csp_layer", "2"}, {"csp_num_layers", "3"}},
-       {7, 12}},
+      {2, 12, 5, {{"csp_k", "4"}, {"csp_schedule", "exponential"}}, {7, 12}, 2, 3},
   };
   for (const Case& c : cases) {
     INFO("B " << c.B << " N " << c.N << " D " << c.D << " options " << c.options.size() << " masked "
               << !c.lengths.empty());
     manual_seed(70);
-    nn::CspMixer m(csp_ctx(c.D, c.N, c.options));
+    nn::CspMixer m(csp_ctx(c.D, c.N, c.options, c.layer, c.layers));
     m.to(DType::f64);
     nn::init::uniform_(m.proj->bias, -0.5, 0.5);
     m.eval();
     Tensor x = randn({c.B, c.N, c.D}, TensorOptions(DType::f64));
     std::vector<int64_t> lengths = c.lengths.empty() ? std::vector<int64_t>(size_t(c.B), c.N) : c.lengths;
-    Tensor mask;
-    if (!c.lengths.empty()) {
-      std::vector<int> mv(size_t(c.B * c.N), 0);
-      for (int64_t b = 0; b < c.B; ++b)
-        for (int64_t j = 0; j < lengths[size_t(b)]; ++j) mv[size_t(b * c.N + j)] = 1;
-      mask = u8_mask(mv, {c.B, c.N});
-    }
-    Tensor y = m.forward(x, mask);
+    Tensor len;
+    if (!c.lengths.empty()) len = lengths_of(std::vector<int32_t>(lengths.begin(), lengths.end()));
+    Tensor y = m.forward(x, len);
     Tensor want = from_vector<double>(mixer_ref(m, x, lengths), {c.B, c.N, c.D});
     REQUIRE_CLOSE(testing::all_close(y, want, tolerance(Compare::forward_f64)));
   }
 }
 
-TEST_CASE("csp mixer: a prefix mask equals the truncated sequence; padding never reaches valid outputs",
-          "[csp-vit]") {
+TEST_CASE("csp mixer: padding equals the truncated sequence; padded outputs are proj(0)", "[csp-vit]") {
   manual_seed(71);
   nn::CspMixer m(csp_ctx(6, 8));
   m.to(DType::f64);
   Tensor x = randn({1, 8, 6}, TensorOptions(DType::f64));
-  Tensor mask = u8_mask({1, 1, 1, 1, 0, 0, 0, 0}, {1, 8});
-  Tensor full = m.forward(x, mask);
+  const Tensor four = lengths_of({4});
+  Tensor full = m.forward(x, four);
   REQUIRE_CLOSE(testing::all_close(narrow(full, 1, 0, 4), m.forward(narrow(x, 1, 0, 4)),
                                    tolerance(Compare::forward_f64)));
-  // Garbage in the padded rows changes nothing; padded outputs are proj(0) = proj.bias.
+  // NaN and infinities in the padded rows change nothing (csp.md §6.2); padded outputs are proj(0) = proj.bias.
   Tensor x2 = x.clone();
-  for (int64_t i = 4 * 6; i < 8 * 6; ++i) x2.data<double>()[i] = 1e30 * double(i % 3 - 1);
-  REQUIRE_CLOSE(testing::bit_equal(m.forward(x2, mask), full));
+  for (int64_t i = 4 * 6; i < 8 * 6; ++i)
+    x2.data<double>()[i] = i % 3 == 0 ? std::nan("") : (i % 3 == 1 ? 1.0 : -1.0) * HUGE_VAL;
+  REQUIRE_CLOSE(testing::bit_equal(m.forward(x2, four), full));
   REQUIRE_CLOSE(testing::all_close(narrow(full, 1, 4, 4).reshape({4, 6}), expand(m.proj->bias.reshape({1, 6}), {4, 6}),
                                    tolerance(Compare::forward_f64)));
-  // An all-ones mask is the unmasked forward.
-  REQUIRE_CLOSE(testing::bit_equal(m.forward(x, ones({1, 8}, TensorOptions(DType::u8))), m.forward(x)));
-  CHECK(!nn::csp_lengths_from_mask(ones({2, 8}, TensorOptions(DType::u8)), 2, 8).defined());
-  CHECK(nn::csp_lengths_from_mask(mask, 1, 8).to_vector<int32_t>() == std::vector<int32_t>{4});
-  // Errors: a hole in the mask, an empty sample, a wrong shape / dtype.
-  CHECK_THROWS_WITH(m.forward(x, u8_mask({1, 1, 0, 1, 0, 0, 0, 0}, {1, 8})),
-                    Contains("not a prefix mask") && Contains("position 3 is valid"));
-  CHECK_THROWS_WITH(m.forward(x, zeros({1, 8}, TensorOptions(DType::u8))), Contains("no valid token"));
-  CHECK_THROWS_WITH(m.forward(x, ones({1, 7}, TensorOptions(DType::u8))), Contains("key_padding_mask"));
+  // Full lengths are the unpadded forward.
+  REQUIRE_CLOSE(testing::bit_equal(m.forward(x, lengths_of({8})), m.forward(x)));
+  // Errors: a length of 0 or past N, wrong shape or dtype, wrong width, N not a multiple of K.
+  CHECK_THROWS_WITH(m.forward(x, lengths_of({0})), Contains("lengths[0] = 0") && Contains("[1, N] = [1, 8]"));
+  CHECK_THROWS_WITH(m.forward(x, lengths_of({9})), Contains("lengths[0] = 9"));
+  CHECK_THROWS_WITH(m.forward(x, lengths_of({4, 4})), Contains("lengths has shape [2]"));
+  CHECK_THROWS_WITH(m.forward(x, from_vector<float>({4.f}, {1})), Contains("lengths has dtype"));
   CHECK_THROWS_WITH(m.forward(randn({1, 8, 5}, TensorOptions(DType::f64))), Contains("[B, N, 6]"));
   CHECK_THROWS_WITH(m.forward(randn({1, 7, 6}, TensorOptions(DType::f64))), Contains("N = 7") && Contains("K = 2"));
-}
-
-TEST_CASE("csp mixer gradients match finite differences (float64)", "[csp-vit]") {
-  for (const bool masked : {false, true}) {
-    INFO("masked " << masked);
-    manual_seed(72);
-    nn::CspMixer m(csp_ctx(4, 8, {{"csp_k", "4"}}));
-    m.to(DType::f64);
-    nn::init::uniform_(m.proj->bias, -0.3, 0.3);
-    Tensor x = testing::rand_f64({2, 8, 4});
-    Tensor mask = masked ? u8_mask({1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0}, {2, 8}) : Tensor();
-    std::vector<Tensor> inputs = {x, m.v->weight, m.proj->weight, m.proj->bias};
-    REQUIRE_CLOSE(testing::gradcheck([&](const std::vector<Tensor>& in) { return m.forward(in[0], mask); }, inputs));
-    if (masked) {
-      // Padded input rows get exactly zero gradient.
-      Tensor xg = x.detach();
-      xg.requires_grad_();
-      sum(mul(m.forward(xg, mask), randn({2, 8, 4}, TensorOptions(DType::f64)))).backward();
-      const std::vector<double> g = host_values(xg.grad());
-      for (int64_t i = (8 + 5) * 4; i < 16 * 4; ++i) CHECK(g[size_t(i)] == 0.0);
-    }
-  }
 }
 
 TEST_CASE("csp mixer options and errors", "[csp-vit]") {
@@ -248,17 +225,15 @@ TEST_CASE("csp mixer options and errors", "[csp-vit]") {
   CHECK(dynamic_cast<nn::CspMixer*>(nn::make_mixer("csp", csp_ctx(8, 8)).get()) != nullptr);
   nn::CspMixer def(csp_ctx(8, 16));
   CHECK(def.k == 2);
+  CHECK(def.schedule == "constant");
   CHECK(def.shifts == std::vector<int32_t>{0, 0, 2, 4, 6, 8, 10, 12});
-  nn::CspMixer expo(csp_ctx(8, 16, {{"csp_schedule", "exponential"}, {"csp_layer", "1"}, {"csp_num_layers", "2"}}));
+  nn::CspMixer expo(csp_ctx(8, 16, {{"csp_schedule", "exponential"}}, 1, 2));
   CHECK(expo.shifts == csp_shifts_exponential(1, 2, 8, 16));
-  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_k", "3"}})), Contains("csp_k = 3"));
-  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_k", "two"}})), Contains("not an integer"));
-  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_schedule", "linear"}})), Contains("\"linear\""));
-  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_schedule", "exponential"}})), Contains("csp_layer"));
-  CHECK_THROWS_WITH(
-      nn::CspMixer(csp_ctx(8, 16, {{"csp_schedule", "exponential"}, {"csp_layer", "2"}, {"csp_num_layers", "2"}})),
-      Contains("csp_layer = 2"));
-  CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 16, {{"csp_kk", "2"}})), Contains("unknown option \"csp_kk\""));
+  nn::MixerContext bad_layer = csp_ctx(8, 16, {{"csp_schedule", "exponential"}}, 2, 2);
+  CHECK_THROWS_WITH(nn::CspMixer(bad_layer), Contains("layer_index = 2"));
+  nn::MixerContext causal = csp_ctx(8, 16);
+  causal.causal = true;
+  CHECK_THROWS_WITH(nn::CspMixer(causal), Contains("causal"));
   CHECK_THROWS_WITH(nn::CspMixer(csp_ctx(8, 10, {{"csp_k", "4"}})), Contains("N = 10") && Contains("K = 4"));
 }
 
@@ -291,36 +266,6 @@ TEST_CASE("every ViT preset builds and runs with mixer csp; K that does not divi
     NoGradGuard ng;
     CHECK(m.forward(randn({1, 3, 32, 32})).shape() == Shape({1, 10}));
   }
-}
-
-TEST_CASE("tiny CSP-ViT: every parameter gets a gradient and one batch is overfitted", "[csp-vit]") {
-  manual_seed(74);
-  models::VisionTransformer m(testing::tiny_csp_vit_config());
-  testing::require_overfits_one_batch(m, kCPU);
-}
-
-TEST_CASE("CSP-ViT checkpoints round-trip bit-exactly, K and the schedule in the metadata", "[csp-vit]") {
-  manual_seed(75);
-  models::ViTConfig c = testing::tiny_csp_vit_config();
-  c.img_size = 16;  // 16 patches: K = 4 divides N
-  c.drop_rate = 0.1;
-  c.mixer_options = {{"csp_k", "4"}, {"csp_schedule", "constant"}};
-  models::VisionTransformer a(c);
-  testing::train_a_few_steps(a, randn({4, 3, 16, 16}));
-  const testing::ReloadedCheckpoint ck = testing::checkpoint_round_trip(a, c, "mixgrad_test_csp_vit", 998);
-  const nn::Metadata& meta = ck.meta;
-  const nn::NamedTensors& loaded = ck.loaded;
-  models::VisionTransformer& b = *ck.model;
-  CHECK(meta.at("mixer") == "csp");
-  CHECK(meta.at("csp_k") == "4");
-  CHECK(meta.at("csp_schedule") == "constant");
-  for (const auto& [n, t] : loaded) CHECK(n.find("shift") == std::string::npos);
-  CHECK(loaded.size() == a.state_dict().size());
-  a.eval();
-  b.eval();
-  NoGradGuard ng;
-  Tensor x = randn({3, 3, 16, 16});
-  REQUIRE_CLOSE(testing::bit_equal(b.forward(x), a.forward(x)));
 }
 
 TEST_CASE("vit info with mixer csp reports the paper's parameter count", "[csp-vit]") {

@@ -1,5 +1,5 @@
-// CPU vs CUDA for the ViT stack: scaled_dot_product_attention forward/backward (masks, causal, dropout), one ViT
-// training step (loss and every parameter gradient), and overfitting one batch on the device.
+// CPU vs CUDA for scaled_dot_product_attention forward/backward (masks, key lengths, causal, dropout). Every mixer's
+// ViT on the device: tests/cuda/test_cuda_mixers.cpp.
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
@@ -46,12 +46,16 @@ TEST_CASE("cuda: sdpa forward and backward match the CPU", "[cuda][vit][attentio
     Tensor q = leaf(randn({c.b, c.h, c.t, c.d})), k = leaf(randn({c.b, c.h, c.tk, c.d})),
            v = leaf(randn({c.b, c.h, c.tk, c.d}));
     Tensor gout = randn({c.b, c.h, c.t, c.d});
-    Tensor mask;
+    Tensor mask, lengths;
     if (c.mask) {
       std::vector<int> m(size_t(c.b * c.tk), 1);
       for (int64_t j = 0; j < c.tk; j += 3) m[size_t(j)] = 0;  // batch 0: some keys padded
       for (int64_t j = 0; j < c.tk; ++j) m[size_t((c.b - 1) * c.tk + j)] = c.b > 1 ? 0 : m[size_t(j)];  // last: all
       mask = u8_mask(m, {c.b, 1, 1, c.tk});
+      std::vector<int32_t> n(size_t(c.b), int32_t(c.tk));
+      n[0] = int32_t(c.tk / 2);
+      if (c.b > 1) n[size_t(c.b - 1)] = 0;
+      lengths = from_vector<int32_t>(n, {c.b}, TensorOptions(DType::i32));
     }
     Tensor qc = leaf(q.to(kCuda)), kc = leaf(k.to(kCuda)), vc = leaf(v.to(kCuda));
     manual_seed(77);
@@ -66,33 +70,19 @@ TEST_CASE("cuda: sdpa forward and backward match the CPU", "[cuda][vit][attentio
     REQUIRE_CLOSE(testing::all_close(qc.grad(), q.grad(), tolerance(Compare::cpu_vs_cuda)));
     REQUIRE_CLOSE(testing::all_close(kc.grad(), k.grad(), tolerance(Compare::cpu_vs_cuda)));
     REQUIRE_CLOSE(testing::all_close(vc.grad(), v.grad(), tolerance(Compare::cpu_vs_cuda)));
+    if (!lengths.defined()) continue;
+    // Key lengths on the device (the mixers' form), fused and composite, against the CPU.
+    for (const AttentionBackend backend : {AttentionBackend::fused, AttentionBackend::composite}) {
+      INFO("key lengths, backend " << attention_backend_name(backend));
+      const AttentionBackendGuard guard(backend);
+      manual_seed(78);
+      const Tensor want = scaled_dot_product_attention(q.detach(), k.detach(), v.detach(), KeyPadding{lengths},
+                                                       c.causal, c.dropout);
+      manual_seed(78);
+      const Tensor got = scaled_dot_product_attention(qc.detach(), kc.detach(), vc.detach(),
+                                                      KeyPadding{lengths.to(kCuda)}, c.causal, c.dropout);
+      if (c.dropout == 0.0) REQUIRE_CLOSE(testing::all_close(got, want, tolerance(Compare::cpu_vs_cuda)));
+      else REQUIRE(got.shape() == want.shape());
+    }
   }
-}
-
-TEST_CASE("cuda: one ViT training step gives the CPU's loss and gradients", "[cuda][vit]") {
-  for (const std::string pool : {"token", "avg"}) {
-    INFO("pool " << pool);
-    models::ViTConfig cfg = testing::tiny_vit_config();
-    cfg.pool = pool;
-    cfg.csp_layout = pool == "avg";
-    cfg.drop_rate = 0.1;
-    cfg.attn_drop_rate = 0.1;
-    const testing::TwoDeviceStep st = testing::one_training_step_on_both(cfg, 41, 42, kCuda);
-    const Tensor &loss = st.loss_cpu, &loss_c = st.loss_dev;
-    REQUIRE_CLOSE(testing::all_close(loss_c, loss, tolerance(Compare::cpu_vs_cuda)));
-    testing::require_same_gradients(st, kCuda);
-  }
-}
-
-TEST_CASE("cuda: tiny ViT overfits one batch", "[cuda][vit]") {
-  manual_seed(43);
-  models::VisionTransformer m(testing::tiny_vit_config());
-  m.to(kCuda);
-  Tensor images = randn({8, 3, 8, 8}).to(kCuda);
-  Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8}).to(kCuda);
-  const testing::OverfitRun run = testing::overfit_one_batch(m, images, labels);
-  const double loss = run.loss;
-  const int steps = run.steps;
-  INFO("loss " << loss << " after " << steps << " steps");
-  REQUIRE(loss < 0.05);
 }
