@@ -335,12 +335,15 @@ std::string json_scalar(const Json& v) {
 std::string render_report_html(const Json& summary, const std::vector<uint8_t>& png,
                                const std::vector<std::string>& names) {
   std::ostringstream h;
-  h << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mixgrad ViT report</title>\n<style>"
+  const std::string title = summary.contains("title") ? json_scalar(summary["title"])
+                                                      : "ViT run: " + json_scalar(summary.value("preset", Json("?"))) +
+                                                            " / " + json_scalar(summary.value("mixer", Json("?")));
+  h << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mixgrad report: " << html_escape(title)
+    << "</title>\n<style>"
        "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
        ".k{text-align:left}</style></head><body>\n";
-  h << "<h1>ViT run: " << html_escape(json_scalar(summary.value("preset", Json("?")))) << " / "
-    << html_escape(json_scalar(summary.value("mixer", Json("?")))) << "</h1>\n";
+  h << "<h1>" << html_escape(title) << "</h1>\n";
   if (summary.contains("test_accuracy"))
     h << fmt::format("<p><b>Test accuracy: {:.2f} %</b></p>\n", 100.0 * summary["test_accuracy"].get<double>());
   h << "<h2>Summary</h2>\n<table>\n";

@@ -9,26 +9,17 @@
 
 namespace mixgrad::data {
 
-BatchLoader::BatchLoader(const ImageDataset& dataset, std::vector<int64_t> indices, LoaderConfig config)
-    : dataset_(dataset),
-      config_(std::move(config)),
-      augmenter_(config_.augmentation, dataset.channels, dataset.height, dataset.width) {
-  const int64_t numel = dataset.image_numel();
-  if (static_cast<int64_t>(dataset.pixels.size()) != dataset.n * numel ||
-      static_cast<int64_t>(dataset.labels.size()) != dataset.n)
-    throw std::invalid_argument("BatchLoader: dataset of " + std::to_string(dataset.n) + " images holds " +
-                                std::to_string(dataset.pixels.size()) + " pixel bytes and " +
-                                std::to_string(dataset.labels.size()) + " labels, expected " +
-                                std::to_string(dataset.n * numel) + " and " + std::to_string(dataset.n));
+BatchLoader::BatchLoader(const Dataset& dataset, std::vector<int64_t> indices, LoaderConfig config)
+    : dataset_(dataset), config_(std::move(config)) {
   if (config_.batch_size <= 0)
     throw std::invalid_argument("BatchLoader: batch_size " + std::to_string(config_.batch_size) + " must be > 0");
   if (config_.queue_capacity < 1 || config_.queue_capacity > 64)
     throw std::invalid_argument("BatchLoader: queue_capacity " + std::to_string(config_.queue_capacity) +
                                 " must be in [1, 64]");
   for (size_t i = 0; i < indices.size(); ++i)
-    if (indices[i] < 0 || indices[i] >= dataset.n)
+    if (indices[i] < 0 || indices[i] >= dataset.size())
       throw std::invalid_argument("BatchLoader: index " + std::to_string(indices[i]) + " at position " +
-                                  std::to_string(i) + " is outside the dataset [0, " + std::to_string(dataset.n) +
+                                  std::to_string(i) + " is outside the dataset [0, " + std::to_string(dataset.size()) +
                                   ")");
   order_ = config_.shuffle ? shuffle_for_epoch(std::move(indices), config_.seed, config_.epoch) : std::move(indices);
   const int64_t n = static_cast<int64_t>(order_.size());
@@ -51,21 +42,12 @@ BatchLoader::~BatchLoader() {
 Batch BatchLoader::make_batch(int64_t b) const {
   const int64_t begin = b * config_.batch_size;
   const int64_t end = std::min<int64_t>(begin + config_.batch_size, static_cast<int64_t>(order_.size()));
-  const int64_t numel = dataset_.image_numel();
   Batch batch;
   batch.size = end - begin;
-  batch.images.resize(static_cast<size_t>(batch.size * numel));
-  batch.labels.resize(static_cast<size_t>(batch.size));
   batch.indices.assign(order_.begin() + begin, order_.begin() + end);
-  for (int64_t r = 0; r < batch.size; ++r) {
-    const int64_t index = batch.indices[static_cast<size_t>(r)];
-    float* dst = batch.images.data() + r * numel;
-    if (config_.augment)
-      augmenter_.augment(dataset_.image(index), config_.seed, config_.epoch, index, dst);
-    else
-      augmenter_.normalize(dataset_.image(index), dst);
-    batch.labels[static_cast<size_t>(r)] = dataset_.labels[static_cast<size_t>(index)];
-  }
+  batch.labels.resize(static_cast<size_t>(batch.size));
+  for (int64_t r = 0; r < batch.size; ++r) batch.labels[size_t(r)] = dataset_.label(batch.indices[size_t(r)]);
+  dataset_.fill(batch, batch.indices, BatchRequest{config_.augment, config_.seed, config_.epoch});
   if (config_.on_batch) config_.on_batch(batch);
   return batch;
 }

@@ -1,4 +1,5 @@
-// Background batch loader: one worker thread assembles augmented float batches into a bounded queue.
+// Background batch loader: one worker thread assembles the batches of any Dataset (apps/data/dataset.h) into a
+// bounded queue.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -10,24 +11,15 @@
 #include <thread>
 #include <vector>
 
-#include "apps/data/augment.h"
-#include "apps/data/idx.h"  // ImageDataset
+#include "apps/data/dataset.h"
 
 namespace mixgrad::data {
-
-struct Batch {
-  int64_t size = 0;
-  std::vector<float> images;    // [size, c, h, w]
-  std::vector<int64_t> labels;  // [size]
-  std::vector<int64_t> indices;  // [size] dataset index of each row
-};
 
 struct LoaderConfig {
   int64_t batch_size = 128;
   bool shuffle = true;     // permute the index list with shuffle_for_epoch(seed, epoch); false keeps its order
-  bool augment = true;     // random crop/flip per AugmentConfig; false = normalisation only (evaluation)
+  bool augment = true;     // the data set's training transform (e.g. random crop/flip); false = evaluation's
   bool drop_last = false;  // drop a final batch smaller than batch_size
-  AugmentConfig augmentation;
   uint64_t seed = 0;
   uint64_t epoch = 0;
   int64_t start_batch = 0;     // resume: first batch to produce; batches k.. equal those of an uninterrupted epoch
@@ -41,7 +33,7 @@ struct LoaderConfig {
 // All arguments are validated in the constructor; the worker thread starts immediately.
 class BatchLoader {
  public:
-  BatchLoader(const ImageDataset& dataset, std::vector<int64_t> indices, LoaderConfig config);
+  BatchLoader(const Dataset& dataset, std::vector<int64_t> indices, LoaderConfig config);
   ~BatchLoader();  // stops and joins the worker, also mid-epoch; never throws
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -57,9 +49,8 @@ class BatchLoader {
   void run() noexcept;
   Batch make_batch(int64_t b) const;
 
-  const ImageDataset& dataset_;
+  const Dataset& dataset_;
   LoaderConfig config_;
-  Augmenter augmenter_;
   std::vector<int64_t> order_;
   int64_t num_batches_ = 0;
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "apps/data/idx.h"
+#include "apps/data/image_batches.h"
 #include "apps/data/loader.h"
 #include "engine/mixgrad.h"
 #include "nn/layers.h"
@@ -20,6 +21,13 @@ Tensor batch_images(const data::Batch& b, Device dev) {
 }
 Tensor batch_labels(const data::Batch& b, Device dev) { return from_vector(b.labels, {b.size}).to(dev); }
 
+// Fashion-MNIST normalisation, no augmentation.
+data::AugmentConfig normalisation() {
+  data::AugmentConfig a;
+  a.stats = data::fashion_mnist_stats();
+  return a;
+}
+
 double evaluate(nn::Sequential& model, const data::ImageDataset& ds, Device dev) {
   NoGradGuard ng;
   model.eval();
@@ -27,10 +35,10 @@ double evaluate(nn::Sequential& model, const data::ImageDataset& ds, Device dev)
   cfg.batch_size = 1000;
   cfg.shuffle = false;
   cfg.augment = false;
-  cfg.augmentation.stats = data::fashion_mnist_stats();
   std::vector<int64_t> idx(size_t(ds.n));
   for (int64_t i = 0; i < ds.n; ++i) idx[size_t(i)] = i;
-  data::BatchLoader loader(ds, idx, cfg);
+  const data::ImageBatches batches(ds, normalisation());
+  data::BatchLoader loader(batches, idx, cfg);
   int64_t correct = 0;
   while (auto b = loader.next()) {
     std::vector<int64_t> pred = argmax(model.forward(batch_images(*b, dev)), 1).to(kCPU).to_vector<int64_t>();
@@ -82,8 +90,8 @@ int main(int argc, char** argv) {
       cfg.seed = seed;
       cfg.epoch = uint64_t(epoch);
       cfg.augment = false;
-      cfg.augmentation.stats = data::fashion_mnist_stats();
-      data::BatchLoader loader(train, idx, cfg);
+      const data::ImageBatches batches(train, normalisation());
+      data::BatchLoader loader(batches, idx, cfg);
       double loss_sum = 0;
       int64_t steps = 0;
       while (auto b = loader.next()) {

@@ -1,5 +1,5 @@
 // vit: train / eval / predict / info for Vision Transformers with pluggable token mixers (logic in
 // apps/common/vit_app.cpp so that the tests drive it directly).
-#include "apps/common/vit_app.h"
+#include "apps/vit/vit_app.h"
 
 int main(int argc, char** argv) { return mixgrad::app::vit_main(argc, argv); }

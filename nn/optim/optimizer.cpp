@@ -1,6 +1,7 @@
 // SGD, AdamW, the learning-rate schedule and clipping on top of the engine's multi-tensor primitives.
 #include "nn/optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -139,6 +140,36 @@ double WarmupCosine::operator()(int64_t step) const {
   const int64_t decay = std::max<int64_t>(1, total_steps - warmup_steps);
   const double t = std::min(1.0, double(step - warmup_steps) / double(decay));
   return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + std::cos(std::numbers::pi * t));
+}
+
+double LrSchedule::operator()(int64_t step) const {
+  if (kind == Kind::cosine) return WarmupCosine{peak, min_lr, warmup_steps, total_steps}(step);
+  if (warmup_steps > 0 && step < warmup_steps) return peak * double(step + 1) / double(warmup_steps);
+  const int64_t decay = std::max<int64_t>(1, total_steps - warmup_steps);
+  const double t = std::clamp(double(step - warmup_steps) / double(decay), 0.0, 1.0);
+  switch (kind) {
+    case Kind::linear: return peak - (peak - min_lr) * t;
+    case Kind::rsqrt: return peak * std::sqrt(double(std::max<int64_t>(warmup_steps, 1)) / double(step + 1));
+    case Kind::constant:
+    case Kind::cosine: break;
+  }
+  return peak;
+}
+
+LrSchedule::Kind LrSchedule::parse(const std::string& n) {
+  for (Kind k : {Kind::cosine, Kind::linear, Kind::rsqrt, Kind::constant})
+    if (n == name(k)) return k;
+  throw Error(fmt::format("unknown learning-rate schedule \"{}\" (known: cosine, linear, rsqrt, constant)", n));
+}
+
+const char* LrSchedule::name(Kind k) {
+  switch (k) {
+    case Kind::cosine: return "cosine";
+    case Kind::linear: return "linear";
+    case Kind::rsqrt: return "rsqrt";
+    case Kind::constant: return "constant";
+  }
+  return "cosine";
 }
 
 Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {

@@ -1,6 +1,7 @@
 // Optimisers (SGD with momentum/Nesterov, AdamW with one fused update over all parameters), the warm-up + cosine
 // learning-rate schedule, and gradient clipping by global norm.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "engine/optim_ops.h"
@@ -63,6 +64,24 @@ struct WarmupCosine {
   double base_lr, min_lr = 0;
   int64_t warmup_steps = 0, total_steps = 1;
   double operator()(int64_t step) const;  // lr for the 0-based optimiser step `step`
+};
+
+// The learning rate of 0-based optimiser step s: linear warm-up (step s < warmup_steps gets peak·(s+1)/warmup_steps),
+// then by kind, with t = (s − warmup)/(total − warmup) clamped to [0, 1]:
+//   cosine    min_lr + (peak − min_lr)·(1 + cos πt)/2 (exactly WarmupCosine)
+//   linear    peak − (peak − min_lr)·t (MEGA's linear decay)
+//   rsqrt     peak·sqrt(warmup / (s + 1)) (the LRA Transformer's const·rsqrt(max(step, warmup)), whose peak is
+//             const/√warmup: LRA's ListOps const 0.05 with 1,000 warm-up steps is peak 1.58e-3)
+//   constant  peak
+struct LrSchedule {
+  enum class Kind { cosine, linear, rsqrt, constant };
+  Kind kind = Kind::cosine;
+  double peak = 1e-3, min_lr = 0;
+  int64_t warmup_steps = 0, total_steps = 1;
+  double operator()(int64_t step) const;
+  // "cosine", "linear", "rsqrt", "constant" (error listing them for another name).
+  static Kind parse(const std::string& name);
+  static const char* name(Kind kind);
 };
 
 // Scales the parameters' gradients so their global norm is at most max_norm; returns the norm before clipping.

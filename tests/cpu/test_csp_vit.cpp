@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/common/vit_app.h"
+#include "apps/vit/vit_app.h"
 #include "engine/mixgrad.h"
 #include "models/vit.h"
 #include "nn/init.h"

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,7 +16,9 @@
 #include "apps/data/augment.h"
 #include "apps/data/cifar.h"
 #include "apps/data/idx.h"
+#include "apps/data/image_batches.h"
 #include "apps/data/loader.h"
+#include "apps/data/sequence_batches.h"
 #include "apps/data/split.h"
 #include "tests/common/temp_files.h"
 
@@ -520,16 +523,21 @@ LoaderConfig train_config(int64_t batch) {
   cfg.batch_size = batch;
   cfg.seed = 11;
   cfg.epoch = 2;
-  cfg.augmentation.crop_padding = 2;
-  cfg.augmentation.horizontal_flip = true;
-  cfg.augmentation.stats = {{0.5f}, {0.5f}};
   return cfg;
+}
+AugmentConfig train_augmentation() {
+  AugmentConfig a;
+  a.crop_padding = 2;
+  a.horizontal_flip = true;
+  a.stats = {{0.5f}, {0.5f}};
+  return a;
 }
 }  // namespace
 
 TEST_CASE("loader yields every index once per epoch, deterministically", "[data][loader]") {
-  const ImageDataset ds = synthetic_dataset(103, 1, 6, 6);
-  std::vector<int64_t> indices(ds.n);
+  const ImageDataset images = synthetic_dataset(103, 1, 6, 6);
+  const ImageBatches ds(images, train_augmentation());
+  std::vector<int64_t> indices(images.n);
   std::iota(indices.begin(), indices.end(), 0);
   const LoaderConfig cfg = train_config(10);
 
@@ -540,15 +548,15 @@ TEST_CASE("loader yields every index once per epoch, deterministically", "[data]
   CHECK(batches.back().size == 3);
   CHECK(!loader.next().has_value());  // stays exhausted
   std::vector<int64_t> seen;
-  const Augmenter aug(cfg.augmentation, 1, 6, 6);
+  const Augmenter aug(train_augmentation(), 1, 6, 6);
   std::vector<float> expected(36);
   for (const Batch& b : batches) {
     REQUIRE(b.images.size() == size_t(b.size) * 36);
     for (int64_t r = 0; r < b.size; ++r) {
       const int64_t i = b.indices[static_cast<size_t>(r)];
       seen.push_back(i);
-      CHECK(b.labels[static_cast<size_t>(r)] == ds.labels[static_cast<size_t>(i)]);
-      aug.augment(ds.image(i), cfg.seed, cfg.epoch, i, expected.data());
+      CHECK(b.labels[static_cast<size_t>(r)] == images.labels[static_cast<size_t>(i)]);
+      aug.augment(images.image(i), cfg.seed, cfg.epoch, i, expected.data());
       CHECK(std::equal(expected.begin(), expected.end(), b.images.begin() + r * 36));
     }
   }
@@ -573,7 +581,8 @@ TEST_CASE("loader yields every index once per epoch, deterministically", "[data]
 }
 
 TEST_CASE("loader resumes at batch k with the uninterrupted epoch's batches", "[data][loader]") {
-  const ImageDataset ds = synthetic_dataset(50, 3, 4, 4);
+  const ImageDataset images = synthetic_dataset(50, 3, 4, 4);
+  const ImageBatches ds(images, train_augmentation());
   std::vector<int64_t> indices;
   for (int64_t i = 0; i < 50; i += 2) indices.push_back(i);  // a subset, like a train split
   LoaderConfig cfg = train_config(4);
@@ -597,7 +606,8 @@ TEST_CASE("loader resumes at batch k with the uninterrupted epoch's batches", "[
 }
 
 TEST_CASE("loader options: drop_last, no shuffle, evaluation transform", "[data][loader]") {
-  const ImageDataset ds = synthetic_dataset(10, 1, 3, 3);
+  const ImageDataset images = synthetic_dataset(10, 1, 3, 3);
+  const ImageBatches ds(images, train_augmentation());
   std::vector<int64_t> indices(10);
   std::iota(indices.begin(), indices.end(), 0);
   LoaderConfig cfg = train_config(4);
@@ -608,9 +618,9 @@ TEST_CASE("loader options: drop_last, no shuffle, evaluation transform", "[data]
   const auto batches = drain(loader);
   REQUIRE(batches.size() == 2);
   CHECK(batches[1].indices == std::vector<int64_t>{4, 5, 6, 7});
-  const Augmenter aug(cfg.augmentation, 1, 3, 3);
+  const Augmenter aug(train_augmentation(), 1, 3, 3);
   std::vector<float> expected(9);
-  aug.normalize(ds.image(5), expected.data());
+  aug.normalize(images.image(5), expected.data());
   CHECK(std::equal(expected.begin(), expected.end(), batches[1].images.begin() + 9));
 
   BatchLoader empty(ds, {}, cfg);
@@ -621,7 +631,8 @@ TEST_CASE("loader options: drop_last, no shuffle, evaluation transform", "[data]
 }
 
 TEST_CASE("loader rethrows worker exceptions on the consumer side", "[data][loader][errors]") {
-  const ImageDataset ds = synthetic_dataset(40, 1, 2, 2);
+  const ImageDataset images = synthetic_dataset(40, 1, 2, 2);
+  const ImageBatches ds(images, train_augmentation());
   std::vector<int64_t> indices(40);
   std::iota(indices.begin(), indices.end(), 0);
   LoaderConfig cfg = train_config(5);
@@ -637,7 +648,8 @@ TEST_CASE("loader rethrows worker exceptions on the consumer side", "[data][load
 }
 
 TEST_CASE("loader destruction mid-epoch is clean", "[data][loader]") {
-  const ImageDataset ds = synthetic_dataset(2000, 1, 8, 8);
+  const ImageDataset images = synthetic_dataset(2000, 1, 8, 8);
+  const ImageBatches ds(images, train_augmentation());
   std::vector<int64_t> indices(2000);
   std::iota(indices.begin(), indices.end(), 0);
   for (int64_t capacity : {1, 2, 4}) {
@@ -657,4 +669,59 @@ TEST_CASE("loader destruction mid-epoch is clean", "[data][loader]") {
     REQUIRE(loader.next().has_value());
   }
   CHECK(produced.load() <= 4);  // bounded queue: the worker never ran far ahead
+}
+
+// ---------------------------------------------------------------------------------------------- sequence batches
+
+namespace {
+SequenceSet three_sequences(bool paired) {
+  SequenceSet s;
+  s.num_classes = 3, s.vocab_size = 10;
+  const std::vector<std::vector<int32_t>> a = {{1, 2, 3}, {4}, {5, 6, 7, 8, 9}}, b = {{9, 9}, {8, 8, 8}, {7}};
+  for (size_t i = 0; i < a.size(); ++i)
+    if (paired)
+      s.add_pair(a[i], b[i], int64_t(i));
+    else
+      s.add(a[i], int64_t(i));
+  return s;
+}
+}  // namespace
+
+TEST_CASE("sequence batches: right padding to the batch maximum or a fixed length, lengths, pairs", "[data][loader]") {
+  const SequenceSet set = three_sequences(false);
+  LoaderConfig cfg;
+  cfg.batch_size = 2;
+  cfg.shuffle = false;
+  // Batch maximum rounded up to a multiple of 4: batch 0 holds samples of 3 and 1 tokens -> length 4.
+  const SequenceBatches dyn(set, {0, 4});
+  BatchLoader loader(dyn, {0, 1, 2}, cfg);
+  std::optional<Batch> b = loader.next();
+  REQUIRE(b.has_value());
+  CHECK(b->seq_len == 4);
+  CHECK(b->tokens == std::vector<int32_t>{1, 2, 3, 0, 4, 0, 0, 0});
+  CHECK(b->lengths == std::vector<int32_t>{3, 1});
+  CHECK(b->labels == std::vector<int64_t>{0, 1});
+  CHECK(b->images.empty());
+  CHECK(b->tokens2.empty());
+  b = loader.next();
+  CHECK(b->seq_len == 8);  // 5 tokens -> 8
+  CHECK(b->lengths == std::vector<int32_t>{5});
+  // A fixed length pads every batch to it; a second document gets its own padded block.
+  const SequenceSet pairs = three_sequences(true);
+  const SequenceBatches fixed(pairs, {6, 1});
+  Batch batch;
+  batch.size = 2;
+  fixed.fill(batch, {2, 1}, BatchRequest{});
+  CHECK(batch.seq_len == 6);
+  CHECK(batch.tokens == std::vector<int32_t>{5, 6, 7, 8, 9, 0, 4, 0, 0, 0, 0, 0});
+  CHECK(batch.seq_len2 == 6);
+  CHECK(batch.tokens2 == std::vector<int32_t>{7, 0, 0, 0, 0, 0, 8, 8, 8, 0, 0, 0});
+  CHECK(batch.lengths2 == std::vector<int32_t>{1, 3});
+  // Bad configurations and samples.
+  CHECK_THROWS_WITH(SequenceBatches(set, {4, 1}), Contains("sample 2 has 5 tokens, more than the fixed length 4"));
+  CHECK_THROWS_WITH(SequenceBatches(set, {6, 4}), Contains("fixed length 6 is not a multiple of 4"));
+  CHECK_THROWS_WITH(SequenceBatches(set, {0, 0}), Contains("padding multiple 0"));
+  SequenceSet with_empty = set;
+  with_empty.add(std::vector<int32_t>{}, 1);
+  CHECK_THROWS_WITH(SequenceBatches(with_empty, {}), Contains("sample 3 is empty"));
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numbers>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -480,6 +481,34 @@ TEST_CASE("WarmupCosine: linear warm-up, cosine decay, held at min_lr", "[nn][op
   REQUIRE(no_warmup(0) == Approx(3e-4));
   REQUIRE(no_warmup(50) == Approx(1.5e-4));
   REQUIRE(no_warmup(100) == Approx(0.0).margin(1e-15));
+}
+
+TEST_CASE("LrSchedule: cosine is WarmupCosine; linear, rsqrt and constant after the same warm-up",
+          "[nn][optim][schedule]") {
+  using K = LrSchedule::Kind;
+  const WarmupCosine wc{1.0, 0.1, 10, 110};
+  const LrSchedule cos{K::cosine, 1.0, 0.1, 10, 110};
+  for (int64_t k = 0; k < 200; ++k) REQUIRE(cos(k) == wc(k));
+  const LrSchedule lin{K::linear, 1.0, 0.1, 10, 110}, rs{K::rsqrt, 2e-3, 0.0, 1000, 5000},
+      cst{K::constant, 0.5, 0.0, 4, 100};
+  for (const LrSchedule& s : {lin, cst}) {
+    REQUIRE(s(0) == Approx(s.peak / double(s.warmup_steps)));
+    REQUIRE(s(s.warmup_steps - 1) == Approx(s.peak));
+  }
+  REQUIRE(lin(10) == Approx(1.0));
+  REQUIRE(lin(60) == Approx(0.55));  // half-way down to min_lr
+  REQUIRE(lin(110) == Approx(0.1));
+  REQUIRE(lin(400) == Approx(0.1));  // held after the end
+  REQUIRE(cst(50) == 0.5);
+  // LRA's rsqrt: const · min(1, step/warmup) · rsqrt(max(step, warmup)) with step = s + 1 and peak = const/√warmup.
+  const double c = 2e-3 * std::sqrt(1000.0);
+  for (int64_t step : {1, 500, 1000, 1001, 4000}) {
+    const double lra = c * std::min(1.0, double(step) / 1000.0) / std::sqrt(std::max(double(step), 1000.0));
+    REQUIRE(rs(step - 1) == Approx(lra).epsilon(1e-12));
+  }
+  CHECK(LrSchedule::parse("rsqrt") == K::rsqrt);
+  CHECK(std::string(LrSchedule::name(K::linear)) == "linear");
+  CHECK_THROWS_WITH(LrSchedule::parse("step"), Catch::Contains("unknown learning-rate schedule \"step\""));
 }
 
 TEST_CASE("clip_grad_norm returns the pre-clip norm and scales gradients to max_norm", "[nn][optim][clip]") {

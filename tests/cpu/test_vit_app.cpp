@@ -19,7 +19,7 @@
 #pragma GCC diagnostic pop
 
 #include "apps/common/report.h"
-#include "apps/common/vit_app.h"
+#include "apps/vit/vit_app.h"
 #include "nn/serialize.h"
 #include "tests/common/check.h"
 

@@ -1,16 +1,6 @@
-// The `vit` app's logic (train / eval / predict / info), kept out of main() so the tests drive it directly.
-//
-// Run directory (--out DIR):
-//   config.json              resolved model config, training recipe and options of the run
-//   metrics.jsonl            one JSON object per log interval ("kind":"train") and per evaluation ("kind":"val")
-//   last.safetensors         model weights (timm names) + ViTConfig metadata + "normalize.mean"/"normalize.std",
-//                            "dataset", "train.global_step"
-//   best.safetensors         same layout, weights of the best validation accuracy ("val_accuracy" metadata)
-//   last_state.safetensors   optimiser state as "optim.<name>" tensors; metadata: the recipe ("recipe.*") and the
-//                            training position ("train.epoch", "train.step_in_epoch", "train.global_step",
-//                            "train.best_val_accuracy", "train.rng_seed", "train.rng_offset"). Written before
-//                            last.safetensors; resume checks that both name the same global step.
-//   summary.json, curves.png, report.html   written when training finishes
+// The `vit` app (train / eval / predict / info for Vision Transformers with pluggable token mixers): its presets,
+// recipe, data sets and command line. Training runs in the shared harness (apps/common/trainer.h, which also
+// describes the run folder); logic lives outside main() so that the tests drive it directly.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -20,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/metrics.h"
+#include "apps/common/trainer.h"
 #include "apps/data/augment.h"
 #include "apps/data/idx.h"
 #include "models/vit.h"
@@ -40,6 +32,7 @@ struct TrainOptions {
   std::string dataset;   // "fashion-mnist", "mnist", "cifar10", "cifar100"; empty = the preset's data set
   std::string data_dir;  // empty = data::default_fashion_mnist_dir() (fashion-mnist only)
   std::string preset = "fmnist-tiny", mixer = "softmax";
+  std::map<std::string, std::string> mixer_options;  // --mixer-opt key=value, checked against the mixer's options
   ModelOverrides model;  // width, depth, heads, MLP width, pooling
   // Recipe overrides (unset = the preset's recipe).
   std::optional<int64_t> epochs, batch_size, warmup;
@@ -61,22 +54,6 @@ struct TrainOptions {
   bool quiet = false;                                // no progress output (tests)
 };
 
-struct EvalResult {
-  int64_t n = 0, correct = 0;
-  double accuracy = 0, loss = 0;
-  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
-  std::vector<double> per_class_accuracy;
-};
-
-struct TrainSummary {
-  bool finished = false;  // false when --max-steps stopped the run early (no test evaluation, no summary.json)
-  std::filesystem::path out_dir;
-  int64_t global_step = 0, total_steps = 0, params = 0, epochs = 0;
-  double best_val_accuracy = 0, test_accuracy = -1, wall_s = 0, train_images_per_s = 0;
-  int64_t peak_memory_bytes = 0;
-  EvalResult test;
-};
-
 TrainSummary run_training(const TrainOptions& opts);
 
 struct EvalOptions {
@@ -95,8 +72,9 @@ struct PredictOptions {
 // Returns the number of images.
 int64_t run_predict(const PredictOptions& opts);
 
-// Architecture, every parameter name with its shape, and the total parameter count.
-std::string model_info(const std::string& preset, const std::string& mixer, const ModelOverrides& overrides = {});
+// Architecture, the mixer and its options, every parameter name with its shape, and the total parameter count.
+std::string model_info(const std::string& preset, const std::string& mixer, const ModelOverrides& overrides = {},
+                       const std::map<std::string, std::string>& mixer_options = {});
 
 // ---- command line ----------------------------------------------------------------------------------------------
 struct CliCommand {
@@ -105,6 +83,7 @@ struct CliCommand {
   EvalOptions eval;
   PredictOptions predict;
   std::string info_preset = "fmnist-tiny", info_mixer = "softmax";
+  std::map<std::string, std::string> info_mixer_options;
   ModelOverrides info_model;
   int exit_code = -1;  // >= 0: parsing ended the program (--help: 0, bad flag or value: non-zero); message printed
 };

@@ -1,0 +1,147 @@
+// Metadata parsing, shared CLI validators and flags, and the mixer descriptions of `info`.
+#include "apps/common/options.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "engine/error.h"
+#include "engine/mixgrad.h"
+#include "nn/mixer.h"
+
+namespace mixgrad::app {
+
+const std::string& meta_get(const nn::Metadata& m, const std::string& key, const std::string& file) {
+  auto it = m.find(key);
+  MIXGRAD_CHECK(it != m.end(), "{}: metadata key '{}' is missing (not a checkpoint of this app?)", file, key);
+  return it->second;
+}
+
+namespace {
+// Parses the whole of `s` with `parse` (a std::sto* call taking a position out-parameter).
+template <class T, class Parse>
+T parse_all(const std::string& s, Parse parse, const std::string& key, const std::string& file, const char* what) {
+  try {
+    size_t pos = 0;
+    const T v = parse(s, &pos);
+    if (pos == s.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(fmt::format("{}: metadata key '{}' = '{}' is not {}", file, key, s, what));
+}
+}  // namespace
+
+double meta_double(const nn::Metadata& m, const std::string& key, const std::string& file) {
+  return parse_all<double>(
+      meta_get(m, key, file), [](const std::string& s, size_t* p) { return std::stod(s, p); }, key, file, "a number");
+}
+int64_t meta_int(const nn::Metadata& m, const std::string& key, const std::string& file) {
+  return parse_all<int64_t>(
+      meta_get(m, key, file), [](const std::string& s, size_t* p) { return std::stoll(s, p); }, key, file,
+      "an integer");
+}
+uint64_t meta_u64(const nn::Metadata& m, const std::string& key, const std::string& file) {
+  return parse_all<uint64_t>(
+      meta_get(m, key, file), [](const std::string& s, size_t* p) { return std::stoull(s, p); }, key, file,
+      "an unsigned integer");
+}
+bool meta_bool(const nn::Metadata& m, const std::string& key, const std::string& file) {
+  const std::string& s = meta_get(m, key, file);
+  MIXGRAD_CHECK(s == "0" || s == "1", "{}: metadata key '{}' = '{}' is not 0 or 1", file, key, s);
+  return s == "1";
+}
+
+std::string join_floats(const std::vector<float>& v) { return fmt::format("{}", fmt::join(v, ",")); }
+
+std::vector<float> parse_floats(const std::string& s, const std::string& what) {
+  std::vector<float> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t pos = 0;
+      out.push_back(std::stof(item, &pos));
+      MIXGRAD_CHECK(pos == item.size(), "bad number");
+    } catch (const std::exception&) {
+      throw Error(fmt::format("{}: '{}' is not a comma-separated list of numbers", what, s));
+    }
+  }
+  MIXGRAD_CHECK(!out.empty(), "{} is empty", what);
+  return out;
+}
+
+void put_prefixed(nn::Metadata& m, const std::string& prefix, const std::map<std::string, std::string>& values) {
+  for (const auto& [k, v] : values) m[prefix + k] = v;
+}
+
+std::map<std::string, std::string> get_prefixed(const nn::Metadata& m, const std::string& prefix) {
+  std::map<std::string, std::string> out;
+  for (auto it = m.lower_bound(prefix); it != m.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+    out[it->first.substr(prefix.size())] = it->second;
+  return out;
+}
+
+CLI::Validator finite_number(bool positive) {
+  return CLI::Validator(
+      [positive](std::string& s) -> std::string {
+        double v = 0;
+        try {
+          size_t pos = 0;
+          v = std::stod(s, &pos);
+          if (pos != s.size()) return "not a number: " + s;
+        } catch (const std::exception&) {
+          return "not a number: " + s;
+        }
+        if (!std::isfinite(v)) return "must be finite, got " + s;
+        if (positive ? v <= 0 : v < 0) return std::string("must be ") + (positive ? "> 0" : ">= 0") + ", got " + s;
+        return {};
+      },
+      positive ? "POSITIVE" : "NONNEGATIVE");
+}
+
+CLI::Validator device_spec() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (s == "auto") return {};
+        try {
+          (void)Device::parse(s);
+          return {};
+        } catch (const std::exception& e) {
+          return std::string("bad device '") + s + "' (auto, cpu, cuda or cuda:N): " + e.what();
+        }
+      },
+      "DEVICE");
+}
+
+Device resolve_device(const std::string& spec) { return spec == "auto" ? default_device() : Device::parse(spec); }
+
+void add_mixer_option_flag(CLI::App* sc, std::vector<std::string>& raw) {
+  sc->add_option("--mixer-opt", raw,
+                 "A token-mixer option key=value (repeatable), e.g. csp_k=4; `info --mixer M` lists a mixer's "
+                 "options. Unknown keys and bad values are errors")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+}
+
+std::map<std::string, std::string> mixer_options(const std::vector<std::string>& raw) {
+  std::map<std::string, std::string> out;
+  for (const std::string& a : raw) nn::parse_mixer_option(a, out);
+  return out;
+}
+
+std::string describe_mixer(const std::string& name) {
+  const nn::MixerInfo& info = nn::mixer_info(name);
+  std::string s = fmt::format("mixer {}: {}\n", info.name, info.summary);
+  if (info.options.empty()) return s + "  (no options)\n";
+  for (const nn::MixerOptionSpec& o : info.options) {
+    std::string kind = "integer";
+    if (o.type == nn::MixerOptionSpec::Type::real) kind = "number";
+    if (o.type == nn::MixerOptionSpec::Type::boolean) kind = "true|false";
+    if (o.type == nn::MixerOptionSpec::Type::choice) kind = fmt::format("{}", fmt::join(o.choices, "|"));
+    s += fmt::format("  --mixer-opt {}=<{}> (default {}): {}\n", o.name, kind, o.default_value, o.help);
+  }
+  return s;
+}
+
+}  // namespace mixgrad::app

@@ -1,0 +1,47 @@
+// What every app parses the same way: checkpoint metadata values (errors name the file and the key), the CLI11
+// validators and flags shared by `vit` and `lra` (numbers, devices, --mixer-opt), and the device choice.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+#include "nn/serialize.h"
+
+namespace mixgrad::app {
+
+// ---- checkpoint metadata -------------------------------------------------------------------------------------
+// Each throws mixgrad::Error "<file>: metadata key '<key>' ..." when the key is missing or its value does not parse.
+const std::string& meta_get(const nn::Metadata& m, const std::string& key, const std::string& file);
+double meta_double(const nn::Metadata& m, const std::string& key, const std::string& file);
+int64_t meta_int(const nn::Metadata& m, const std::string& key, const std::string& file);
+uint64_t meta_u64(const nn::Metadata& m, const std::string& key, const std::string& file);
+bool meta_bool(const nn::Metadata& m, const std::string& key, const std::string& file);  // "1"/"0"
+
+// Comma-separated floats ("0.5,0.25"): the shortest round-tripping text, and its inverse (error naming `what`).
+std::string join_floats(const std::vector<float>& v);
+std::vector<float> parse_floats(const std::string& s, const std::string& what);
+
+// Metadata entries "<prefix><key>" of a map, and the map back from them (mixer options in checkpoints).
+void put_prefixed(nn::Metadata& m, const std::string& prefix, const std::map<std::string, std::string>& values);
+std::map<std::string, std::string> get_prefixed(const nn::Metadata& m, const std::string& prefix);
+
+// ---- command line --------------------------------------------------------------------------------------------
+// A finite number, > 0 when `positive`, else >= 0.
+CLI::Validator finite_number(bool positive);
+// "auto", "cpu", "cuda" or "cuda:N".
+CLI::Validator device_spec();
+// "auto" = the default device (a usable GPU, else the CPU); anything else parsed.
+Device resolve_device(const std::string& spec);
+
+// --mixer-opt key=value (repeatable) on `sc`; the raw strings land in `raw` and become a map with mixer_options().
+void add_mixer_option_flag(CLI::App* sc, std::vector<std::string>& raw);
+// The key=value strings of add_mixer_option_flag as a map (errors name the bad argument or a repeated key).
+std::map<std::string, std::string> mixer_options(const std::vector<std::string>& raw);
+
+// "mixer <name>: <summary>" and every declared option with its type, default and help, for `info`.
+std::string describe_mixer(const std::string& name);
+
+}  // namespace mixgrad::app

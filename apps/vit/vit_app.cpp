@@ -1,0 +1,422 @@
+// The `vit` app: data sets, the recipe of each preset, the training task handed to the shared trainer, and eval /
+// predict / info.
+#include "apps/vit/vit_app.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "apps/common/options.h"
+#include "apps/data/cifar.h"
+#include "apps/data/image_batches.h"
+#include "apps/data/loader.h"
+#include "apps/data/split.h"
+#include "engine/attention.h"
+#include "engine/mixgrad.h"
+#include "nn/mixer.h"
+#include "nn/serialize.h"
+
+namespace mixgrad::app {
+
+namespace fs = std::filesystem;
+using nn::Metadata;
+using nn::NamedTensors;
+
+namespace {
+
+// The ViT recipe: the shared optimisation recipe plus the data and augmentation of a preset. Recorded in
+// last_state.safetensors ("recipe.*") and config.json.
+struct ViTRecipe {
+  Recipe train;
+  std::string preset, dataset;
+  int64_t warmup_epochs = 0;  // resolved into train.warmup_steps once the steps per epoch are known
+  int64_t crop_padding = 2;
+  bool flip = true;
+  std::vector<float> mean{0.2860f}, stddev{0.3530f};
+
+  Metadata to_metadata() const {
+    Metadata m = train.to_metadata();
+    m["recipe.preset"] = preset;
+    m["recipe.dataset"] = dataset;
+    m["recipe.crop_padding"] = std::to_string(crop_padding);
+    m["recipe.flip"] = flip ? "1" : "0";
+    m["recipe.mean"] = join_floats(mean);
+    m["recipe.std"] = join_floats(stddev);
+    return m;
+  }
+  static ViTRecipe from_metadata(const Metadata& m, const std::string& f) {
+    ViTRecipe r;
+    r.train = Recipe::from_metadata(m, f);
+    r.preset = meta_get(m, "recipe.preset", f);
+    r.dataset = meta_get(m, "recipe.dataset", f);
+    r.crop_padding = meta_int(m, "recipe.crop_padding", f);
+    r.flip = meta_bool(m, "recipe.flip", f);
+    r.mean = parse_floats(meta_get(m, "recipe.mean", f), "recipe.mean");
+    r.stddev = parse_floats(meta_get(m, "recipe.std", f), "recipe.std");
+    return r;
+  }
+  Json to_json() const {
+    Json j;
+    for (const auto& [k, v] : to_metadata()) j[k.substr(7)] = v;
+    return j;
+  }
+};
+
+std::string preset_dataset(const std::string& preset) {
+  if (preset == "cifar10-paper") return "cifar10";
+  if (preset == "cifar100-paper") return "cifar100";
+  return "fashion-mnist";
+}
+
+data::ChannelStats dataset_stats(const std::string& ds) {
+  if (ds == "mnist") return data::mnist_stats();
+  if (ds == "cifar10") return data::cifar10_stats();
+  if (ds == "cifar100") return data::cifar100_stats();
+  return data::fashion_mnist_stats();
+}
+
+ViTRecipe default_recipe(const std::string& preset, const std::string& dataset) {
+  ViTRecipe r;
+  Recipe& t = r.train;
+  r.preset = preset;
+  r.dataset = dataset;
+  const data::ChannelStats st = dataset_stats(dataset);
+  r.mean = st.mean, r.stddev = st.stddev;
+  if (preset == "fmnist-small") {  // s-chh recipe (vit.md §5.4)
+    t.epochs = 200, t.batch_size = 128, t.lr = 5e-4, t.weight_decay = 1e-3, t.min_lr = 1e-5, r.warmup_epochs = 10;
+    r.crop_padding = 2;
+    if (dataset == "fashion-mnist") r.mean = {0.5f}, r.stddev = {0.5f};
+  } else if (preset == "cifar10-paper" || preset == "cifar100-paper") {  // CSP recipe (vit.md §3.2)
+    t.epochs = 100, t.batch_size = 64, t.lr = 1e-4, t.weight_decay = 0, t.min_lr = 0, t.per_epoch_schedule = true;
+    r.crop_padding = 4;
+  } else {  // fmnist-tiny: vit.md §8's starting point, tuned to the 15-minute CPU budget (docs/benchmarks/vit-cpu.md):
+            // 26 epochs at lr 2e-3 with flip and a 1-pixel random crop (without the crop the model overfits and
+            // more epochs stop helping; a 2-pixel crop learns too slowly for this budget), no weight decay on
+            // biases, norm weights and the position embedding / class token
+    t.epochs = 26, t.batch_size = 128, t.lr = 2e-3, t.weight_decay = 0.05, t.warmup_steps = 200;
+    t.decay_1d = false;
+    r.crop_padding = 1;
+  }
+  r.flip = dataset != "mnist";  // never flip digits
+  return r;
+}
+
+// The preset's recipe with the command line's overrides.
+ViTRecipe recipe_from_options(const TrainOptions& o) {
+  ViTRecipe rc = default_recipe(o.preset, o.dataset.empty() ? preset_dataset(o.preset) : o.dataset);
+  Recipe& t = rc.train;
+  if (o.epochs) t.epochs = *o.epochs;
+  if (o.batch_size) t.batch_size = *o.batch_size;
+  if (o.lr) t.lr = *o.lr;
+  if (o.weight_decay) t.weight_decay = *o.weight_decay;
+  if (o.label_smoothing) t.label_smoothing = *o.label_smoothing;
+  if (o.warmup) t.warmup_steps = *o.warmup, rc.warmup_epochs = 0;
+  if (o.crop_padding) rc.crop_padding = *o.crop_padding;
+  if (o.flip) rc.flip = *o.flip && rc.dataset != "mnist";  // MNIST digits are never flipped
+  if (o.decay_1d) t.decay_1d = *o.decay_1d;
+  t.seed = o.seed;
+  t.train_limit = o.train_limit;
+  t.val_limit = o.val_limit;
+  return rc;
+}
+
+Metadata checkpoint_metadata(const models::ViTConfig& cfg, const ViTRecipe& r) {
+  Metadata m = cfg.to_metadata();
+  m["normalize.mean"] = join_floats(r.mean);
+  m["normalize.std"] = join_floats(r.stddev);
+  m["dataset"] = r.dataset;
+  return m;
+}
+
+Tensor images_tensor(const data::Batch& b, const data::ImageDataset& ds, Device dev) {
+  return from_vector(b.images, {b.size, ds.channels, ds.height, ds.width}).to(dev);
+}
+
+std::vector<int64_t> first_n(const std::vector<int64_t>& v, int64_t n) {
+  if (n <= 0 || n >= int64_t(v.size())) return v;
+  return {v.begin(), v.begin() + n};
+}
+std::vector<int64_t> iota_n(int64_t n) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = i;
+  return v;
+}
+
+void check_model_matches(const models::ViTConfig& cfg, const data::ImageDataset& ds, const std::string& what) {
+  MIXGRAD_CHECK(cfg.img_size == ds.height && cfg.img_size == ds.width && cfg.in_chans == ds.channels,
+                "{}: the model takes {}x{}x{} images (channels x height x width) but the data set has {}x{}x{}", what,
+                cfg.in_chans, cfg.img_size, cfg.img_size, ds.channels, ds.height, ds.width);
+  MIXGRAD_CHECK(cfg.num_classes == ds.num_classes, "{}: the model has {} classes but the data set has {}", what,
+                cfg.num_classes, ds.num_classes);
+}
+
+// The model config of a checkpoint (with a clear error naming the file).
+models::ViTConfig config_from_checkpoint(const Metadata& m, const std::string& file) {
+  try {
+    return models::ViTConfig::from_metadata(m);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: not a vit checkpoint: {}", file, e.what()));
+  }
+}
+
+AttentionBackend attention_backend_named(const std::string& name) {
+  if (name == "fused") return AttentionBackend::fused;
+  if (name == "composite") return AttentionBackend::composite;
+  return AttentionBackend::automatic;
+}
+
+// What run_training needs before the trainer starts: the model config and recipe (from the checkpoint when
+// resuming, else from the preset and flags), the data and the split.
+struct ViTRun {
+  models::ViTConfig cfg;
+  ViTRecipe rc;
+  std::optional<ResumeState> resume;
+  data::ImageDataset train_ds, test_ds;
+  std::vector<int64_t> train_idx, val_idx, test_idx;
+};
+
+ViTRun prepare_run(const TrainOptions& o, const fs::path& out) {
+  ViTRun r;
+  if (o.resume) {
+    r.resume = read_resume_state(out);
+    r.rc = ViTRecipe::from_metadata(r.resume->state_meta, r.resume->state_path.string());
+    r.cfg = config_from_checkpoint(r.resume->weights_meta, r.resume->weights_path.string());
+  } else {
+    check_fresh_run_dir(out, o.overwrite);
+    r.cfg = o.model_override ? *o.model_override : models::vit_preset(o.preset);
+    r.cfg.mixer = o.mixer;
+    r.cfg.mixer_options = o.mixer_options;
+    o.model.apply(r.cfg);
+    r.rc = recipe_from_options(o);
+  }
+  r.rc.train.validate();
+  // Data: validation split held out of training; the test set only for the final report.
+  r.train_ds = load_dataset(r.rc.dataset, o.data_dir, true);
+  r.test_ds = load_dataset(r.rc.dataset, o.data_dir, false);
+  if (!o.resume) r.cfg.num_classes = r.train_ds.num_classes;
+  r.cfg.validate();
+  check_model_matches(r.cfg, r.train_ds, "--preset " + r.rc.preset);
+  const data::TrainValSplit split = (r.rc.dataset == "cifar10" || r.rc.dataset == "cifar100")
+                                        ? data::split_cifar(r.train_ds.n)
+                                        : data::split_last_per_class(r.train_ds.labels, r.train_ds.num_classes, 500);
+  r.train_idx = first_n(split.train, r.rc.train.train_limit);
+  r.val_idx = first_n(split.val, r.rc.train.val_limit);
+  r.test_idx = first_n(iota_n(r.test_ds.n), o.test_limit);
+  const int64_t steps_per_epoch = (int64_t(r.train_idx.size()) + r.rc.train.batch_size - 1) / r.rc.train.batch_size;
+  if (r.rc.warmup_epochs > 0) r.rc.train.warmup_steps = r.rc.warmup_epochs * steps_per_epoch, r.rc.warmup_epochs = 0;
+  return r;
+}
+
+}  // namespace
+
+// ---- data sets ------------------------------------------------------------------------------------------------
+data::ImageDataset load_dataset(const std::string& name, const std::string& dir, bool train) {
+  if (name == "fashion-mnist")
+    return data::load_mnist_like(dir.empty() ? data::default_fashion_mnist_dir() : fs::path(dir), train);
+  MIXGRAD_CHECK(!dir.empty(), "--data DIR is required for --dataset {}", name);
+  if (name == "mnist") return data::load_mnist_like(dir, train);
+  if (name == "cifar10") return data::load_cifar10(dir, train);
+  if (name == "cifar100") return data::load_cifar100(dir, train);
+  throw Error(fmt::format("unknown data set '{}' (known: fashion-mnist, mnist, cifar10, cifar100)", name));
+}
+
+std::vector<std::string> class_names(const std::string& dataset, int64_t k) {
+  std::vector<std::string> n;
+  if (dataset == "fashion-mnist" && k == 10)
+    n = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+  else if (dataset == "cifar10" && k == 10)
+    n = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+  else
+    for (int64_t i = 0; i < k; ++i) n.push_back(std::to_string(i));
+  return n;
+}
+
+// ---- training -------------------------------------------------------------------------------------------------
+TrainSummary run_training(const TrainOptions& o) {
+  const fs::path out = o.out_dir.empty() ? fs::path("runs") / (o.preset + "-" + o.mixer) : fs::path(o.out_dir);
+  const Device dev = resolve_device(o.device);
+  set_allow_tf32(o.tf32);
+  const AttentionBackendGuard attention_backend(attention_backend_named(o.attention));
+  const ViTRun r = prepare_run(o, out);
+
+  // Model (the seed fixes the initial weights; a resumed run then overwrites them).
+  manual_seed(r.rc.train.seed);
+  models::VisionTransformer model(r.cfg);
+  model.to(dev);
+  data::AugmentConfig train_aug;
+  train_aug.crop_padding = r.rc.crop_padding;
+  train_aug.horizontal_flip = r.rc.flip;
+  train_aug.stats = {r.rc.mean, r.rc.stddev};
+  const data::ImageBatches train_data(r.train_ds, train_aug), test_data(r.test_ds, train_aug);
+
+  TrainTask t;
+  t.app = "vit";
+  t.model = &model;
+  t.logits = [&](const data::Batch& b) { return model.forward(images_tensor(b, r.train_ds, dev)); };
+  t.num_classes = r.cfg.num_classes;
+  t.class_names = class_names(r.rc.dataset, r.cfg.num_classes);
+  t.weights_metadata = checkpoint_metadata(r.cfg, r.rc);
+  t.recipe_metadata = r.rc.to_metadata();
+  t.train_data = &train_data, t.test_data = &test_data;
+  t.train_idx = r.train_idx, t.val_idx = r.val_idx, t.test_idx = r.test_idx;
+  if (!r.rc.train.decay_1d)
+    for (const auto& [name, prm] : model.named_parameters())
+      t.decay.push_back(!(prm.dim() <= 1 || name == "pos_embed" || name == "cls_token"));
+  t.config = Json{{"model", r.cfg.to_metadata()},
+                  {"recipe", r.rc.to_json()},
+                  {"preset", r.rc.preset},
+                  {"mixer", r.cfg.mixer},
+                  {"train_images", r.train_idx.size()},
+                  {"val_images", r.val_idx.size()},
+                  {"test_images", r.test_idx.size()}};
+  t.summary = Json{
+      {"preset", r.rc.preset}, {"mixer", r.cfg.mixer}, {"dataset", r.rc.dataset}, {"test_images", r.test_idx.size()}};
+  t.describe = fmt::format("vit: {} / {}: {} parameters, device {}, data {} ({} train, {} val, {} test images)",
+                           r.rc.preset, r.cfg.mixer, model.num_parameters(), dev.str(), r.rc.dataset,
+                           r.train_idx.size(), r.val_idx.size(), r.test_idx.size());
+  RunOptions run;
+  run.out_dir = out;
+  run.device = dev;
+  run.log_every = o.log_every;
+  run.max_steps = o.max_steps;
+  run.quiet = o.quiet;
+  return train(t, r.rc.train, run, r.resume ? &*r.resume : nullptr);
+}
+
+// ---- eval / predict / info ------------------------------------------------------------------------------------
+namespace {
+struct LoadedModel {
+  std::unique_ptr<models::VisionTransformer> model;
+  Metadata meta;
+  data::ChannelStats stats;
+};
+LoadedModel load_checkpoint(const std::string& file, Device dev) {
+  MIXGRAD_CHECK(!file.empty(), "--checkpoint FILE is required");
+  MIXGRAD_CHECK(fs::exists(file), "checkpoint {} does not exist", file);
+  LoadedModel lm;
+  NamedTensors tensors;
+  try {
+    tensors = nn::load_tensors(file, &lm.meta);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("cannot read checkpoint {}: {}", file, e.what()));
+  }
+  const models::ViTConfig cfg = config_from_checkpoint(lm.meta, file);
+  lm.stats.mean = parse_floats(meta_get(lm.meta, "normalize.mean", file), file + ": normalize.mean");
+  lm.stats.stddev = parse_floats(meta_get(lm.meta, "normalize.std", file), file + ": normalize.std");
+  lm.model = std::make_unique<models::VisionTransformer>(cfg);
+  try {
+    lm.model->load_state_dict(tensors, true);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("checkpoint {} does not fit its own config: {}", file, e.what()));
+  }
+  lm.model->to(dev);
+  lm.model->eval();
+  return lm;
+}
+
+// Evaluation batches of `ds` normalised with the checkpoint's statistics.
+data::ImageBatches eval_batches(const data::ImageDataset& ds, const data::ChannelStats& stats) {
+  data::AugmentConfig a;
+  a.stats = stats;
+  return data::ImageBatches(ds, a);
+}
+}  // namespace
+
+EvalResult run_eval(const EvalOptions& o) {
+  const Device dev = resolve_device(o.device);
+  LoadedModel lm = load_checkpoint(o.checkpoint, dev);
+  const std::string ds_name = !o.dataset.empty()         ? o.dataset
+                              : lm.meta.count("dataset") ? lm.meta.at("dataset")
+                                                         : std::string("fashion-mnist");
+  const data::ImageDataset test = load_dataset(ds_name, o.data_dir, false);
+  check_model_matches(lm.model->config(), test, o.checkpoint);
+  const data::ImageBatches batches = eval_batches(test, lm.stats);
+  const LogitsFn logits = [&](const data::Batch& b) { return lm.model->forward(images_tensor(b, test, dev)); };
+  EvalResult r = evaluate(*lm.model, logits, lm.model->config().num_classes, batches,
+                          first_n(iota_n(test.n), o.test_limit), o.batch_size);
+  if (!o.quiet) {
+    std::printf("test accuracy: %.4f (%lld/%lld, %s, loss %.4f)\n", r.accuracy, (long long)r.correct, (long long)r.n,
+                ds_name.c_str(), r.loss);
+    const auto names = class_names(ds_name, lm.model->config().num_classes);
+    for (size_t c = 0; c < r.per_class_accuracy.size(); ++c)
+      std::printf("  class %zu %-12s %.2f%%\n", c, names[c].c_str(), 100.0 * r.per_class_accuracy[c]);
+  }
+  return r;
+}
+
+int64_t run_predict(const PredictOptions& o) {
+  MIXGRAD_CHECK(!o.images.empty() && !o.out.empty(), "--images and --out are required");
+  const Device dev = resolve_device(o.device);
+  LoadedModel lm = load_checkpoint(o.checkpoint, dev);
+  const models::ViTConfig& cfg = lm.model->config();
+  const data::IdxArray arr = data::read_idx(o.images);
+  data::ImageDataset ds;
+  if (arr.dims.size() == 3) {
+    ds.n = arr.dims[0], ds.channels = 1, ds.height = arr.dims[1], ds.width = arr.dims[2];
+  } else if (arr.dims.size() == 4) {
+    ds.n = arr.dims[0], ds.channels = arr.dims[1], ds.height = arr.dims[2], ds.width = arr.dims[3];
+  } else {
+    throw Error(
+        fmt::format("{}: expected images [N, H, W] or [N, C, H, W], got {} dimensions", o.images, arr.dims.size()));
+  }
+  ds.num_classes = cfg.num_classes;
+  ds.pixels = arr.data;
+  ds.labels.assign(size_t(ds.n), 0);
+  MIXGRAD_CHECK(ds.channels == cfg.in_chans && ds.height == cfg.img_size && ds.width == cfg.img_size,
+                "{}: images are {}x{}x{} but the model takes {}x{}x{}", o.images, ds.channels, ds.height, ds.width,
+                cfg.in_chans, cfg.img_size, cfg.img_size);
+  MIXGRAD_CHECK(ds.n > 0, "{} holds no images", o.images);
+  NoGradGuard ng;
+  const data::ImageBatches batches = eval_batches(ds, lm.stats);
+  data::LoaderConfig lc;
+  lc.batch_size = o.batch_size;
+  lc.shuffle = false;
+  lc.augment = false;
+  data::BatchLoader loader(batches, iota_n(ds.n), lc);
+  std::vector<Tensor> parts;
+  while (auto b = loader.next()) parts.push_back(lm.model->forward(images_tensor(*b, ds, dev)).to(kCPU));
+  Tensor logits = parts.size() == 1 ? parts[0] : cat(parts, 0);
+  nn::save_tensors(
+      o.out, {{"logits", logits}},
+      {{"checkpoint", o.checkpoint}, {"images", o.images}, {"num_classes", std::to_string(cfg.num_classes)}});
+  return ds.n;
+}
+
+void ModelOverrides::apply(models::ViTConfig& cfg) const {
+  if (embed_dim) cfg.embed_dim = *embed_dim;
+  if (depth) cfg.depth = *depth;
+  if (num_heads) cfg.num_heads = *num_heads;
+  if (mlp_hidden) cfg.mlp_hidden = *mlp_hidden;
+  if (!pool.empty() && pool != cfg.pool) {
+    const bool had_cls = cfg.pool == "token" || cfg.csp_layout;
+    cfg.pool = pool;
+    cfg.csp_layout = pool == "avg" && had_cls;  // keep the class token (and N) when switching to avg
+  }
+}
+
+std::string model_info(const std::string& preset, const std::string& mixer, const ModelOverrides& overrides,
+                       const std::map<std::string, std::string>& mixer_options) {
+  models::ViTConfig cfg = models::vit_preset(preset);
+  cfg.mixer = mixer;
+  cfg.mixer_options = mixer_options;
+  overrides.apply(cfg);
+  cfg.validate();
+  models::VisionTransformer model(cfg);
+  std::string s = fmt::format("ViT preset {} with mixer {}\n", preset, mixer);
+  s += fmt::format("  image {}x{}x{}, patch {} ({}x{} = {} tokens{}), dim {}, depth {}, heads {}, MLP {}, {} classes\n",
+                   cfg.in_chans, cfg.img_size, cfg.img_size, cfg.patch_size, cfg.grid(), cfg.grid(), cfg.num_patches(),
+                   cfg.pool == "token" ? " + class token" : "", cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_hidden,
+                   cfg.num_classes);
+  s += fmt::format("  pool {}, qkv bias {}, LayerNorm eps {}, dropout {} (attn {}, pos {}), init {}\n", cfg.pool,
+                   cfg.qkv_bias, cfg.ln_eps, cfg.drop_rate, cfg.attn_drop_rate, cfg.pos_drop_rate, cfg.init);
+  const nn::MixerOptions resolved = nn::resolve_mixer_options(mixer, mixer_options);
+  for (const auto& [k, v] : resolved.values()) s += fmt::format("  mixer option {} = {}\n", k, v);
+  s += describe_mixer(mixer);
+  s += "parameters:\n";
+  for (const auto& [name, t] : model.named_parameters())
+    s += fmt::format("  {:<40} {:<18} {}\n", name, shape_str(t.shape()), t.numel());
+  s += fmt::format("total parameters: {}\n", model.num_parameters());
+  return s;
+}
+
+}  // namespace mixgrad::app
