@@ -9,14 +9,8 @@
 #include <string>
 #include <vector>
 
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_PNG
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+// Declarations only: the implementation (PNG only) is compiled once, in apps/data/png_gray.cpp.
 #include <stb_image.h>
-#pragma GCC diagnostic pop
 
 #include "apps/common/report.h"
 #include "apps/vit/vit_app.h"
