@@ -37,6 +37,14 @@ void ones_(Tensor& t) {
   NoGradGuard ng;
   t.fill_(1.0);
 }
+void xavier_uniform_(Tensor& t, double gain) {
+  MIXGRAD_CHECK(t.dim() >= 2, "xavier_uniform_: weight must be at least 2-D, got {}", shape_str(t.shape()));
+  const int64_t receptive = t.numel() / (t.size(0) * t.size(1));
+  const double fan_in = double(t.size(1) * receptive), fan_out = double(t.size(0) * receptive);
+  const double a = fan_in + fan_out > 0 ? gain * std::sqrt(6.0 / (fan_in + fan_out)) : 0.0;
+  uniform_(t, -a, a);
+}
+
 void linear_default_(Tensor& weight, Tensor& bias) {
   MIXGRAD_CHECK(weight.dim() >= 2, "linear_default_: weight must be at least 2-D, got {}", shape_str(weight.shape()));
   const int64_t fan_in = weight.numel() / weight.size(0);

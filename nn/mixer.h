@@ -49,6 +49,7 @@ class MixerOptions {
 // What a mixer is built for. Models fill it once per block (layer_index differs per block).
 struct MixerContext {
   int64_t dim = 0, num_heads = 1;
+  int64_t inner_dim = 0;           // width of the mixing (attention's qkv width, CSP's V); 0 = dim
   int64_t seq_len = 0;                      // the longest sequence N the model takes (incl. a class token): CSP's N_s
   int64_t grid_h = 0, grid_w = 0;           // patch grid when tokens come from an image (0 otherwise)
   bool has_cls_token = false;               // token 0 is a class token (then N = 1 + grid_h·grid_w for image models)
@@ -66,6 +67,8 @@ class TokenMixer : public Module {
  public:
   using Module::Module;
   virtual Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) = 0;
+  // Every sequence length N the mixer is given must be a multiple of this (CSP's group size K); models pad to it.
+  virtual int64_t sequence_multiple() const { return 1; }
 };
 
 using MixerFactory = std::function<std::shared_ptr<TokenMixer>(const MixerContext&)>;

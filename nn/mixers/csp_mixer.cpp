@@ -18,7 +18,10 @@ std::vector<MixerOptionSpec> csp_mixer_options() {
 }
 
 CspMixer::CspMixer(const MixerContext& ctx)
-    : TokenMixer("CspMixer"), dim(ctx.dim), seq_len(ctx.seq_len), k(2), schedule("constant"), proj_drop(ctx.proj_drop) {
+    : TokenMixer("CspMixer"),
+      dim(ctx.dim),
+      inner_dim(ctx.inner_dim > 0 ? ctx.inner_dim : ctx.dim),
+      seq_len(ctx.seq_len), k(2), schedule("constant"), proj_drop(ctx.proj_drop) {
   const MixerOptions opt = ctx.options.empty() ? resolve_mixer_options("csp", {}) : ctx.options;
   MIXGRAD_CHECK(dim > 0, "CspMixer: dim must be positive, got {}", dim);
   MIXGRAD_CHECK(seq_len > 0, "CspMixer: seq_len (the number of tokens N, schedule length) must be positive, got {}",
@@ -37,12 +40,12 @@ CspMixer::CspMixer(const MixerContext& ctx)
     MIXGRAD_CHECK(ctx.num_layers >= 1 && ctx.layer_index >= 0 && ctx.layer_index < ctx.num_layers,
                   "CspMixer: layer_index = {} must be in [0, num_layers = {}) for csp_schedule = exponential",
                   ctx.layer_index, ctx.num_layers);
-    shifts = csp_shifts_exponential(ctx.layer_index, ctx.num_layers, dim, seq_len);
+    shifts = csp_shifts_exponential(ctx.layer_index, ctx.num_layers, inner_dim, seq_len);
   } else {
-    shifts = csp_shifts_constant(dim, seq_len, k);
+    shifts = csp_shifts_constant(inner_dim, seq_len, k);
   }
-  v = register_module("v", std::make_shared<Linear>(dim, dim, false));
-  proj = register_module("proj", std::make_shared<Linear>(dim, dim, true));
+  v = register_module("v", std::make_shared<Linear>(dim, inner_dim, false));
+  proj = register_module("proj", std::make_shared<Linear>(inner_dim, dim, true));
 }
 
 Tensor CspMixer::forward(const Tensor& x, const Tensor& lengths) {

@@ -1,5 +1,5 @@
-// CSP token mixer (specs/csp.md §9.1): v = Linear(D, D, no bias) -> channel-wise sample permutation over the tokens
-// -> proj = Linear(D, D) -> dropout. Registered as "csp" in nn/mixer.cpp; the op itself is engine/csp.h.
+// CSP token mixer (specs/csp.md §9.1): v = Linear(D, I, no bias) -> channel-wise sample permutation over the tokens
+// -> proj = Linear(I, D) -> dropout, with I = ctx.inner_dim (0: D, the paper's block). Registered as "csp" in nn/mixer.cpp; the op itself is engine/csp.h.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -27,13 +27,14 @@ class CspMixer : public TokenMixer {
   // x [B, N, D] -> [B, N, D]; N must be a multiple of K. lengths (int32 [B] on x's device, each in [1, N]): padded
   // outputs are 0 and padded inputs get a zero gradient (csp.md §6.2).
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
+  int64_t sequence_multiple() const override { return k; }
 
-  std::shared_ptr<Linear> v;     // [D, D], no bias (the authors' "to_qkv", which only holds V)
-  std::shared_ptr<Linear> proj;  // [D, D] with bias (the authors' "to_out")
-  int64_t dim, seq_len;
+  std::shared_ptr<Linear> v;     // [I, D], no bias (the authors' "to_qkv", which only holds V)
+  std::shared_ptr<Linear> proj;  // [D, I] with bias (the authors' "to_out")
+  int64_t dim, inner_dim, seq_len;
   int k;
   std::string schedule;
-  std::vector<int32_t> shifts;  // [D], config rather than state: not a tensor, not in checkpoints
+  std::vector<int32_t> shifts;  // [I], config rather than state: not a tensor, not in checkpoints
   double proj_drop;
 };
 

@@ -10,19 +10,21 @@ namespace mixgrad::nn {
 SoftmaxAttention::SoftmaxAttention(const MixerContext& ctx)
     : TokenMixer("SoftmaxAttention"),
       dim(ctx.dim),
+      inner_dim(ctx.inner_dim > 0 ? ctx.inner_dim : ctx.dim),
       num_heads(ctx.num_heads),
       head_dim(0),
       attn_drop(ctx.attn_drop),
       proj_drop(ctx.proj_drop),
       causal(ctx.causal) {
-  MIXGRAD_CHECK(dim > 0 && num_heads > 0 && dim % num_heads == 0,
-                "SoftmaxAttention: num_heads ({}) must be positive and divide dim ({})", num_heads, dim);
+  MIXGRAD_CHECK(dim > 0 && num_heads > 0 && inner_dim % num_heads == 0,
+                "SoftmaxAttention: num_heads ({}) must be positive and divide {} ({})", num_heads,
+                inner_dim == dim ? "dim" : "the inner (qkv) width", inner_dim);
   MIXGRAD_CHECK(attn_drop >= 0 && attn_drop < 1 && proj_drop >= 0 && proj_drop < 1,
                 "SoftmaxAttention: dropout rates must be in [0, 1), got attn_drop {} proj_drop {}", attn_drop,
                 proj_drop);
-  head_dim = dim / num_heads;
-  qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, ctx.qkv_bias));
-  proj = register_module("proj", std::make_shared<Linear>(dim, dim, true));
+  head_dim = inner_dim / num_heads;
+  qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * inner_dim, ctx.qkv_bias));
+  proj = register_module("proj", std::make_shared<Linear>(inner_dim, dim, true));
 }
 
 Tensor SoftmaxAttention::forward(const Tensor& x, const Tensor& lengths) {

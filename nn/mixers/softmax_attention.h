@@ -10,14 +10,16 @@ namespace mixgrad::nn {
 
 class SoftmaxAttention : public TokenMixer {
  public:
-  // Uses ctx.dim, ctx.num_heads (must divide dim), ctx.qkv_bias, ctx.attn_drop, ctx.proj_drop and ctx.causal.
+  // Uses ctx.dim, ctx.inner_dim (the qkv width, 0 = dim; num_heads must divide it), ctx.num_heads, ctx.qkv_bias,
+  // ctx.attn_drop, ctx.proj_drop and ctx.causal.
   explicit SoftmaxAttention(const MixerContext& ctx);
   // x [B, N, D] -> [B, N, D]; lengths (int32 [B] on x's device) hide every padded key from every query.
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
 
-  std::shared_ptr<Linear> qkv;   // [3D, D]: rows 0..D-1 Q, D..2D-1 K, 2D..3D-1 V; head h owns rows h·Dh.. in each
-  std::shared_ptr<Linear> proj;  // [D, D] with bias
-  int64_t dim, num_heads, head_dim;
+  std::shared_ptr<Linear> qkv;   // [3I, D] (I = inner_dim): rows 0..I-1 Q, I..2I-1 K, 2I..3I-1 V; head h owns
+                                 // rows h·Dh.. in each
+  std::shared_ptr<Linear> proj;  // [D, I] with bias
+  int64_t dim, inner_dim, num_heads, head_dim;
   double attn_drop, proj_drop;
   bool causal;
 };

@@ -9,6 +9,7 @@ nn::MixerContext mixer_test_context(const std::string& mixer) {
   nn::MixerContext c;
   c.dim = kMixerTestDim;
   c.num_heads = 2;
+  c.inner_dim = 12;  // a mixing width other than D: mixers must not assume they are equal
   c.seq_len = kMixerTestTokens;
   c.grid_h = 2, c.grid_w = 4;
   c.layer_index = 1, c.num_layers = 2;

@@ -13,7 +13,7 @@
 
 namespace mixgrad::testing {
 
-// D 8, 2 heads, N 8 tokens that also form a 2×4 patch grid (no class token), layer 1 of 2, dropout 0.1 in training,
+// D 8, inner (mixing) width 12, 2 heads, N 8 tokens that also form a 2×4 patch grid (no class token), layer 1 of 2, dropout 0.1 in training,
 // every option at its default.
 nn::MixerContext mixer_test_context(const std::string& mixer);
 constexpr int64_t kMixerTestBatch = 3, kMixerTestTokens = 8, kMixerTestDim = 8;

@@ -660,6 +660,24 @@ bool any_tmp_left(const fs::path& dir) {
   return false;
 }
 
+TEST_CASE("xavier_uniform_: bound sqrt(6 / (fan_in + fan_out)), variance a^2 / 3", "[nn][init]") {
+  manual_seed(8);
+  Tensor w = empty({300, 200});
+  init::xavier_uniform_(w);
+  const double a = std::sqrt(6.0 / 500.0);
+  double mx = 0, s2 = 0;
+  const std::vector<double> v = as_doubles(w);
+  for (double x : v) mx = std::max(mx, std::abs(x)), s2 += x * x;
+  REQUIRE(mx <= a);
+  REQUIRE(mx > 0.99 * a);
+  REQUIRE(s2 / double(v.size()) == Approx(a * a / 3).epsilon(0.02));
+  Tensor conv = empty({8, 4, 3, 3});  // fans count the receptive field: 4·9 in, 8·9 out
+  init::xavier_uniform_(conv, 2.0);
+  for (double x : as_doubles(conv)) REQUIRE(std::abs(x) <= 2.0 * std::sqrt(6.0 / (36.0 + 72.0)));
+  Tensor vec = empty({5});
+  CHECK_THROWS_WITH(init::xavier_uniform_(vec), Catch::Contains("at least 2-D"));
+}
+
 TEST_CASE("checkpoints round-trip bit-exactly into a differently initialised model", "[nn][checkpoint]") {
   TempDir dir;
   const fs::path file = dir.path / "model.safetensors";
