@@ -3,8 +3,8 @@
 #include "models/vit.h"
 
 #include <algorithm>
-#include <sstream>
 
+#include "models/config_metadata.h"
 #include "nn/init.h"
 
 namespace mixgrad::models {
@@ -13,10 +13,6 @@ namespace mixgrad::models {
 int64_t ViTConfig::grid() const { return patch_size > 0 ? img_size / patch_size : 0; }
 int64_t ViTConfig::num_patches() const { return grid() * grid(); }
 
-namespace {
-std::string str_bool(bool b) { return b ? "true" : "false"; }
-std::string str_double(double d) { return fmt::format("{}", d); }  // shortest representation that round-trips
-}  // namespace
 
 std::map<std::string, std::string> ViTConfig::to_metadata() const {
   std::map<std::string, std::string> m = {
@@ -31,74 +27,21 @@ std::map<std::string, std::string> ViTConfig::to_metadata() const {
       {"mlp_hidden", std::to_string(mlp_hidden)},
       {"num_classes", std::to_string(num_classes)},
       {"pool", pool},
-      {"qkv_bias", str_bool(qkv_bias)},
-      {"ln_eps", str_double(ln_eps)},
-      {"drop_rate", str_double(drop_rate)},
-      {"attn_drop_rate", str_double(attn_drop_rate)},
-      {"pos_drop_rate", str_double(pos_drop_rate)},
-      {"csp_layout", str_bool(csp_layout)},
+      {"qkv_bias", meta_bool(qkv_bias)},
+      {"ln_eps", meta_double(ln_eps)},
+      {"drop_rate", meta_double(drop_rate)},
+      {"attn_drop_rate", meta_double(attn_drop_rate)},
+      {"pos_drop_rate", meta_double(pos_drop_rate)},
+      {"csp_layout", meta_bool(csp_layout)},
       {"init", init},
   };
-  // Mixer options are stored under their own names ("csp_k"), every declared one with its value (defaults included,
-  // so a checkpoint says exactly which mixer it holds), and listed in "mixer_options" so they read back exactly.
-  std::vector<std::string> names;
-  const nn::MixerOptions resolved = nn::resolve_mixer_options(mixer, mixer_options);
-  for (const auto& [k, v] : resolved.values()) {
-    MIXGRAD_CHECK(!m.count(k) && k != "mixer_options" && k.find(',') == std::string::npos,
-                  "ViTConfig::to_metadata: mixer option \"{}\" clashes with a config key or contains a comma", k);
-    m[k] = v;
-    names.push_back(k);
-  }
-  m["mixer_options"] = fmt::format("{}", fmt::join(names, ","));
+  put_mixer_options(m, "ViTConfig", mixer, mixer_options);
   return m;
 }
 
-namespace {
-struct MetaReader {
-  const std::map<std::string, std::string>& m;
-  const std::string& get(const std::string& key) const {
-    auto it = m.find(key);
-    MIXGRAD_CHECK(it != m.end(), "ViTConfig::from_metadata: missing key \"{}\"", key);
-    return it->second;
-  }
-  [[noreturn]] void bad(const std::string& key, const char* what) const {
-    throw Error(fmt::format("ViTConfig::from_metadata: key \"{}\" = \"{}\" is not {}", key, get(key), what));
-  }
-  int64_t integer(const std::string& key) const {
-    const std::string& s = get(key);
-    size_t pos = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(s, &pos);
-    } catch (const std::exception&) {
-      bad(key, "an integer");
-    }
-    if (pos != s.size()) bad(key, "an integer");
-    return v;
-  }
-  double real(const std::string& key) const {
-    const std::string& s = get(key);
-    size_t pos = 0;
-    double v = 0;
-    try {
-      v = std::stod(s, &pos);
-    } catch (const std::exception&) {
-      bad(key, "a number");
-    }
-    if (pos != s.size()) bad(key, "a number");
-    return v;
-  }
-  bool boolean(const std::string& key) const {
-    const std::string& s = get(key);
-    if (s == "true" || s == "1") return true;
-    if (s == "false" || s == "0") return false;
-    bad(key, "a boolean (true/false)");
-  }
-};
-}  // namespace
 
 ViTConfig ViTConfig::from_metadata(const std::map<std::string, std::string>& meta) {
-  MetaReader r{meta};
+  const MetaReader r{meta, "ViTConfig"};
   MIXGRAD_CHECK(r.get("arch") == "vit", "ViTConfig::from_metadata: arch is \"{}\", expected \"vit\"", r.get("arch"));
   ViTConfig c;
   c.mixer = r.get("mixer");
@@ -119,12 +62,7 @@ ViTConfig ViTConfig::from_metadata(const std::map<std::string, std::string>& met
   if (meta.count("pos_drop_rate")) c.pos_drop_rate = r.real("pos_drop_rate");
   if (meta.count("csp_layout")) c.csp_layout = r.boolean("csp_layout");
   if (meta.count("init")) c.init = r.get("init");
-  if (meta.count("mixer_options")) {
-    std::stringstream ss(r.get("mixer_options"));
-    std::string name;
-    while (std::getline(ss, name, ','))
-      if (!name.empty()) c.mixer_options[name] = r.get(name);
-  }
+  c.mixer_options = get_mixer_options(r);
   c.validate();
   return c;
 }
@@ -264,6 +202,11 @@ VisionTransformer::VisionTransformer(const ViTConfig& cfg) : Module("VisionTrans
     blocks_->push_back(
         std::make_shared<nn::TransformerBlock>(cfg_.mixer, ctx, cfg_.mlp_hidden, cfg_.drop_rate, cfg_.ln_eps));
   }
+  const int64_t multiple = (*blocks_)[0].attn->sequence_multiple();
+  MIXGRAD_CHECK(ctx.seq_len % multiple == 0,
+                "VisionTransformer: the token count N = {}{} is not a multiple of K = {}, which mixer {} needs (its "
+                "sequence multiple); choose options, a patch size or a pooling that give such an N",
+                ctx.seq_len, token ? fmt::format(" ({} patches + class token)", n) : "", multiple, cfg_.mixer);
   norm_ = register_module(token ? "norm" : "fc_norm", std::make_shared<nn::LayerNorm>(d, cfg_.ln_eps));
   head_ = register_module("head", std::make_shared<nn::Linear>(d, cfg_.num_classes));
 

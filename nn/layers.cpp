@@ -50,4 +50,20 @@ Embedding::Embedding(int64_t n, int64_t d) : Layer("Embedding") {
   init::normal_(weight, 0.0, 1.0);
 }
 
+RealNumberEmbedding::RealNumberEmbedding(int64_t d) : Layer("RealNumberEmbedding"), dim(d) {
+  MIXGRAD_CHECK(d > 0, "RealNumberEmbedding: dim must be positive, got {}", d);
+  weight = register_parameter("weight", empty({d}));
+  bias = register_parameter("bias", empty({d}));
+  init::normal_(weight, 0.0, 1.0);
+  init::normal_(bias, 0.0, 0.1);
+}
+
+Tensor RealNumberEmbedding::forward(const Tensor& x) {
+  MIXGRAD_CHECK(is_floating(x.dtype()), "RealNumberEmbedding: expected floating-point input, got {}", x.dtype());
+  Shape s = x.shape(), row(x.dim() + 1, 1);
+  s.push_back(1);
+  row.back() = dim;
+  return add(mul(x.reshape(s), weight.reshape(row)), bias.reshape(row));
+}
+
 }  // namespace mixgrad::nn

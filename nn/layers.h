@@ -66,4 +66,14 @@ class Embedding : public Layer {
   Tensor weight;
 };
 
+// One real number per position to a vector: x [...] -> x[..., None]·weight + bias [..., dim] (MEGA's
+// RealNumberEmbedding, the LRA pixel tasks' real-valued input). weight ~ N(0, 1), bias ~ N(0, 0.1) as MEGA's.
+class RealNumberEmbedding : public Layer {
+ public:
+  explicit RealNumberEmbedding(int64_t dim);
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;
+  int64_t dim;
+};
+
 }  // namespace mixgrad::nn

@@ -2,8 +2,10 @@
 // back without padding, with an optional second document per sample (Retrieval), and the report of a reader that
 // counts and skips bad records instead of failing on the first.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,21 @@ struct SequenceSet {
     tokens2.insert(tokens2.end(), b.begin(), b.end());
     offsets2.push_back(static_cast<int64_t>(tokens2.size()));
     add(a, label);
+  }
+  // Every sample of `other` after this set's (both paired or both single); returns the index of its first sample.
+  // Classes and vocabulary become the larger of the two.
+  int64_t append(const SequenceSet& other) {
+    const int64_t first = size();
+    if (size() > 0 && other.size() > 0 && paired() != other.paired())
+      throw std::invalid_argument("SequenceSet::append: cannot mix paired and single-document samples");
+    for (int64_t i = 0; i < other.size(); ++i)
+      if (other.paired())
+        add_pair(other.sample(i), other.sample2(i), other.labels[size_t(i)]);
+      else
+        add(other.sample(i), other.labels[size_t(i)]);
+    num_classes = std::max(num_classes, other.num_classes);
+    vocab_size = std::max(vocab_size, other.vocab_size);
+    return first;
   }
 };
 

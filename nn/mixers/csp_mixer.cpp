@@ -31,10 +31,6 @@ CspMixer::CspMixer(const MixerContext& ctx)
                 "CspMixer: a causal context is not supported (CSP sorts groups of tokens, so every token sees its "
                 "group's later tokens)");
   k = int(opt.integer("csp_k"));
-  MIXGRAD_CHECK(seq_len % k == 0,
-                "CspMixer: the token count N = {}{} is not a multiple of csp_k K = {} (CSP sorts groups of K tokens); "
-                "choose K dividing N (K = 2 needs an even N) or a patch size / pooling that gives such an N",
-                seq_len, ctx.has_cls_token ? " (patches + class token)" : "", k);
   schedule = opt.text("csp_schedule");
   if (schedule == "exponential") {
     MIXGRAD_CHECK(ctx.num_layers >= 1 && ctx.layer_index >= 0 && ctx.layer_index < ctx.num_layers,

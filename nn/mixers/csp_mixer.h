@@ -12,7 +12,8 @@
 namespace mixgrad::nn {
 
 // Declared options:
-//   csp_k          2 (default), 4 or 8: the sort-group size K; every sequence length N must be a multiple of K.
+//   csp_k          2 (default), 4 or 8: the sort-group size K; every sequence length N given to forward() must be a
+//                  multiple of K (sequence_multiple(): models pad to it; the ViT checks its N at construction).
 //   csp_schedule   constant (default; CSP-ViT, spec §4.1) or exponential (CSP-MEGA, spec §4.2: block
 //                  ctx.layer_index of ctx.num_layers; the LRA app's default).
 // The shift table is computed once here from ctx.seq_len (the schedule length N_s) and reduced mod n_b inside the op,

@@ -1,0 +1,102 @@
+// The `lra` app (train / eval / predict / info / generate on the six Long Range Arena tasks with the Transformer
+// encoder and any token mixer). Training runs in the shared harness (apps/common/trainer.h, which also describes
+// the run folder); logic lives outside main() so that the tests drive it directly.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "apps/common/metrics.h"
+#include "apps/common/trainer.h"
+#include "apps/lra/lra_presets.h"
+#include "models/lra_transformer.h"
+
+namespace mixgrad::app::lra {
+
+// Model overrides on top of a preset (unset / empty = the preset's).
+struct ModelFlags {
+  std::optional<int64_t> embed_dim, depth, num_heads, qkv_dim, mlp_dim, max_len;
+  std::optional<double> dropout, attn_dropout;
+  std::string pool, pos, embedding, dual;
+  bool causal = false;
+  void apply(models::LraConfig& m) const;
+};
+
+// Where the data come from: --data, or the generated data set of a preset in the cache.
+struct DataFlags {
+  std::string data_dir;    // empty: generated tasks generate into the cache; the others need it
+  std::string cache_dir;   // empty: default_cache_dir()
+  std::string difficulty;  // Pathfinder / Path-X: easy, intermediate, hard (empty: the preset's, hard)
+  std::optional<uint64_t> split_seed;
+  std::optional<int64_t> samples;  // generated data: ListOps train samples / Pathfinder images (the rest scaled)
+};
+
+struct TrainOptions {
+  std::string task = "listops", model = "transformer", preset = "mini", mixer = "softmax";
+  std::map<std::string, std::string> mixer_options;
+  ModelFlags model_flags;
+  DataFlags data;
+  std::optional<int64_t> epochs, updates, batch_size, warmup, eval_every;
+  std::optional<double> lr, weight_decay, clip_norm, label_smoothing;
+  std::string schedule;
+  uint64_t seed = 0;
+  std::string device = "auto";
+  bool tf32 = false;
+  std::string attention = "automatic";
+  std::string out_dir;  // empty: runs/lra-<task>-<preset>-<model>-<mixer>
+  bool resume = false, overwrite = false, quiet = false;
+  int64_t log_every = 50, max_steps = 0, train_limit = 0, val_limit = 0, test_limit = 0;
+  std::optional<GeneratorConfig> generator;  // tests: the generated data set of a run (instead of the preset's)
+};
+TrainSummary run_training(const TrainOptions& opts);
+
+struct EvalOptions {
+  std::string checkpoint, device = "auto", split = "test";  // split: train, val or test
+  DataFlags data;                                           // empty: the data the checkpoint was trained on
+  int64_t batch_size = 64, limit = 0;
+  bool quiet = false;
+};
+EvalResult run_eval(const EvalOptions& opts);
+
+struct PredictOptions {
+  EvalOptions eval;
+  std::string out;  // .safetensors: "logits" [N, classes], "labels" [N] and "indices" [N] (sample indices)
+};
+int64_t run_predict(const PredictOptions& opts);
+
+// The task, the model with its mixer and options, every parameter name with its shape, and the total.
+std::string model_info(const std::string& task, const std::string& preset, const std::string& mixer,
+                       const ModelFlags& flags = {}, const std::map<std::string, std::string>& mixer_options = {});
+
+struct GenerateOptions {
+  std::string task = "listops", preset = "mini", out_dir;  // out_dir empty: into the cache (as train does)
+  DataFlags data;
+  std::optional<uint64_t> seed;
+  std::optional<int64_t> min_length, max_length, max_depth, max_args;
+  bool quiet = false;
+};
+// The generator settings of a task, preset and flags (what `generate` writes and `train` finds in the cache).
+GeneratorConfig generator_config(const std::string& task, const std::string& preset, const DataFlags& data,
+                                 const GenerateOptions* flags = nullptr);
+std::filesystem::path run_generate(const GenerateOptions& opts);
+
+struct CliCommand {
+  std::string command;  // train, eval, predict, info, generate
+  TrainOptions train;
+  EvalOptions eval;
+  PredictOptions predict;
+  GenerateOptions generate;
+  std::string info_task = "listops", info_preset = "mini", info_mixer = "softmax";
+  std::map<std::string, std::string> info_mixer_options;
+  ModelFlags info_model;
+  int exit_code = -1;  // >= 0: parsing ended the program (--help: 0, bad flag or value: non-zero); message printed
+};
+CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+// Parses and runs; runtime errors print "lra: error: <message>" and return 1.
+int lra_main(int argc, const char* const* argv);
+
+}  // namespace mixgrad::app::lra
