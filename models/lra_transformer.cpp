@@ -119,20 +119,35 @@ Tensor sinusoidal_positions(int64_t n, int64_t d) {
   for (int64_t pos = 0; pos < n; ++pos)
     for (int64_t i = 0; i < half; ++i) {
       const double w = std::exp(-std::log(10000.0) * double(2 * i) / double(d));
-      p[pos * d + i] = float(std::sin(double(pos) * w));
-      p[pos * d + half + i] = float(std::cos(double(pos) * w));
+      p[pos * d + 2 * i] = float(std::sin(double(pos) * w));
+      p[pos * d + 2 * i + 1] = float(std::cos(double(pos) * w));
     }
   return t;
 }
 
 // ---- model ----------------------------------------------------------------------------------------------------
 namespace {
-void init_linear_xavier(nn::Module& m) {
+// LRA's dense layers in the blocks: xavier-uniform weights, zero biases; a fused "qkv" projection [3I, D] is three
+// [I, D] matrices (LRA's separate query, key and value layers), each initialised on its own fans.
+void init_block_linears(nn::Module& m, const std::string& name = "") {
   if (auto* lin = dynamic_cast<nn::Linear*>(&m)) {
-    nn::init::xavier_uniform_(lin->weight);
+    const int64_t parts = name == "qkv" && lin->weight.size(0) % 3 == 0 ? 3 : 1, rows = lin->weight.size(0) / parts;
+    for (int64_t k = 0; k < parts; ++k) {
+      Tensor block = lin->weight.slice0(k * rows, rows);
+      nn::init::xavier_uniform_(block);
+    }
     if (lin->bias.defined()) nn::init::zeros_(lin->bias);
   }
-  for (const auto& [name, child] : m.named_children()) init_linear_xavier(*child);
+  for (const auto& [child_name, child] : m.named_children()) init_block_linears(*child, child_name);
+}
+
+// The classifier head keeps flax's Dense default: lecun-normal weights (std 1/sqrt(fan_in)), zero biases.
+void init_head(nn::Module& m) {
+  for (const auto& [name, child] : m.named_children())
+    if (auto* lin = dynamic_cast<nn::Linear*>(child.get())) {
+      nn::init::normal_(lin->weight, 0.0, 1.0 / std::sqrt(double(lin->in_features)));
+      nn::init::zeros_(lin->bias);
+    }
 }
 
 // Dense(hidden) -> ReLU -> Dense(classes), or for a dual encoder Dense(hidden) -> ReLU -> Dense(hidden/2) -> ReLU ->
@@ -175,6 +190,7 @@ LraTransformer::LraTransformer(const LraConfig& cfg) : Module("LraTransformer"),
   ctx.seq_len = cfg_.seq_len();
   ctx.grid_h = cfg_.grid_h, ctx.grid_w = cfg_.grid_w;
   ctx.has_cls_token = cfg_.pool == "cls";
+  ctx.qkv_bias = false;
   ctx.causal = cfg_.causal;
   ctx.num_layers = cfg_.depth;
   ctx.attn_drop = cfg_.attn_dropout;
@@ -191,9 +207,8 @@ LraTransformer::LraTransformer(const LraConfig& cfg) : Module("LraTransformer"),
   const int64_t head_in = cfg_.dual == "nli" ? 4 * d : cfg_.dual == "concat" ? 2 * d : d;
   head_ = register_module("head", make_head(head_in, cfg_.head_dim > 0 ? cfg_.head_dim : cfg_.mlp_dim, cfg_.num_classes,
                                             cfg_.dual != "none"));
-  // LRA initialises its dense layers (attention, MLP, head) with xavier-uniform weights and zero biases.
-  init_linear_xavier(*blocks_);
-  init_linear_xavier(*head_);
+  init_block_linears(*blocks_);
+  init_head(*head_);
 }
 
 Tensor LraTransformer::embed(const Tensor& tokens) {

@@ -1,6 +1,9 @@
 // The Long Range Arena Transformer encoder (specs/lra.md §6.1): token or real-valued pixel embeddings, sinusoidal or
 // learned positions, pre-LN blocks with any registered token mixer, CLS or masked-mean pooling, the classifier head,
-// and the Retrieval dual encoder ([u, v, u⊙v, u−v] or [u, v] into a three-layer head).
+// and the Retrieval dual encoder ([u, v, u⊙v, u−v] or [u, v] into a three-layer head). As LRA's flax code: no qkv
+// bias, xavier-uniform q / k / v / output / MLP weights (q, k and v each as its own matrix), tanh-GELU, LayerNorm eps
+// 1e-6, a lecun-normal head. One difference: the attention's output projection has a bias (LRA's has none; D
+// parameters per block), since mixgrad's mixers all end in one.
 #pragma once
 #include <map>
 #include <memory>
@@ -66,8 +69,8 @@ class LraTransformer : public nn::Module {
   int64_t seq_multiple_ = 1;
 };
 
-// LRA's fixed sinusoidal table [n, d]: row p = [sin(p·ω_0), ..., sin(p·ω_{d/2−1}), cos(p·ω_0), ...],
-// ω_i = 10000^(−2i/d) (sines in the first half, cosines in the second; d even).
+// LRA's fixed sinusoidal table [n, d] (common_layers.sinusoidal_init): row p holds sin(p·ω_i) in column 2i and
+// cos(p·ω_i) in column 2i + 1, ω_i = 10000^(−2i/d) (d even).
 Tensor sinusoidal_positions(int64_t n, int64_t d);
 
 }  // namespace mixgrad::models

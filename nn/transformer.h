@@ -10,13 +10,15 @@
 
 namespace mixgrad::nn {
 
-// fc1 (dim -> hidden) -> GELU (exact, erf) -> Dropout -> fc2 (hidden -> dim) -> Dropout (timm's Mlp).
+// fc1 (dim -> hidden) -> GELU -> Dropout -> fc2 (hidden -> dim) -> Dropout (timm's Mlp). gelu: "none" (exact, erf;
+// timm's) or "tanh" (the tanh approximation; flax's default, so LRA's).
 class MLP : public Layer {
  public:
-  MLP(int64_t dim, int64_t hidden, double drop = 0.0);
+  MLP(int64_t dim, int64_t hidden, double drop = 0.0, std::string gelu = "none");
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<Linear> fc1, fc2;
   double drop;
+  std::string gelu;
 };
 
 // x = x + attn(norm1(x)); x = x + mlp(norm2(x)). Members named as in timm's Block (norm1, attn, norm2, mlp), so
@@ -25,7 +27,7 @@ class MLP : public Layer {
 class TransformerBlock : public Module {
  public:
   TransformerBlock(const std::string& mixer_name, const MixerContext& ctx, int64_t mlp_hidden, double mlp_drop = 0.0,
-                   double ln_eps = 1e-6);
+                   double ln_eps = 1e-6, const std::string& gelu = "none");
   // x [B, N, D]; lengths optional int32 [B] on x's device (valid tokens per sample), passed to the mixer.
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor());
   std::shared_ptr<LayerNorm> norm1, norm2;

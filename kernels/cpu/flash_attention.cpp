@@ -240,16 +240,30 @@ int64_t tile_cols(int64_t cols) {
   return (cols + L - 1) / L * L;
 }
 
+// z[c] = keep(i, j0 + c) / (1 - p) or 0 for c < n <= kBc (flash_dropout_keep's mask): the Philox blocks of keys
+// j0 .. j0+n-1 (counter (j/4, i, h, b)) drawn kPhiloxLanes at a time.
+template <class T>
+void dropout_factors(T* z, int64_t n, uint64_t key, int64_t b, int64_t h, int64_t i, int64_t j0, float p,
+                     T inv_keep) {
+  uint32_t lo[kPhiloxLanes], hi[kPhiloxLanes], bits[4][kPhiloxLanes];
+  for (int64_t g = j0 >> 2; g <= (j0 + n - 1) >> 2; g += kPhiloxLanes) {
+    for (int l = 0; l < kPhiloxLanes; ++l) lo[l] = static_cast<uint32_t>(g + l), hi[l] = static_cast<uint32_t>(i);
+    philox4x32_10_lanes(key, lo, hi, static_cast<uint32_t>(h), static_cast<uint32_t>(b), bits);
+    for (int l = 0; l < kPhiloxLanes; ++l)
+      for (int w = 0; w < 4; ++w) {
+        const int64_t c = (g + l) * 4 + w - j0;
+        if (c >= 0 && c < n) z[c] = flash_dropout_keep_word(bits[w][l], p) ? inv_keep : T(0);
+      }
+  }
+}
+
 // Multiplies w[c] (c < n, keys j0 + c of query i) by the dropout keep-mask / (1 - p).
 template <class T>
 void apply_dropout(T* w, int64_t n, uint64_t key, int64_t b, int64_t h, int64_t i, int64_t j0, float p,
                    T inv_keep) {
-  Philox4 bits{};
-  for (int64_t c = 0; c < n; ++c) {
-    const int64_t j = j0 + c;
-    if (c == 0 || (j & 3) == 0) bits = flash_dropout_bits4(key, b, h, i, j >> 2);
-    w[c] = flash_dropout_keep_word(flash_philox_word(bits, static_cast<int>(j & 3)), p) ? w[c] * inv_keep : T(0);
-  }
+  T z[kBc];
+  dropout_factors(z, n, key, b, h, i, j0, p, inv_keep);
+  for (int64_t c = 0; c < n; ++c) w[c] *= z[c];
 }
 
 template <class T, int DC>
@@ -385,15 +399,11 @@ struct BackwardContext {
 #pragma omp simd
           for (int64_t c = 0; c < nv; ++c) ds[c] = pd[c] * (ds[c] - D_i);
         } else {
-          Philox4 bits{};
+          T z[kBc];
+          dropout_factors(z, nv, dkey, b, h, i, j0, p.dropout_p, inv_keep);
           for (int64_t c = 0; c < nv; ++c) {
-            const int64_t j = j0 + c;
-            if (c == 0 || (j & 3) == 0) bits = flash_dropout_bits4(dkey, b, h, i, j >> 2);
-            const T z = flash_dropout_keep_word(flash_philox_word(bits, static_cast<int>(j & 3)), p.dropout_p)
-                            ? inv_keep
-                            : T(0);
-            ds[c] = pd[c] * (ds[c] * z - D_i);
-            pd[c] *= z;
+            ds[c] = pd[c] * (ds[c] * z[c] - D_i);
+            pd[c] *= z[c];
           }
         }
       }

@@ -556,6 +556,25 @@ TEMPLATE_TEST_CASE("normal_fill and trunc_normal_fill", "[kernels][elementwise][
   CHECK(narrow_outside == 0);
 }
 
+TEST_CASE("philox4x32_10_lanes equals philox4x32_10 lane by lane", "[kernels][elementwise][random]") {
+  uint32_t lo[kPhiloxLanes], hi[kPhiloxLanes], out[4][kPhiloxLanes];
+  for (const uint64_t first : {uint64_t{0}, uint64_t{12345}, uint64_t{0xFFFFFFF8u}, ~uint64_t{0} - 3})
+    for (const uint64_t seed : {uint64_t{0}, uint64_t{42}, ~uint64_t{0}}) {
+      for (int l = 0; l < kPhiloxLanes; ++l) {
+        const uint64_t c = first + uint64_t(l);  // crosses into the high word for first = 0xFFFFFFF8
+        lo[l] = uint32_t(c), hi[l] = uint32_t(c >> 32);
+      }
+      philox4x32_10_lanes(seed, lo, hi, 0x01234567u, 0x89ABCDEFu, out);
+      for (int l = 0; l < kPhiloxLanes; ++l) {
+        const Philox4 want = philox4x32_10(seed, first + uint64_t(l), 0x89ABCDEF01234567ull);
+        for (int w = 0; w < 4; ++w) {
+          INFO("first " << first << " seed " << seed << " lane " << l << " word " << w);
+          REQUIRE(out[w][l] == want.v[w]);
+        }
+      }
+    }
+}
+
 TEMPLATE_TEST_CASE("dropout keep rate and mask regeneration", "[kernels][elementwise][random]", float, double) {
   using T = TestType;
   const int64_t n = 1000003;

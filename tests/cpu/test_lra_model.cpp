@@ -54,7 +54,8 @@ TEST_CASE("lra transformer: parameter names, shapes and the count by formula", "
     const models::LraConfig c = tiny("softmax", pool);
     models::LraTransformer m(c);
     const int64_t d = 8, i = 6, mlp = 12, v = 7, k = 3, depth = 2;
-    const int64_t block = 2 * 2 * d + (d * 3 * i + 3 * i) + (i * d + d) + (d * mlp + mlp) + (mlp * d + d);
+    // No qkv bias (LRA's); the output projection has one.
+    const int64_t block = 2 * 2 * d + d * 3 * i + (i * d + d) + (d * mlp + mlp) + (mlp * d + d);
     int64_t want = v * d + depth * block + 2 * d + (d * mlp + mlp) + (mlp * k + k);
     if (pool == "cls") want += d;                 // class token (positions are sinusoidal: no parameter)
     if (pool == "mean") want += c.seq_len() * d;  // learned positions
@@ -75,14 +76,14 @@ TEST_CASE("lra transformer: parameter names, shapes and the count by formula", "
   CHECK(testing::find_param(m, "head.4.weight").shape() == Shape({3, 6}));
 }
 
-TEST_CASE("lra transformer: sinusoidal positions are sines then cosines of p·10000^(-2i/d)", "[lra][model]") {
+TEST_CASE("lra transformer: sinusoidal positions interleave sin and cos of p·10000^(-2i/d)", "[lra][model]") {
   const Tensor t = models::sinusoidal_positions(5, 6);
   const std::vector<float> v = t.to_vector<float>();
   for (int64_t p = 0; p < 5; ++p)
     for (int64_t i = 0; i < 3; ++i) {
       const double w = std::pow(10000.0, -2.0 * double(i) / 6.0);
-      CHECK(v[size_t(p * 6 + i)] == Approx(std::sin(double(p) * w)).margin(1e-6));
-      CHECK(v[size_t(p * 6 + 3 + i)] == Approx(std::cos(double(p) * w)).margin(1e-6));
+      CHECK(v[size_t(p * 6 + 2 * i)] == Approx(std::sin(double(p) * w)).margin(1e-6));
+      CHECK(v[size_t(p * 6 + 2 * i + 1)] == Approx(std::cos(double(p) * w)).margin(1e-6));
     }
   CHECK_THROWS_WITH(models::sinusoidal_positions(3, 5), Contains("even d"));
 }
