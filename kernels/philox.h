@@ -66,6 +66,18 @@ inline void philox4x32_10_lanes(uint64_t seed, const uint32_t* lo, const uint32_
     for (int n = 0; n < kPhiloxLanes; ++n) out[w][n] = x[w][n];
 }
 
+// Keep tests without floating point: a draw r passes "uniform of r >= p" (the 24-bit uniform float(r >> 8) / 2^24 of
+// philox_uniform) exactly when (r >> 8) >= philox_keep_threshold(p) = ceil(p · 2^24), clamped to [0, 2^24] (2^24:
+// nothing passes, p >= 1). Both sides are exact (r >> 8 < 2^24; scaling by 2^24 is exact), so the tests agree for
+// every r and p, and the integer form vectorises.
+inline uint32_t philox_keep_threshold(float p) {
+  if (!(p > 0.0f)) return 0;
+  if (p >= 1.0f) return 16777216u;
+  const double t = static_cast<double>(p) * 16777216.0;
+  const uint32_t c = static_cast<uint32_t>(t);
+  return static_cast<double>(c) == t ? c : c + 1;
+}
+
 // The i-th 32-bit draw of the stream (seed, offset): draw i lives in block i/4, lane i%4.
 MIXGRAD_HD uint32_t philox_u32(uint64_t seed, uint64_t offset, uint64_t i) {
   const Philox4 r = philox4x32_10(seed, i >> 2, offset);

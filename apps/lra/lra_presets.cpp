@@ -82,10 +82,10 @@ LraPreset mini_preset(const TaskInfo& t) {
     set_sizes(m, {2, 64, 4, 64, 128, "cls", "sinusoidal", 0.1, 0.1});
     m.max_len = 250;
     r = lra_recipe(32, 1e-3, "cosine", 300, 0.01);
-    r.epochs = 10;
+    r.epochs = 4;
     data::ListOpsConfig& g = p.generator.listops;
     g.min_length = 50, g.max_length = 250, g.train = 20000, g.val = 1000, g.test = 1000;
-    p.note = "ListOps with 51-249 tokens, 20,000 / 1,000 / 1,000 generated samples, a 2-layer D 64 encoder";
+    p.note = "ListOps with 51-249 tokens, 20,000 / 1,000 / 1,000 generated samples, a 2-layer D 64 encoder, 4 epochs";
   } else if (t.name == "text" || t.name == "retrieval") {
     set_sizes(m, {2, 64, 4, 64, 128, "cls", "sinusoidal", 0.1, 0.1});
     m.max_len = 1000;  // the length of LRA's released text configuration

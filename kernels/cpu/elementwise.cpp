@@ -307,26 +307,30 @@ T dropout_scale(float p) {
 }
 
 // Element i is kept iff the uniform of word i % 4 of Philox block (i / 4, offset) is >= p; the blocks are drawn
-// kPhiloxLanes at a time (philox4x32_10_lanes: the same numbers, vectorised).
+// kPhiloxLanes at a time (philox4x32_10_lanes: the same numbers, vectorised) and tested in integers
+// (philox_keep_threshold: the same decisions), so the whole loop vectorises.
 template <class T>
 void dropout_apply(T* out, const T* in, int64_t n, float p, uint64_t seed, uint64_t offset) {
   if (n <= 0) return;
   const T scale = dropout_scale<T>(p);
+  const uint32_t threshold = philox_keep_threshold(p);
   constexpr int64_t kPerGroup = 4 * kPhiloxLanes;
   const int64_t groups = (n + kPerGroup - 1) / kPerGroup;
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t g = 0; g < groups; ++g) {
-    uint32_t lo[kPhiloxLanes], hi[kPhiloxLanes], r[4][kPhiloxLanes];
+    uint32_t lo[kPhiloxLanes], hi[kPhiloxLanes], r[4][kPhiloxLanes], words[kPerGroup];
     for (int l = 0; l < kPhiloxLanes; ++l) {
       const uint64_t blk = static_cast<uint64_t>(g * kPhiloxLanes + l);
       lo[l] = static_cast<uint32_t>(blk), hi[l] = static_cast<uint32_t>(blk >> 32);
     }
     philox4x32_10_lanes(seed, lo, hi, static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32), r);
+    for (int l = 0; l < kPhiloxLanes; ++l)
+      for (int w = 0; w < 4; ++w) words[4 * l + w] = r[w][l];  // element order: block l, word w
     const int64_t base = g * kPerGroup, m = std::min<int64_t>(kPerGroup, n - base);
-    for (int64_t e = 0; e < m; ++e) {
-      const uint32_t word = r[e & 3][e >> 2];
-      out[base + e] = philox_uniform_from_u32(word) >= p ? in[base + e] * scale : T(0);
-    }
+    T* o = out + base;
+    const T* x = in + base;
+#pragma omp simd
+    for (int64_t e = 0; e < m; ++e) o[e] = (words[e] >> 8) >= threshold ? x[e] * scale : T(0);
   }
 }
 

@@ -242,18 +242,22 @@ int64_t tile_cols(int64_t cols) {
 
 // z[c] = keep(i, j0 + c) / (1 - p) or 0 for c < n <= kBc (flash_dropout_keep's mask): the Philox blocks of keys
 // j0 .. j0+n-1 (counter (j/4, i, h, b)) drawn kPhiloxLanes at a time.
+// The keep test is flash_dropout_keep_word's, done in integers (philox_keep_threshold: the same decisions).
 template <class T>
 void dropout_factors(T* z, int64_t n, uint64_t key, int64_t b, int64_t h, int64_t i, int64_t j0, float p,
                      T inv_keep) {
-  uint32_t lo[kPhiloxLanes], hi[kPhiloxLanes], bits[4][kPhiloxLanes];
-  for (int64_t g = j0 >> 2; g <= (j0 + n - 1) >> 2; g += kPhiloxLanes) {
-    for (int l = 0; l < kPhiloxLanes; ++l) lo[l] = static_cast<uint32_t>(g + l), hi[l] = static_cast<uint32_t>(i);
+  const uint32_t threshold = philox_keep_threshold(p);
+  uint32_t lo[kPhiloxLanes], hi[kPhiloxLanes], bits[4][kPhiloxLanes], words[4 * kPhiloxLanes];
+  for (int64_t g0 = j0 >> 2; g0 <= (j0 + n - 1) >> 2; g0 += kPhiloxLanes) {
+    for (int l = 0; l < kPhiloxLanes; ++l) lo[l] = static_cast<uint32_t>(g0 + l), hi[l] = static_cast<uint32_t>(i);
     philox4x32_10_lanes(key, lo, hi, static_cast<uint32_t>(h), static_cast<uint32_t>(b), bits);
     for (int l = 0; l < kPhiloxLanes; ++l)
-      for (int w = 0; w < 4; ++w) {
-        const int64_t c = (g + l) * 4 + w - j0;
-        if (c >= 0 && c < n) z[c] = flash_dropout_keep_word(bits[w][l], p) ? inv_keep : T(0);
-      }
+      for (int w = 0; w < 4; ++w) words[4 * l + w] = bits[w][l];  // key order: key 4·(g0 + l) + w
+    // Keys g0·4 .. g0·4 + 63 cover z[c] for c = k − j0 in [0, n).
+    const int64_t first = std::max<int64_t>(0, g0 * 4 - j0), last = std::min<int64_t>(n, g0 * 4 + 4 * kPhiloxLanes - j0);
+    const int64_t shift = j0 - g0 * 4;  // z[c] is key j0 + c = word c + shift
+#pragma omp simd
+    for (int64_t c = first; c < last; ++c) z[c] = (words[c + shift] >> 8) >= threshold ? inv_keep : T(0);
   }
 }
 

@@ -575,6 +575,21 @@ TEST_CASE("philox4x32_10_lanes equals philox4x32_10 lane by lane", "[kernels][el
     }
 }
 
+TEST_CASE("philox_keep_threshold makes the same keep decisions as the float uniform", "[kernels][elementwise][random]") {
+  for (const float p : {0.0f, 1e-9f, 5.9604645e-8f, 0.1f, 0.3f, 0.5f, 0.7f, 0.999999f, 1.0f, 1.5f, -0.5f}) {
+    const uint32_t t = philox_keep_threshold(p);
+    int64_t mismatch = 0;
+    for (uint32_t k = 0; k < (1u << 24); k += 97) {  // every 97th 24-bit value, plus the neighbours of t
+      const uint32_t word = k << 8 | (k & 0xFFu);
+      mismatch += ((word >> 8) >= t) != (philox_uniform_from_u32(word) >= p);
+    }
+    for (int64_t k = int64_t(t) - 2; k <= int64_t(t) + 2; ++k)
+      if (k >= 0 && k < (1 << 24)) mismatch += ((uint32_t(k) >= t) != (philox_uniform_from_u32(uint32_t(k) << 8) >= p));
+    INFO("p = " << p << ", threshold " << t);
+    CHECK(mismatch == 0);
+  }
+}
+
 TEMPLATE_TEST_CASE("dropout keep rate and mask regeneration", "[kernels][elementwise][random]", float, double) {
   using T = TestType;
   const int64_t n = 1000003;
