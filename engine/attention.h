@@ -1,6 +1,6 @@
 // Scaled dot-product attention as one engine op: a fused flash-style path (one tape node, O(T·d) memory) chosen
 // automatically when the masks allow it, and the composite path (matmul, where, softmax, dropout, matmul).
-// AGREED API — see docs/vit-api.md; implemented in engine/ops_attention.cpp.
+// Implemented in engine/ops_attention.cpp; how mixers use it: docs/mixers.md.
 #pragma once
 #include "engine/tensor.h"
 

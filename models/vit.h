@@ -1,5 +1,5 @@
 // Vision Transformer with a pluggable token mixer, timm parameter names, and the named presets of specs/vit.md.
-// AGREED API — see docs/vit-api.md; implemented in models/vit.cpp.
+// Implemented in models/vit.cpp.
 #pragma once
 #include <map>
 #include <string>

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,13 @@ void put_prefixed(nn::Metadata& m, const std::string& prefix, const std::map<std
 std::map<std::string, std::string> get_prefixed(const nn::Metadata& m, const std::string& prefix);
 
 // ---- command line --------------------------------------------------------------------------------------------
+// An option whose value lands in `into` only when the flag is given (unset = the preset's).
+template <class T>
+CLI::Option* optional_flag(CLI::App* sc, const std::string& name, std::optional<T>& into, const std::string& help) {
+  return sc->add_option_function<T>(
+      name, [&into](const T& v) { into = v; }, help);
+}
+
 // A finite number, > 0 when `positive`, else >= 0.
 CLI::Validator finite_number(bool positive);
 // "auto", "cpu", "cuda" or "cuda:N".

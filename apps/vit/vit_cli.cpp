@@ -11,88 +11,61 @@
 
 namespace mixgrad::app {
 
-// ---- command line ---------------------------------------------------------------------------------------------
 namespace {
+
 const std::vector<std::string> kDatasets{"fashion-mnist", "mnist", "cifar10", "cifar100"};
+const auto kCount = CLI::Range(int64_t(0), int64_t(1) << 40);
 
-// The model-shape flags of `train` and `info`; the values are copied into `m` after parsing (finish()).
-struct ModelFlags {
-  int64_t dim = 0, depth = 0, heads = 0, mlp = 0;
-  CLI::Option *o_dim = nullptr, *o_depth = nullptr, *o_heads = nullptr, *o_mlp = nullptr;
-  void add(CLI::App* sc, ModelOverrides& m) {
-    sc->add_option("--pool", m.pool,
-                   "Classifier input: token (the class token) or avg (mean of the patch tokens; a preset with a class "
-                   "token keeps it in the sequence) (default: the preset's)")
-        ->check(CLI::IsMember({"token", "avg"}));
-    const auto range = CLI::Range(int64_t(1), int64_t(1) << 20);
-    o_dim = sc->add_option("--embed-dim", dim, "Model width D (default: the preset's; must be a multiple of the heads)")
-                ->check(range);
-    o_depth = sc->add_option("--depth", depth, "Number of encoder blocks (default: the preset's)")->check(range);
-    o_heads = sc->add_option("--heads", heads, "Attention heads (default: the preset's; must divide the width)")
-                  ->check(range);
-    o_mlp = sc->add_option("--mlp-dim", mlp, "MLP hidden width M (default: the preset's)")->check(range);
-  }
-  void finish(ModelOverrides& m) const {
-    if (o_dim->count()) m.embed_dim = dim;
-    if (o_depth->count()) m.depth = depth;
-    if (o_heads->count()) m.num_heads = heads;
-    if (o_mlp->count()) m.mlp_hidden = mlp;
-  }
-};
-}  // namespace
+// The model-shape flags of `train` and `info`.
+void add_model_flags(CLI::App* sc, ModelOverrides& m) {
+  sc->add_option("--pool", m.pool,
+                 "Classifier input: token (the class token) or avg (mean of the patch tokens; a preset with a class "
+                 "token keeps it in the sequence) (default: the preset's)")
+      ->check(CLI::IsMember({"token", "avg"}));
+  const auto range = CLI::Range(int64_t(1), int64_t(1) << 20);
+  optional_flag(sc, "--embed-dim", m.embed_dim,
+                "Model width D (default: the preset's; must be a multiple of the heads)")
+      ->check(range);
+  optional_flag(sc, "--depth", m.depth, "Number of encoder blocks (default: the preset's)")->check(range);
+  optional_flag(sc, "--heads", m.num_heads, "Attention heads (default: the preset's; must divide the width)")
+      ->check(range);
+  optional_flag(sc, "--mlp-dim", m.mlp_hidden, "MLP hidden width M (default: the preset's)")->check(range);
+}
 
-CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
-  CliCommand c;
-  CLI::App app{"mixgrad vit: train, evaluate and run Vision Transformers with pluggable token mixers"};
-  app.require_subcommand(1);
-  const std::vector<std::string> presets = models::vit_preset_names(), mixers = nn::mixer_names();
-
-  // train
-  TrainOptions& t = c.train;
-  CLI::App* tr = app.add_subcommand("train", "Train a ViT; writes checkpoints, metrics.jsonl and a report to --out");
-  tr->add_option("--dataset", t.dataset,
-                 "Data set: fashion-mnist, mnist, cifar10, cifar100 (default: the preset's, "
-                 "fashion-mnist for fmnist-*)")
-      ->check(CLI::IsMember(kDatasets));
-  tr->add_option("--data", t.data_dir,
-                 "Data folder (default for fashion-mnist: $MIXGRAD_FASHION_MNIST_DIR or "
-                 "/usr/share/datasets/fashion-mnist; required for the others)");
-  tr->add_option("--preset", t.preset, "Model + recipe preset")->check(CLI::IsMember(presets))->capture_default_str();
-  tr->add_option("--mixer", t.mixer, "Token mixer")->check(CLI::IsMember(mixers))->capture_default_str();
-  std::vector<std::string> train_mixer_opts, info_mixer_opts;
-  add_mixer_option_flag(tr, train_mixer_opts);
-  ModelFlags train_model, info_model;
-  train_model.add(tr, t.model);
-  int64_t epochs = 0, batch = 0, warmup = 0;
-  double lr = 0, wd = 0, ls = 0;
-  auto* o_epochs = tr->add_option("--epochs", epochs, "Training epochs (default: the preset's)")
-                       ->check(CLI::Range(int64_t(1), int64_t(1000000)));
-  auto* o_batch = tr->add_option("--batch-size", batch, "Batch size (default: the preset's)")
-                      ->check(CLI::Range(int64_t(1), int64_t(65536)));
-  auto* o_lr = tr->add_option("--lr", lr, "Peak learning rate (default: the preset's)")->check(finite_number(true));
-  auto* o_wd = tr->add_option("--weight-decay", wd, "AdamW decoupled weight decay (default: the preset's)")
-                   ->check(finite_number(false));
-  auto* o_warm = tr->add_option("--warmup", warmup, "Linear warm-up steps (default: the preset's)")
-                     ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
-  auto* o_ls = tr->add_option("--label-smoothing", ls, "Label smoothing in [0, 1) (default 0)")
-                   ->check(CLI::Range(0.0, 0.999999));
-  int64_t crop = 0;
-  bool no_flip = false, flip = false;
-  auto* o_crop =
-      tr->add_option("--crop-padding", crop, "Random-crop zero padding in pixels, 0 = no crop (default: the preset's)")
-          ->check(CLI::Range(int64_t(0), int64_t(64)));
-  auto* o_noflip = tr->add_flag("--no-flip", no_flip, "No random horizontal flip (MNIST is never flipped)");
-  auto* o_flip =
-      tr->add_flag("--flip", flip, "Random horizontal flip (default: on, except for MNIST)")->excludes(o_noflip);
-  bool no_decay_1d = false, decay_1d = false;
-  auto* o_nodecay = tr->add_flag("--no-decay-1d", no_decay_1d,
-                                 "No weight decay on biases, norm weights, pos_embed and cls_token (timm's "
-                                 "exemptions; the default for fmnist-tiny)");
-  auto* o_decay = tr->add_flag("--decay-1d", decay_1d,
-                               "Weight decay on every parameter (PyTorch AdamW over one group; the default for the "
-                               "other presets)")
-                      ->excludes(o_nodecay);
+// The recipe flags of `train` (unset = the preset's recipe).
+void add_recipe_flags(CLI::App* tr, TrainOptions& t) {
+  optional_flag(tr, "--epochs", t.epochs, "Training epochs (default: the preset's)")
+      ->check(CLI::Range(int64_t(1), int64_t(1000000)));
+  optional_flag(tr, "--batch-size", t.batch_size, "Batch size (default: the preset's)")
+      ->check(CLI::Range(int64_t(1), int64_t(65536)));
+  optional_flag(tr, "--lr", t.lr, "Peak learning rate (default: the preset's)")->check(finite_number(true));
+  optional_flag(tr, "--weight-decay", t.weight_decay, "AdamW decoupled weight decay (default: the preset's)")
+      ->check(finite_number(false));
+  optional_flag(tr, "--warmup", t.warmup, "Linear warm-up steps (default: the preset's)")->check(kCount);
+  optional_flag(tr, "--label-smoothing", t.label_smoothing, "Label smoothing in [0, 1) (default 0)")
+      ->check(CLI::Range(0.0, 0.999999));
+  optional_flag(tr, "--crop-padding", t.crop_padding,
+                "Random-crop zero padding in pixels, 0 = no crop (default: the preset's)")
+      ->check(CLI::Range(int64_t(0), int64_t(64)));
+  auto* no_flip = tr->add_flag_function(
+      "--no-flip", [&t](int64_t) { t.flip = false; }, "No random horizontal flip (MNIST is never flipped)");
+  tr->add_flag_function(
+        "--flip", [&t](int64_t) { t.flip = true; }, "Random horizontal flip (default: on, except for MNIST)")
+      ->excludes(no_flip);
+  auto* no_decay = tr->add_flag_function(
+      "--no-decay-1d", [&t](int64_t) { t.decay_1d = false; },
+      "No weight decay on biases, norm weights, pos_embed and cls_token (timm's "
+      "exemptions; the default for fmnist-tiny)");
+  tr->add_flag_function(
+        "--decay-1d", [&t](int64_t) { t.decay_1d = true; },
+        "Weight decay on every parameter (PyTorch AdamW over one group; the default for the other "
+        "presets)")
+      ->excludes(no_decay);
   tr->add_option("--seed", t.seed, "Seed of the weights, data order, augmentation and dropout")->capture_default_str();
+}
+
+// How `train` runs: device, kernels, run folder, logging, stops and limits.
+void add_run_flags(CLI::App* tr, TrainOptions& t) {
   tr->add_option("--device", t.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
   tr->add_flag("--tf32", t.tf32, "Allow TF32 tensor cores for CUDA matrix products");
   tr->add_option("--attention", t.attention,
@@ -112,17 +85,34 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   tr->add_option("--max-steps", t.max_steps,
                  "Stop after N optimiser steps in total, saving last.safetensors (the "
                  "schedule is unchanged; 0 = run to the end)")
-      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
-  tr->add_option("--train-limit", t.train_limit, "Use only the first N training images (0 = all)")
-      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
-  tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation images (0 = all)")
-      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
-  tr->add_option("--test-limit", t.test_limit, "Test on the first N test images (0 = all)")
-      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
+      ->check(kCount);
+  tr->add_option("--train-limit", t.train_limit, "Use only the first N training images (0 = all)")->check(kCount);
+  tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation images (0 = all)")->check(kCount);
+  tr->add_option("--test-limit", t.test_limit, "Test on the first N test images (0 = all)")->check(kCount);
   tr->add_flag("--quiet", t.quiet, "No progress lines");
+}
 
-  // eval
-  EvalOptions& e = c.eval;
+CLI::App* add_train(CLI::App& app, TrainOptions& t, std::vector<std::string>& mixer_opts) {
+  CLI::App* tr = app.add_subcommand("train", "Train a ViT; writes checkpoints, metrics.jsonl and a report to --out");
+  tr->add_option("--dataset", t.dataset,
+                 "Data set: fashion-mnist, mnist, cifar10, cifar100 (default: the preset's, "
+                 "fashion-mnist for fmnist-*)")
+      ->check(CLI::IsMember(kDatasets));
+  tr->add_option("--data", t.data_dir,
+                 "Data folder (default for fashion-mnist: $MIXGRAD_FASHION_MNIST_DIR or "
+                 "/usr/share/datasets/fashion-mnist; required for the others)");
+  tr->add_option("--preset", t.preset, "Model + recipe preset")
+      ->check(CLI::IsMember(models::vit_preset_names()))
+      ->capture_default_str();
+  tr->add_option("--mixer", t.mixer, "Token mixer")->check(CLI::IsMember(nn::mixer_names()))->capture_default_str();
+  add_mixer_option_flag(tr, mixer_opts);
+  add_model_flags(tr, t.model);
+  add_recipe_flags(tr, t);
+  add_run_flags(tr, t);
+  return tr;
+}
+
+CLI::App* add_eval(CLI::App& app, EvalOptions& e) {
   CLI::App* ev = app.add_subcommand("eval", "Test accuracy of a checkpoint (config from its metadata)");
   ev->add_option("--checkpoint", e.checkpoint, "A best/last.safetensors file")->required();
   ev->add_option("--dataset", e.dataset, "Data set (default: the one recorded in the checkpoint)")
@@ -132,11 +122,11 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   ev->add_option("--batch-size", e.batch_size, "Evaluation batch size")
       ->check(CLI::Range(int64_t(1), int64_t(65536)))
       ->capture_default_str();
-  ev->add_option("--test-limit", e.test_limit, "Evaluate on the first N test images (0 = all)")
-      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
+  ev->add_option("--test-limit", e.test_limit, "Evaluate on the first N test images (0 = all)")->check(kCount);
+  return ev;
+}
 
-  // predict
-  PredictOptions& p = c.predict;
+CLI::App* add_predict(CLI::App& app, PredictOptions& p) {
   CLI::App* pr = app.add_subcommand("predict", "Logits for the images of an IDX file, saved as tensor 'logits'");
   pr->add_option("--checkpoint", p.checkpoint, "A best/last.safetensors file")->required();
   pr->add_option("--images", p.images, "IDX file of uint8 images [N,H,W] or [N,C,H,W] (.gz or plain)")->required();
@@ -145,43 +135,45 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   pr->add_option("--batch-size", p.batch_size, "Batch size")
       ->check(CLI::Range(int64_t(1), int64_t(65536)))
       ->capture_default_str();
+  return pr;
+}
 
-  // info
+CLI::App* add_info(CLI::App& app, CliCommand& c, std::vector<std::string>& mixer_opts) {
   CLI::App* in = app.add_subcommand("info", "Architecture, parameter names and shapes, and the parameter count");
-  in->add_option("--preset", c.info_preset, "Preset")->check(CLI::IsMember(presets))->capture_default_str();
-  in->add_option("--mixer", c.info_mixer, "Token mixer")->check(CLI::IsMember(mixers))->capture_default_str();
-  add_mixer_option_flag(in, info_mixer_opts);
-  info_model.add(in, c.info_model);
+  in->add_option("--preset", c.info_preset, "Preset")
+      ->check(CLI::IsMember(models::vit_preset_names()))
+      ->capture_default_str();
+  in->add_option("--mixer", c.info_mixer, "Token mixer")
+      ->check(CLI::IsMember(nn::mixer_names()))
+      ->capture_default_str();
+  add_mixer_option_flag(in, mixer_opts);
+  add_model_flags(in, c.info_model);
+  return in;
+}
 
+}  // namespace
+
+CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CliCommand c;
+  CLI::App app{"mixgrad vit: train, evaluate and run Vision Transformers with pluggable token mixers"};
+  app.require_subcommand(1);
+  std::vector<std::string> train_mixer_opts, info_mixer_opts;
+  const std::vector<CLI::App*> subcommands = {add_train(app, c.train, train_mixer_opts), add_eval(app, c.eval),
+                                              add_predict(app, c.predict), add_info(app, c, info_mixer_opts)};
   try {
     app.parse(argc, argv);
+    c.train.mixer_options = mixer_options(train_mixer_opts);
+    c.info_mixer_options = mixer_options(info_mixer_opts);
   } catch (const CLI::ParseError& ex) {
     c.exit_code = app.exit(ex, out, err);
     if (c.exit_code == 0 && ex.get_exit_code() != 0) c.exit_code = ex.get_exit_code();
     return c;
-  }
-  if (o_epochs->count()) t.epochs = epochs;
-  if (o_batch->count()) t.batch_size = batch;
-  if (o_lr->count()) t.lr = lr;
-  if (o_wd->count()) t.weight_decay = wd;
-  if (o_warm->count()) t.warmup = warmup;
-  if (o_ls->count()) t.label_smoothing = ls;
-  if (o_crop->count()) t.crop_padding = crop;
-  if (o_noflip->count()) t.flip = !no_flip;
-  if (o_flip->count()) t.flip = flip;
-  if (o_nodecay->count()) t.decay_1d = false;
-  if (o_decay->count()) t.decay_1d = true;
-  train_model.finish(t.model);
-  info_model.finish(c.info_model);
-  try {
-    t.mixer_options = mixer_options(train_mixer_opts);
-    c.info_mixer_options = mixer_options(info_mixer_opts);
   } catch (const std::exception& ex) {
     err << "vit: error: " << ex.what() << "\n";
     c.exit_code = 2;
     return c;
   }
-  for (CLI::App* sc : {tr, ev, pr, in})
+  for (CLI::App* sc : subcommands)
     if (sc->parsed()) c.command = sc->get_name();
   return c;
 }
