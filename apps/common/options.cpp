@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdio>
+#include <ostream>
 #include <sstream>
 
 #include "engine/error.h"
@@ -142,6 +144,39 @@ std::string describe_mixer(const std::string& name) {
     s += fmt::format("  --mixer-opt {}=<{}> (default {}): {}\n", o.name, kind, o.default_value, o.help);
   }
   return s;
+}
+
+std::string parameter_listing(const nn::Module& model) {
+  std::string s = "parameters:\n";
+  for (const auto& [name, t] : model.named_parameters())
+    s += fmt::format("  {:<40} {:<18} {}\n", name, shape_str(t.shape()), t.numel());
+  return s + fmt::format("total parameters: {}\n", model.num_parameters());
+}
+
+int parse_command_line(CLI::App& app, int argc, const char* const* argv, std::ostream& out, std::ostream& err,
+                       const std::string& name, const std::function<void()>& after) {
+  try {
+    app.parse(argc, argv);
+    after();
+  } catch (const CLI::ParseError& ex) {
+    const int code = app.exit(ex, out, err);
+    return code == 0 && ex.get_exit_code() != 0 ? ex.get_exit_code() : code;
+  } catch (const std::exception& ex) {
+    err << name << ": error: " << ex.what() << "\n";
+    return 2;
+  }
+  return -1;
+}
+
+int run_reporting_errors(const std::string& name, const std::function<void()>& body) {
+  try {
+    body();
+    return 0;
+  } catch (const std::exception& ex) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: error: %s\n", name.c_str(), ex.what());
+    return 1;
+  }
 }
 
 }  // namespace mixgrad::app

@@ -3,6 +3,8 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <functional>
+#include <iosfwd>
 #include <map>
 #include <optional>
 #include <string>
@@ -51,5 +53,16 @@ std::map<std::string, std::string> mixer_options(const std::vector<std::string>&
 
 // "mixer <name>: <summary>" and every declared option with its type, default and help, for `info`.
 std::string describe_mixer(const std::string& name);
+
+// "parameters:" then one line per parameter (name, shape, count) and "total parameters: N", for `info`.
+std::string parameter_listing(const nn::Module& model);
+
+// app.parse(argc, argv), then `after` (which may throw, e.g. on a bad --mixer-opt). Returns -1 when the command should
+// run, else the exit code to end with: 0 for --help, CLI11's code for a bad flag, 2 when `after` threw (its message
+// printed as "<name>: error: ...").
+int parse_command_line(CLI::App& app, int argc, const char* const* argv, std::ostream& out, std::ostream& err,
+                       const std::string& name, const std::function<void()>& after);
+// Runs `body`; an exception is printed as "<name>: error: <message>" (after flushing stdout) and gives exit code 1.
+int run_reporting_errors(const std::string& name, const std::function<void()>& body);
 
 }  // namespace mixgrad::app

@@ -427,11 +427,7 @@ std::string model_info(const std::string& task, const std::string& preset, const
       p.recipe.updates > 0 ? fmt::format("{} updates", p.recipe.updates) : fmt::format("{} epochs", p.recipe.epochs));
   for (const auto& [k, v] : cfg.resolved_mixer_options()) s += fmt::format("  mixer option {} = {}\n", k, v);
   s += describe_mixer(mixer);
-  s += "parameters:\n";
-  for (const auto& [name, tensor] : model.named_parameters())
-    s += fmt::format("  {:<40} {:<18} {}\n", name, shape_str(tensor.shape()), tensor.numel());
-  s += fmt::format("total parameters: {}\n", model.num_parameters());
-  return s;
+  return s + parameter_listing(model);
 }
 
 fs::path run_generate(const GenerateOptions& o) {

@@ -179,19 +179,11 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   add_mixer_option_flag(in, info_opts);
   add_model_flags(in, c.info_model);
   add_generate(app, c.generate);
-  try {
-    app.parse(argc, argv);
+  c.exit_code = parse_command_line(app, argc, argv, out, err, "lra", [&] {
     c.train.mixer_options = mixer_options(train_opts);
     c.info_mixer_options = mixer_options(info_opts);
-  } catch (const CLI::ParseError& ex) {
-    c.exit_code = app.exit(ex, out, err);
-    if (c.exit_code == 0 && ex.get_exit_code() != 0) c.exit_code = ex.get_exit_code();
-    return c;
-  } catch (const std::exception& ex) {
-    err << "lra: error: " << ex.what() << "\n";
-    c.exit_code = 2;
-    return c;
-  }
+  });
+  if (c.exit_code >= 0) return c;
   for (CLI::App* sc : app.get_subcommands())
     if (sc->parsed()) c.command = sc->get_name();
   return c;
@@ -200,7 +192,7 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
 int lra_main(int argc, const char* const* argv) {
   CliCommand c = parse_cli(argc, argv, std::cout, std::cerr);
   if (c.exit_code >= 0) return c.exit_code;
-  try {
+  return run_reporting_errors("lra", [&] {
     if (c.command == "train") {
       (void)run_training(c.train);
     } else if (c.command == "eval") {
@@ -214,12 +206,7 @@ int lra_main(int argc, const char* const* argv) {
     } else if (c.command == "generate") {
       (void)run_generate(c.generate);
     }
-    return 0;
-  } catch (const std::exception& ex) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "lra: error: %s\n", ex.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace mixgrad::app::lra

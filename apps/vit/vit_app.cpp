@@ -412,11 +412,7 @@ std::string model_info(const std::string& preset, const std::string& mixer, cons
   const nn::MixerOptions resolved = nn::resolve_mixer_options(mixer, mixer_options);
   for (const auto& [k, v] : resolved.values()) s += fmt::format("  mixer option {} = {}\n", k, v);
   s += describe_mixer(mixer);
-  s += "parameters:\n";
-  for (const auto& [name, t] : model.named_parameters())
-    s += fmt::format("  {:<40} {:<18} {}\n", name, shape_str(t.shape()), t.numel());
-  s += fmt::format("total parameters: {}\n", model.num_parameters());
-  return s;
+  return s + parameter_listing(model);
 }
 
 }  // namespace mixgrad::app

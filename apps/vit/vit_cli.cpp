@@ -160,19 +160,11 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   std::vector<std::string> train_mixer_opts, info_mixer_opts;
   const std::vector<CLI::App*> subcommands = {add_train(app, c.train, train_mixer_opts), add_eval(app, c.eval),
                                               add_predict(app, c.predict), add_info(app, c, info_mixer_opts)};
-  try {
-    app.parse(argc, argv);
+  c.exit_code = parse_command_line(app, argc, argv, out, err, "vit", [&] {
     c.train.mixer_options = mixer_options(train_mixer_opts);
     c.info_mixer_options = mixer_options(info_mixer_opts);
-  } catch (const CLI::ParseError& ex) {
-    c.exit_code = app.exit(ex, out, err);
-    if (c.exit_code == 0 && ex.get_exit_code() != 0) c.exit_code = ex.get_exit_code();
-    return c;
-  } catch (const std::exception& ex) {
-    err << "vit: error: " << ex.what() << "\n";
-    c.exit_code = 2;
-    return c;
-  }
+  });
+  if (c.exit_code >= 0) return c;
   for (CLI::App* sc : subcommands)
     if (sc->parsed()) c.command = sc->get_name();
   return c;
@@ -181,7 +173,7 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
 int vit_main(int argc, const char* const* argv) {
   CliCommand c = parse_cli(argc, argv, std::cout, std::cerr);
   if (c.exit_code >= 0) return c.exit_code;
-  try {
+  return run_reporting_errors("vit", [&] {
     if (c.command == "train") {
       (void)run_training(c.train);
     } else if (c.command == "eval") {
@@ -192,12 +184,7 @@ int vit_main(int argc, const char* const* argv) {
     } else if (c.command == "info") {
       std::fputs(model_info(c.info_preset, c.info_mixer, c.info_model, c.info_mixer_options).c_str(), stdout);
     }
-    return 0;
-  } catch (const std::exception& ex) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "vit: error: %s\n", ex.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace mixgrad::app
