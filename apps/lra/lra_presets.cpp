@@ -79,13 +79,16 @@ LraPreset mini_preset(const TaskInfo& t) {
   models::LraConfig& m = p.model;
   Recipe& r = p.recipe;
   if (t.name == "listops") {
-    set_sizes(m, {2, 64, 4, 64, 128, "cls", "sinusoidal", 0.1, 0.1});
+    // Masked-mean pooling (CSP-MEGA's, csp.md §10.2) and lr 3e-3: with a class token or lr 1e-3, CSP under its
+    // default exponential schedule stays at the majority class on this data (docs/benchmarks/lra-cpu.md).
+    set_sizes(m, {2, 64, 4, 64, 128, "mean", "sinusoidal", 0.1, 0.1});
     m.max_len = 250;
-    r = lra_recipe(32, 1e-3, "cosine", 300, 0.01);
+    r = lra_recipe(32, 3e-3, "cosine", 300, 0.01);
     r.epochs = 4;
     data::ListOpsConfig& g = p.generator.listops;
     g.min_length = 50, g.max_length = 250, g.train = 20000, g.val = 1000, g.test = 1000;
-    p.note = "ListOps with 51-249 tokens, 20,000 / 1,000 / 1,000 generated samples, a 2-layer D 64 encoder, 4 epochs";
+    p.note = "ListOps with 51-249 tokens, 20,000 / 1,000 / 1,000 generated samples, a 2-layer D 64 encoder with "
+             "masked-mean pooling, 4 epochs at lr 3e-3";
   } else if (t.name == "text" || t.name == "retrieval") {
     set_sizes(m, {2, 64, 4, 64, 128, "cls", "sinusoidal", 0.1, 0.1});
     m.max_len = 1000;  // the length of LRA's released text configuration

@@ -4,7 +4,7 @@
 
 Builds the same LRA Transformer as models/lra_transformer.cpp for a preset of apps/lra/lra_presets.cpp (token
 embedding N(0, 1), a zero-initialised class token, LRA's fixed sinusoidal positions, pre-LN blocks with a fused
-bias-free qkv projection, key-padding softmax attention and a tanh-GELU MLP, final LayerNorm, class-token pooling,
+bias-free qkv projection, key-padding softmax attention and a tanh-GELU MLP, final LayerNorm, class-token or masked-mean pooling,
 Dense-ReLU-Dense head; xavier-uniform block layers with q, k and v initialised as separate matrices, a lecun-normal
 head: LRA's choices) with the same parameter names and count, and times full training steps
 (batch to the device, forward, cross-entropy, backward, optional clip, AdamW with the preset's schedule) on
@@ -46,12 +46,12 @@ except ImportError:
 PRESETS = {
     "paper": dict(depth=4, embed_dim=512, heads=8, qkv_dim=0, mlp_dim=1024, max_len=2000, dropout=0.1,
                   attn_dropout=0.1, batch_size=32, lr=0.05 / math.sqrt(1000), schedule="rsqrt", lr_warmup=1000,
-                  weight_decay=0.1, clip_norm=0.0, updates=5000, epochs=0,
+                  weight_decay=0.1, clip_norm=0.0, updates=5000, epochs=0, pool="cls",
                   # the generator's bounds (ListOpsConfig defaults: strict, so 501..1999 tokens) and train count
                   gen_min=500, gen_max=2000, gen_train=96000),
     "mini": dict(depth=2, embed_dim=64, heads=4, qkv_dim=0, mlp_dim=128, max_len=250, dropout=0.1,
-                 attn_dropout=0.1, batch_size=32, lr=1e-3, schedule="cosine", lr_warmup=300, weight_decay=0.01,
-                 clip_norm=0.0, updates=0, epochs=10, gen_min=50, gen_max=250, gen_train=20000),
+                 attn_dropout=0.1, batch_size=32, lr=3e-3, schedule="cosine", lr_warmup=300, weight_decay=0.01,
+                 clip_norm=0.0, updates=0, epochs=4, pool="mean", gen_min=50, gen_max=250, gen_train=20000),
 }
 VOCAB, CLASSES, PAD = 16, 10, 0
 # apps/data/listops.h: PAD 0, digits 0..9 -> 1..10, [MIN 11, [MAX 12, [MED 13, [SM 14, close (`]` or `X`) 15.
@@ -122,14 +122,15 @@ class Block(nn.Module):
 
 
 class LraTransformer(nn.Module):
-    """mixgrad's LraTransformer for token input, pool cls, sinusoidal positions, one document (ListOps).
+    """mixgrad's LraTransformer for token input, pool cls or mean, sinusoidal positions, one document (ListOps).
     Attribute names follow mixgrad's, so the parameter listing matches `lra info` name for name."""
 
     def __init__(self, c, impl):
         super().__init__()
         d = c["embed_dim"]
-        self.dropout = c["dropout"]
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.dropout, self.pool = c["dropout"], c["pool"]
+        if self.pool == "cls":
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.embed = nn.Embedding(VOCAB, d)  # N(0, 1), PyTorch's default and LRA's; no padding_idx in either
         # A buffer, not a parameter: the table is fixed, and mixgrad does not count it either.
         self.register_buffer("sinusoid", sinusoidal_positions(c["max_len"] + 1, d), persistent=False)
@@ -153,14 +154,21 @@ class LraTransformer(nn.Module):
 
     def forward(self, tokens, lengths):
         b = tokens.shape[0]
-        x = torch.cat([self.cls_token.expand(b, -1, -1), self.embed(tokens)], dim=1)
+        x = self.embed(tokens)
+        if self.pool == "cls":
+            x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)
+            lengths = lengths + 1  # the class token is valid too
         n = x.shape[1]
         x = F.dropout(x + self.sinusoid[:n], self.dropout, self.training)
-        # The class token is valid too: sample i has lengths[i] + 1 keys.
-        keep = (torch.arange(n, device=x.device)[None, :] < (lengths + 1)[:, None])[:, None, None, :]
+        valid = torch.arange(n, device=x.device)[None, :] < lengths[:, None]  # [B, n]
         for blk in self.blocks:
-            x = blk(x, keep)
-        return self.head(self.norm(x)[:, 0])
+            x = blk(x, valid[:, None, None, :])
+        x = self.norm(x)
+        if self.pool == "cls":
+            return self.head(x[:, 0])
+        # Masked mean: the valid positions' sum over the sample's length (mixgrad's masked_mean).
+        pooled = (x * valid[:, :, None].to(x.dtype)).sum(1) / lengths[:, None].clamp(min=1).to(x.dtype)
+        return self.head(pooled)
 
 
 # ---- schedule (nn/optim LrSchedule) ----------------------------------------------------------------------------
@@ -340,9 +348,9 @@ def config_from(args):
 
 def print_info(args, c, model):
     print(f"LRA task {args.task}, preset {args.preset} (PyTorch peer)")
-    print(f"  transformer: tokens (vocab {VOCAB}) of length <= {c['max_len']} + class token, dim {c['embed_dim']}, "
+    print(f"  transformer: tokens (vocab {VOCAB}) of length <= {c['max_len']}{' + class token' if c['pool'] == 'cls' else ''}, dim {c['embed_dim']}, "
           f"depth {c['depth']}, heads {c['heads']}, qkv {c['qkv_dim']}, MLP {c['mlp_dim']}, {CLASSES} classes")
-    print(f"  pool cls, positions sinusoidal, dropout {c['dropout']} (attention {c['attn_dropout']}), "
+    print(f"  pool {c['pool']}, positions sinusoidal, dropout {c['dropout']} (attention {c['attn_dropout']}), "
           f"LayerNorm eps {LN_EPS}")
     print(f"  recipe: batch {c['batch_size']}, lr {c['lr']:.6g} ({c['schedule']}), warm-up {c['lr_warmup']} steps, "
           f"weight decay {c['weight_decay']}, clip {c['clip_norm'] or 'off'}")
