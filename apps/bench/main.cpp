@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "apps/bench/measure.h"
+#include "apps/common/blas_core.h"
 #include "apps/bench/op_cases.h"
 
 using namespace mixgrad;
@@ -47,6 +48,7 @@ nlohmann::ordered_json rate_or_null(double work, double ms) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mixgrad::app::ensure_fast_blas_kernels(argv);
   const std::vector<std::string> known = op_names();
   std::string known_list;
   for (const auto& n : known) known_list += (known_list.empty() ? "" : ",") + n;

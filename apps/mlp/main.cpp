@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "apps/common/blas_core.h"
 #include "apps/data/idx.h"
 #include "apps/data/image_batches.h"
 #include "apps/data/loader.h"
@@ -51,6 +52,7 @@ double evaluate(nn::Sequential& model, const data::ImageDataset& ds, Device dev)
 }  // namespace
 
 int main(int argc, char** argv) {
+  app::ensure_fast_blas_kernels(argv);
   CLI::App app{"mixgrad mlp: a 784-256-10 MLP on Fashion-MNIST (engine smoke job)"};
   std::string data_dir = data::default_fashion_mnist_dir().string(), device = "auto";
   int epochs = 1, batch_size = 64;
