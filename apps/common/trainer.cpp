@@ -461,7 +461,7 @@ TrainSummary Trainer::summarize(bool stopped) const {
   s.params = params_;
   s.epochs = r_.epochs;
   s.best_val_accuracy = std::max(best_val_, 0.0);
-  s.train_units_per_s = s.train_images_per_s = train_time_ > 0 ? double(train_units_) / train_time_ : 0;
+  s.train_units_per_s = train_time_ > 0 ? double(train_units_) / train_time_ : 0;
   s.peak_memory_bytes = memory_stats(run_.device).peak_bytes;
   s.finished = !stopped;
   s.wall_s = seconds_since(t_start_);

@@ -96,8 +96,8 @@ struct TrainSummary {
   bool finished = false;  // false when --max-steps stopped the run early (no test evaluation, no summary.json)
   std::filesystem::path out_dir;
   int64_t global_step = 0, total_steps = 0, params = 0, epochs = 0;
-  double best_val_accuracy = 0, test_accuracy = -1, wall_s = 0, train_units_per_s = 0;
-  double train_images_per_s = 0;  // = train_units_per_s (the ViT's name for it)
+  double best_val_accuracy = 0, test_accuracy = -1, wall_s = 0;
+  double train_units_per_s = 0;  // images (vit) or valid tokens (lra) per second of training
   int64_t peak_memory_bytes = 0;
   EvalResult test;
 };
