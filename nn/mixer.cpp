@@ -5,6 +5,7 @@
 #include <cmath>
 #include <utility>
 
+#include "nn/mixers/aft_mixer.h"
 #include "nn/mixers/csp_mixer.h"
 #include "nn/mixers/softmax_attention.h"
 
@@ -15,6 +16,13 @@ const std::vector<MixerInfo>& mixer_registry() {
       {"softmax", "softmax multi-head attention (fused flash-style kernels)", {}, make_softmax_attention},
       {"csp", "channel-wise sample permutation: per-channel circular shift + sort in groups of K", csp_mixer_options(),
        make_csp_mixer},
+      {"aft-full", "AFT-full: attention-free mixing with a factorised pair-wise position bias", aft_full_options(),
+       make_aft_full},
+      {"aft-local", "AFT-local: AFT-full whose position bias is kept inside a window (0 outside)",
+       aft_local_options(), make_aft_local},
+      {"aft-simple", "AFT-simple: attention-free mixing without a position bias, O(N·D)", {}, make_aft_simple},
+      {"aft-conv", "AFT-conv: per-head keys and a re-parameterised depth-wise kernel over the tokens",
+       aft_conv_options(), make_aft_conv},
   };
   return table;
 }

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   CLI::App app{"mixgrad bench: per-op throughput, forward and backward, CPU and CUDA (see docs/benchmarks/README.md)"};
   std::string device_spec = "all", ops_spec = known_list, json_path;
   int threads = 0;
-  bool no_backward = false;
+  bool no_backward = false, smoke = false;
   MeasureConfig cfg;
   app.add_option("--device", device_spec, "cpu, cuda, cuda:N or all (the CPU plus CUDA when a device is usable)")
       ->capture_default_str();
@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads (0 = OMP_NUM_THREADS or the core count)")
       ->check(CLI::Range(0, 4096))->capture_default_str();
   app.add_flag("--no-backward", no_backward, "Time forward passes only");
+  app.add_flag("--smoke", smoke, "Run the AFT cases at tiny sizes: checks that they run (the numbers mean nothing)");
   app.add_option("--json", json_path, "Write the records to this JSON file");
   CLI11_PARSE(app, argc, argv);
 
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
 
     nlohmann::ordered_json records = nlohmann::ordered_json::array();
     for (const Device& device : devices) {
-      for (const OpCase& c : all_op_cases()) {
+      for (const OpCase& c : all_op_cases(smoke)) {
         if (!wanted.count(c.op) || (device.is_cpu() ? !c.on_cpu : !c.on_cuda)) continue;
         const CaseTimes t = measure(c, device, cfg, !no_backward);
         const PeakMemory peak = c.report_peak_memory ? measure_peak_memory(c, device, !no_backward) : PeakMemory{};

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "apps/bench/aft_cases.h"
 #include "apps/bench/csp_cases.h"
 
 #include <random>
@@ -144,7 +145,7 @@ OpCase packed_attention_case(int64_t b, int64_t h, int64_t n, int64_t d) {
 
 }  // namespace
 
-std::vector<OpCase> all_op_cases() {
+std::vector<OpCase> all_op_cases(bool smoke) {
   std::vector<OpCase> cases;
   for (int64_t s : {256, 512, 1024, 2048}) cases.push_back(gemm_case(s, s, s));
   // fmnist-tiny ViT: B = 128 images, N = 50 tokens, D = 64, MLP ratio 4; tokens folded into rows [B·N, D].
@@ -192,6 +193,7 @@ std::vector<OpCase> all_op_cases() {
     c.on_cpu = false;
     cases.push_back(std::move(c));
   }
+  for (OpCase c : aft_op_cases(smoke)) cases.push_back(std::move(c));
   return cases;
 }
 
