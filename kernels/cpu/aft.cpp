@@ -26,8 +26,17 @@ T sigmoid(T x) {
   return stable_sigmoid(x);
 }
 
-// One scan direction of aft_band_matmul over (sample, column): prefix[i] = Σ_{t < i} wt_t·in_t and suffix[i] =
-// Σ_{t >= i} wt_t·in_t, wt_t = 1 (forward) or coef[head(column), t] (transposed).
+// Calls f(h, first, last) for every head h and each of its two column ranges of a [.., 2D] row ([E⊙V | E]), so
+// the per-head weight is read once and the inner loops run over contiguous columns.
+template <class F>
+void for_head_columns(int64_t D, int64_t heads, F&& f) {
+  const int64_t per_head = D / heads;
+  for (int64_t half = 0; half < 2; ++half)
+    for (int64_t h = 0; h < heads; ++h) f(h, half * D + h * per_head, half * D + (h + 1) * per_head);
+}
+
+// The scans of aft_band_matmul over each (sample, column): prefix[i] = Σ_{t < i} wt_t·in_t and suffix[i] =
+// Σ_{t >= i} wt_t·in_t, wt_t = 1 (forward) or coef[head of the column, t] (transposed).
 template <class T>
 void band_scans(T* prefix, T* suffix, const T* in, const T* coef, const AftBand& band, int64_t B, int64_t N,
                 int64_t D) {
@@ -39,15 +48,15 @@ void band_scans(T* prefix, T* suffix, const T* in, const T* coef, const AftBand&
     T* s = suffix + b * (N + 1) * C;
     for (int64_t c = 0; c < C; ++c) p[c] = T(0), s[N * C + c] = T(0);
     for (int64_t t = 0; t < N; ++t)
-      for (int64_t c = 0; c < C; ++c) {
-        const T wt = coef ? coef[aft_head_of(c % D, D, band.heads) * N + t] : T(1);
-        p[(t + 1) * C + c] = p[t * C + c] + wt * x[t * C + c];
-      }
+      for_head_columns(D, band.heads, [&](int64_t h, int64_t first, int64_t last) {
+        const T wt = coef ? coef[h * N + t] : T(1);
+        for (int64_t c = first; c < last; ++c) p[(t + 1) * C + c] = p[t * C + c] + wt * x[t * C + c];
+      });
     for (int64_t t = N - 1; t >= 0; --t)
-      for (int64_t c = 0; c < C; ++c) {
-        const T wt = coef ? coef[aft_head_of(c % D, D, band.heads) * N + t] : T(1);
-        s[t * C + c] = s[(t + 1) * C + c] + wt * x[t * C + c];
-      }
+      for_head_columns(D, band.heads, [&](int64_t h, int64_t first, int64_t last) {
+        const T wt = coef ? coef[h * N + t] : T(1);
+        for (int64_t c = first; c < last; ++c) s[t * C + c] = s[(t + 1) * C + c] + wt * x[t * C + c];
+      });
   }
 }
 
@@ -142,28 +151,37 @@ void aft_band_matmul(T* out, T* scan, const T* in, const T* aband, const T* coef
       const T* s = suffix + b * (N + 1) * C;
       const T* x = in + b * N * C;
       T* o = out + (b * N + t) * C;
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t h = aft_head_of(c % D, D, band.heads);
-        T acc;
-        if (!transposed) {
-          // Keys outside row t's band: [0, t + lo) and (non-causal) [t + lo + W, N), all with weight coef[t].
-          const T outside =
-              p[clamp_index(t + lo, N) * C + c] + (band.causal ? T(0) : s[clamp_index(t + lo + W, N) * C + c]);
-          acc = coef[h * N + t] * outside;
-          for (int64_t j = 0; j < W; ++j) {
-            const int64_t tp = t + lo + j;
-            if (tp >= 0 && tp < N) acc += aband[(h * N + t) * W + j] * x[tp * C + c];
-          }
-        } else {
-          // Rows r for which key t is outside the band: r > t − lo, and (non-causal) r < t − lo − W + 1.
-          acc =
-              s[clamp_index(t - lo + 1, N) * C + c] + (band.causal ? T(0) : p[clamp_index(t - lo - W + 1, N) * C + c]);
-          for (int64_t j = 0; j < W; ++j) {
-            const int64_t r = t - lo - j;
-            if (r >= 0 && r < N) acc += aband[(h * N + r) * W + j] * x[r * C + c];
-          }
+      if (!transposed) {
+        // Keys outside row t's band: [0, t + lo) and (non-causal) [t + lo + W, N), all with weight coef[t]; then
+        // the band's keys t' = t + lo + j with their own weights.
+        const T* before = p + clamp_index(t + lo, N) * C;
+        const T* after = s + clamp_index(t + lo + W, N) * C;
+        for_head_columns(D, band.heads, [&](int64_t h, int64_t first, int64_t last) {
+          const T k = coef[h * N + t];
+          for (int64_t c = first; c < last; ++c) o[c] = k * (before[c] + (band.causal ? T(0) : after[c]));
+        });
+        for (int64_t j = 0; j < W; ++j) {
+          const int64_t tp = t + lo + j;
+          if (tp < 0 || tp >= N) continue;
+          for_head_columns(D, band.heads, [&](int64_t h, int64_t first, int64_t last) {
+            const T a = aband[(h * N + t) * W + j];
+            for (int64_t c = first; c < last; ++c) o[c] += a * x[tp * C + c];
+          });
         }
-        o[c] = acc;
+      } else {
+        // Rows r for which key t is outside the band: r > t − lo, and (non-causal) r < t − lo − W + 1 (the scans
+        // already carry their weights); then the rows r = t − lo − j whose band holds key t.
+        const T* after = s + clamp_index(t - lo + 1, N) * C;
+        const T* before = p + clamp_index(t - lo - W + 1, N) * C;
+        for (int64_t c = 0; c < C; ++c) o[c] = after[c] + (band.causal ? T(0) : before[c]);
+        for (int64_t j = 0; j < W; ++j) {
+          const int64_t r = t - lo - j;
+          if (r < 0 || r >= N) continue;
+          for_head_columns(D, band.heads, [&](int64_t h, int64_t first, int64_t last) {
+            const T a = aband[(h * N + r) * W + j];
+            for (int64_t c = first; c < last; ++c) o[c] += a * x[r * C + c];
+          });
+        }
       }
     }
 }
