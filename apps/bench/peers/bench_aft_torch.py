@@ -16,8 +16,9 @@ Usage:
   /usr/bin/python3 apps/bench/peers/bench_aft_torch.py --smoke --repeats 1 --warmup 0 --min-sample-ms 0 --cold-mib 0
   /usr/bin/python3 apps/bench/peers/bench_aft_torch.py --compare inputs.safetensors
 --smoke runs every case at [2, 16, 8] (as `bench --smoke`): a check that the script runs, not a timing.
---compare FILE reads q, k, v, w (AFT-full, causal) and y from a safetensors file written by the mixgrad test
-"aft: the PyTorch peer agrees" (MIXGRAD_AFT_PEER_FILE=FILE) and prints the max abs difference of the peer's y.
+--compare FILE reads float64 tensors q, k, v [B, N, D], w [N, N] and y = mixgrad's aft_full(q, k, v, w, {}, causal
+= true) from a safetensors file (written with engine/safetensors.h), recomputes y with the peer and prints the max
+abs difference (exit status 1 above 1e-10).
 """
 import argparse
 import json
