@@ -7,10 +7,11 @@
 
 namespace mixgrad {
 
-// Which form computes Σ_t' exp(K + w')·[V | 1] (kernels/cpu/aft.cpp explains both). automatic: the GEMM form for
-// AFT-full, the band form for AFT-simple and AFT-conv, and for AFT-local the band form when the band is at most a
-// quarter of N wide (else the GEMM form). dense needs a bias shared by all channels (not AFT-conv); band runs
-// everywhere (AFT-full as a band of width 2N − 1). Both fall back to the exact per-element form where den underflows.
+// Which form computes Σ_t' exp(K + w')·[V | 1] (kernels/cpu/aft.cpp explains them). automatic: the GEMM form for
+// AFT-full, the band form for AFT-conv and non-causal AFT-simple, the running-max scan for causal AFT-simple, and for
+// AFT-local the band form when the band is at most a quarter of N wide (else the GEMM form). dense needs a bias shared
+// by all channels (not AFT-conv); band runs everywhere (AFT-full as a band of width 2N − 1). Both fall back to the
+// exact per-element form where den underflows.
 enum class AftPath { automatic, dense, band };
 
 // Common to every op: q, v [B, N, D] (float32/float64 on the CPU, float32 on CUDA), all on one device, same dtype;

@@ -27,6 +27,7 @@ struct AftPlan {
   int64_t B = 0, N = 0, D = 0;
   AftBand band;
   bool dense = false;
+  bool scan = false;        // causal AFT-simple: the running-max scan (no weights, no fallback)
   AftBiasLayout dw_layout;  // where the kernels write dw, in a zero-filled buffer of dw_shape
   Shape dw_shape;
   bool sum_dw_rows = false;  // AFT-conv: dw [H, N, s] is summed over rows into the kernel's [H, s]
@@ -116,6 +117,7 @@ AftPlan plan_inputs(const char* op, const Tensor& q, const Tensor& k, const Tens
 
 // ---- forward and backward, shared by the variants -----------------------------------------------------------
 
+// x: [E⊙V | E] (the scan path: the running max); den: the GEMM/band den, 0 = fallback element (scan: running den).
 struct Saved {
   Tensor q, k, v, w, x, ybar, den;
 };
@@ -160,11 +162,16 @@ void apply_weights(Be be, const AftPlan& p, const Weights& wt, const Tensor& out
 Tensor run_forward(const AftPlan& p, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& w, Saved* s) {
   Tensor y = empty_like(q);
   const TensorOptions opt(q.dtype(), q.device());
-  s->x = empty({p.B, p.N, 2 * p.D}, opt);
+  s->x = p.scan ? empty_like(q) : empty({p.B, p.N, 2 * p.D}, opt);
   s->ybar = empty_like(q);
   s->den = empty_like(q);
   dispatch(p.op, q, [&](auto be) {
     using T = typename decltype(be)::scalar;
+    if (p.scan) {
+      AFT_RUN(be, aft_simple_scan, ptr<T>(y), ptr<T>(s->ybar), ptr<T>(s->x), ptr<T>(s->den), ptr<T>(q), ptr<T>(k),
+              ptr<T>(v), lengths_ptr(p), p.B, p.N, p.D);
+      return;
+    }
     AFT_RUN(be, aft_key_weights, ptr<T>(s->x), ptr<T>(k), ptr<T>(v), lengths_ptr(p), p.B, p.N, p.D);
     const Weights wt = make_weights(be, p, w, q);
     Tensor nd = empty({p.B, p.N, 2 * p.D}, opt);
@@ -185,6 +192,11 @@ std::vector<Tensor> run_backward(const AftPlan& p, const Saved& s, const Tensor&
   Tensor dw = s.w.defined() ? zeros(p.dw_shape, opt) : Tensor();
   dispatch(p.op, s.q, [&](auto be) {
     using T = typename decltype(be)::scalar;
+    if (p.scan) {
+      AFT_RUN(be, aft_simple_scan_backward, ptr<T>(dq), ptr<T>(dk), ptr<T>(dv), ptr<T>(dy), ptr<T>(s.q), ptr<T>(s.k),
+              ptr<T>(s.v), ptr<T>(s.ybar), ptr<T>(s.x), ptr<T>(s.den), lengths_ptr(p), p.B, p.N, p.D);
+      return;
+    }
     Tensor g = empty({p.B, p.N, 2 * p.D}, opt), h = empty({p.B, p.N, 2 * p.D}, opt);
     AFT_RUN(be, aft_backward_prep, ptr<T>(g), ptr<T>(dq), ptr<T>(dy), ptr<T>(s.q), ptr<T>(s.ybar), ptr<T>(s.den),
             lengths_ptr(p), p.B, p.N, p.D);
@@ -274,6 +286,7 @@ Tensor aft_simple(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
   p.band.causal = causal;
   p.band.lo = causal ? 1 : 0;  // an empty band at the diagonal: every visible key has bias 0
   p.dense = choose_dense(path, false);
+  p.scan = causal && path == AftPath::automatic;
   return run_op(std::move(p), q, k, v, Tensor());
 }
 

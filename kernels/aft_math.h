@@ -74,4 +74,57 @@ MIXGRAD_HD AftDirect<T> aft_direct(const T* k, const T* v, int64_t stride, const
   return r;
 }
 
+// Causal AFT-simple of one (sample, channel) column by a prefix scan with a running max (spec §4.5): never under- or
+// overflows, so it needs no fallback. Elements `stride` apart; rows [0, n) valid, [n, N) padded (y = ybar = 0).
+// Saves the running max M_t and the running den L_t (in the frame of M_t) for the backward.
+template <class T>
+MIXGRAD_HD void aft_simple_scan_column(T* y, T* ybar, T* run_max, T* run_den, const T* q, const T* k, const T* v,
+                                       int64_t stride, int64_t n, int64_t N) {
+  T m = T(0), den = T(0), num = T(0);
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t i = t * stride;
+    const T kt = k[i], m_new = (t == 0 || kt > m) ? kt : m;
+    const T scale = t == 0 ? T(0) : ew_math::exp(m - m_new), e = ew_math::exp(kt - m_new);
+    den = den * scale + e;
+    num = num * scale + e * v[i];
+    m = m_new;
+    ybar[i] = num / den;
+    y[i] = stable_sigmoid(q[i]) * ybar[i];
+    run_max[i] = m;
+    run_den[i] = den;
+  }
+  for (int64_t t = n; t < N; ++t) {
+    const int64_t i = t * stride;
+    y[i] = ybar[i] = run_max[i] = T(0);
+    run_den[i] = T(1);
+  }
+}
+
+// Its backward by the reverse scan (derived): with Gq_t = dY_t·σ(Q_t) and the weights P_{t,t'} = e^{K_t' − M_t}/L_t,
+// R_t' = Σ_{t >= t'} Gq_t·e^{M_t' − M_t}/L_t obeys R_t' = Gq_t'/L_t' + e^{M_t' − M_t'+1}·R_t'+1 (factors <= 1, since M
+// never decreases), RY the same with Gq_t·Ȳ_t; then dV_t' = e^{K_t' − M_t'}·R_t', dK_t' = e^{K_t' − M_t'}·(V_t'·R_t'
+// − RY_t'), dQ_t = dY_t·Ȳ_t·σ'(Q_t). Padded rows get 0.
+template <class T>
+MIXGRAD_HD void aft_simple_scan_column_backward(T* dq, T* dk, T* dv, const T* dy, const T* q, const T* k, const T* v,
+                                                const T* ybar, const T* run_max, const T* run_den, int64_t stride,
+                                                int64_t n, int64_t N) {
+  T r = T(0), ry = T(0);
+  for (int64_t t = n - 1; t >= 0; --t) {
+    const int64_t i = t * stride;
+    if (t + 1 < n) {
+      const T f = ew_math::exp(run_max[i] - run_max[i + stride]);
+      r *= f;
+      ry *= f;
+    }
+    const T s = stable_sigmoid(q[i]), gq = dy[i] * s;
+    r += gq / run_den[i];
+    ry += gq * ybar[i] / run_den[i];
+    const T e = ew_math::exp(k[i] - run_max[i]);
+    dv[i] = e * r;
+    dk[i] = e * (v[i] * r - ry);
+    dq[i] = dy[i] * ybar[i] * s * (T(1) - s);
+  }
+  for (int64_t t = n; t < N; ++t) dq[t * stride] = dk[t * stride] = dv[t * stride] = T(0);
+}
+
 }  // namespace mixgrad::kernels

@@ -4,7 +4,10 @@
 //     Aᵀ·[dnum | dden] and dA = Σ_b [dnum | dden]·[E⊙V | E]ᵀ as GEMMs.
 //   band form — AFT-local with a narrow band, AFT-conv (per head) and AFT-simple (an empty band): every key outside
 //     row t's band has weight exp(−m^w_t), so A·x = exp(−m^w_t)·(prefix + suffix sums of x) + an O(width) loop.
-//   fallback — after either form, an element whose den fell below the smallest normal / ε (the maxima of K and w'
+//   scan — causal AFT-simple (automatic path): a running-max prefix scan per (sample, channel) and a reverse scan
+//     for the backward (spec §4.5), exact without a fallback.
+//   fallback — after the dense or band form, an element whose den fell below the smallest normal / ε (the maxima of K
+//   and w'
 //     far apart, spec §4.3) is recomputed with the exact per-(t, d) two-pass form and marked den = 0; its backward
 //     is recomputed the same way (aft_fallback_backward) instead of going through the GEMMs.
 #include "kernels/cpu/aft.h"
@@ -311,6 +314,29 @@ void aft_fallback_backward(T* dk, T* dv, T* dw, const AftBiasLayout& dw_layout, 
   }
 }
 
+template <class T>
+void aft_simple_scan(T* y, T* ybar, T* run_max, T* run_den, const T* q, const T* k, const T* v, const int32_t* lengths,
+                     int64_t B, int64_t N, int64_t D) {
+#pragma omp parallel for schedule(static) if (B * N * D > kParallelWork)
+  for (int64_t col = 0; col < B * D; ++col) {
+    const int64_t b = col / D, o = b * N * D + col % D;
+    aft_simple_scan_column(y + o, ybar + o, run_max + o, run_den + o, q + o, k + o, v + o, D,
+                           aft_valid_length(lengths, b, N), N);
+  }
+}
+
+template <class T>
+void aft_simple_scan_backward(T* dq, T* dk, T* dv, const T* dy, const T* q, const T* k, const T* v, const T* ybar,
+                              const T* run_max, const T* run_den, const int32_t* lengths, int64_t B, int64_t N,
+                              int64_t D) {
+#pragma omp parallel for schedule(static) if (B * N * D > kParallelWork)
+  for (int64_t col = 0; col < B * D; ++col) {
+    const int64_t b = col / D, o = b * N * D + col % D;
+    aft_simple_scan_column_backward(dq + o, dk + o, dv + o, dy + o, q + o, k + o, v + o, ybar + o, run_max + o,
+                                    run_den + o, D, aft_valid_length(lengths, b, N), N);
+  }
+}
+
 #define MIXGRAD_AFT_INSTANTIATE(T)                                                                                     \
   template void aft_bias_row_max<T>(T*, const T*, const AftBand&, int64_t);                                            \
   template void aft_band_weights<T>(T*, T*, const T*, const T*, const AftBand&, int64_t);                              \
@@ -330,7 +356,11 @@ void aft_fallback_backward(T* dk, T* dv, T* dw, const AftBiasLayout& dw_layout, 
   template void aft_dense_bias_grad<T>(T*, const AftBiasLayout&, const T*, const T*, const AftBand&, int64_t);         \
   template void aft_fallback_backward<T>(T*, T*, T*, const AftBiasLayout&, const T*, const T*, const T*, const T*,     \
                                          const T*, const T*, const T*, const AftBand&, const int32_t*, int64_t,        \
-                                         int64_t, int64_t);
+                                         int64_t, int64_t);                                                            \
+  template void aft_simple_scan<T>(T*, T*, T*, T*, const T*, const T*, const T*, const int32_t*, int64_t, int64_t,     \
+                                   int64_t);                                                                           \
+  template void aft_simple_scan_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*,    \
+                                            const T*, const int32_t*, int64_t, int64_t, int64_t);
 
 MIXGRAD_AFT_INSTANTIATE(float)
 MIXGRAD_AFT_INSTANTIATE(double)

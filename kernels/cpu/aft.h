@@ -82,4 +82,15 @@ void aft_fallback_backward(T* dk, T* dv, T* dw, const AftBiasLayout& dw_layout, 
                            const T* v, const T* ybar, const T* den, const T* w, const AftBand& band,
                            const int32_t* lengths, int64_t B, int64_t N, int64_t D);
 
+// Causal AFT-simple by a running-max prefix scan per (sample, channel) (spec §4.5; kernels/aft_math.h), the path
+// engine/ops_aft.cpp takes for it: y, ybar as above; run_max, run_den [B, N, D] are saved for the backward.
+template <class T>
+void aft_simple_scan(T* y, T* ybar, T* run_max, T* run_den, const T* q, const T* k, const T* v, const int32_t* lengths,
+                     int64_t B, int64_t N, int64_t D);
+// Its backward by the reverse scan: dq, dk, dv from dy and what the forward saved.
+template <class T>
+void aft_simple_scan_backward(T* dq, T* dk, T* dv, const T* dy, const T* q, const T* k, const T* v, const T* ybar,
+                              const T* run_max, const T* run_den, const int32_t* lengths, int64_t B, int64_t N,
+                              int64_t D);
+
 }  // namespace mixgrad::kernels::cpu

@@ -222,6 +222,27 @@ __global__ void fallback_backward_kernel(float* dk, float* dv, float* dw, AftBia
   }
 }
 
+__global__ void simple_scan_kernel(float* y, float* ybar, float* run_max, float* run_den, const float* q,
+                                   const float* k, const float* v, const int32_t* lengths, int64_t B, int64_t N,
+                                   int64_t D) {
+  AFT_GRID_LOOP(col, B * D) {
+    const int64_t b = col / D, o = b * N * D + col % D;
+    aft_simple_scan_column(y + o, ybar + o, run_max + o, run_den + o, q + o, k + o, v + o, D,
+                           aft_valid_length(lengths, b, N), N);
+  }
+}
+
+__global__ void simple_scan_backward_kernel(float* dq, float* dk, float* dv, const float* dy, const float* q,
+                                            const float* k, const float* v, const float* ybar, const float* run_max,
+                                            const float* run_den, const int32_t* lengths, int64_t B, int64_t N,
+                                            int64_t D) {
+  AFT_GRID_LOOP(col, B * D) {
+    const int64_t b = col / D, o = b * N * D + col % D;
+    aft_simple_scan_column_backward(dq + o, dk + o, dv + o, dy + o, q + o, k + o, v + o, ybar + o, run_max + o,
+                                    run_den + o, D, aft_valid_length(lengths, b, N), N);
+  }
+}
+
 }  // namespace
 
 void aft_bias_row_max(float* row_max, const float* w, const AftBand& band, int64_t N, cudaStream_t stream) {
@@ -326,6 +347,22 @@ void aft_fallback_backward(float* dk, float* dv, float* dw, const AftBiasLayout&
   if (B * N * D == 0) return;
   fallback_backward_kernel<<<blocks_for(B * D), kThreads, 0, stream>>>(dk, dv, dw, dw_layout, dy, q, k, v, ybar, den, w,
                                                                        band, lengths, B, N, D);
+  MIXGRAD_CUDA_LAUNCH_CHECK();
+}
+
+void aft_simple_scan(float* y, float* ybar, float* run_max, float* run_den, const float* q, const float* k,
+                     const float* v, const int32_t* lengths, int64_t B, int64_t N, int64_t D, cudaStream_t stream) {
+  if (B * N * D == 0) return;
+  simple_scan_kernel<<<blocks_for(B * D), kThreads, 0, stream>>>(y, ybar, run_max, run_den, q, k, v, lengths, B, N, D);
+  MIXGRAD_CUDA_LAUNCH_CHECK();
+}
+
+void aft_simple_scan_backward(float* dq, float* dk, float* dv, const float* dy, const float* q, const float* k,
+                              const float* v, const float* ybar, const float* run_max, const float* run_den,
+                              const int32_t* lengths, int64_t B, int64_t N, int64_t D, cudaStream_t stream) {
+  if (B * N * D == 0) return;
+  simple_scan_backward_kernel<<<blocks_for(B * D), kThreads, 0, stream>>>(dq, dk, dv, dy, q, k, v, ybar, run_max,
+                                                                          run_den, lengths, B, N, D);
   MIXGRAD_CUDA_LAUNCH_CHECK();
 }
 

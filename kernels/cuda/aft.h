@@ -42,4 +42,11 @@ void aft_fallback_backward(float* dk, float* dv, float* dw, const AftBiasLayout&
                            const float* w, const AftBand& band, const int32_t* lengths, int64_t B, int64_t N, int64_t D,
                            cudaStream_t stream);
 
+// Causal AFT-simple's running-max scan and its reverse scan: one thread per (sample, channel) column.
+void aft_simple_scan(float* y, float* ybar, float* run_max, float* run_den, const float* q, const float* k,
+                     const float* v, const int32_t* lengths, int64_t B, int64_t N, int64_t D, cudaStream_t stream);
+void aft_simple_scan_backward(float* dq, float* dk, float* dv, const float* dy, const float* q, const float* k,
+                              const float* v, const float* ybar, const float* run_max, const float* run_den,
+                              const int32_t* lengths, int64_t B, int64_t N, int64_t D, cudaStream_t stream);
+
 }  // namespace mixgrad::kernels::cuda

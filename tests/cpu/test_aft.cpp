@@ -184,6 +184,7 @@ TEST_CASE("aft: den underflow (gap > 100) is caught by the fallback, forward and
                                       {"local", false, 2, 1, AftPath::band},
                                       {"local", true, 2, 1, AftPath::band},
                                       {"simple", true},
+                                      {"simple", true, 0, 1, AftPath::band},
                                       {"conv", false, 3, 2},
                                       {"conv", true, 3, 4}};
   const std::vector<int32_t> len = {9, 6};

@@ -48,6 +48,12 @@ std::vector<CudaAftCase> cases() {
                      return aft_simple(q, k, v, l, causal, p);
                    }});
     }
+    c.push_back({"simple automatic" + cs, 3, 129, 7, 7, {}, {129, 64, 2}, 0, [=](auto q, auto k, auto v, auto, auto l) {
+                   return aft_simple(q, k, v, l, causal);
+                 }});
+    c.push_back({"simple fallback" + cs, 2, 9, 4, 4, {}, {9, 6}, 110, [=](auto q, auto k, auto v, auto, auto l) {
+                   return aft_simple(q, k, v, l, causal, AftPath::band);
+                 }});
     c.push_back({"full N=1" + cs, 2, 1, 5, 5, {1, 1}, {}, 0, [=](auto q, auto k, auto v, auto w, auto l) {
                    return aft_full(q, k, v, w, l, causal);
                  }});
@@ -75,21 +81,26 @@ std::vector<CudaAftCase> cases() {
   return c;
 }
 
-// Random inputs, or (gap > 0) key 0 with K = 0 and bias 0 while every other key has K = −gap and bias +gap.
+// Random inputs, or (gap > 0) key 0 with K = 0 and bias 0 while every other key has K = −gap and bias +gap (AFT-simple:
+// the last key has K = 0, every other one −gap).
 std::vector<Tensor> make_inputs(const CudaAftCase& c, uint64_t seed) {
   manual_seed(seed);
   std::vector<Tensor> in = {randn({c.B, c.N, c.D}), mul_scalar(randn({c.B, c.N, c.key_width}), 2.0),
                             randn({c.B, c.N, c.D})};
   if (!c.bias_shape.empty()) in.push_back(mul_scalar(randn(c.bias_shape), 2.0));
   if (c.gap > 0) {
+    // Without a bias (AFT-simple) the top key is the last one, so causal prefixes underflow.
+    const int64_t top = c.bias_shape.empty() ? c.N - 1 : 0;
     std::vector<float> k(size_t(c.B * c.N * c.key_width), float(-c.gap));
     for (int64_t b = 0; b < c.B; ++b)
-      for (int64_t j = 0; j < c.key_width; ++j) k[size_t(b * c.N * c.key_width + j)] = 0.f;
+      for (int64_t j = 0; j < c.key_width; ++j) k[size_t((b * c.N + top) * c.key_width + j)] = 0.f;
     in[1] = from_vector<float>(k, in[1].shape());
-    std::vector<float> w(size_t(shape_numel(c.bias_shape)), float(c.gap));
-    if (c.bias_shape[0] == c.N)
-      for (int64_t t = 0; t < c.N; ++t) w[size_t(t * c.N)] = 0.f;
-    in[3] = from_vector<float>(w, c.bias_shape);
+    if (!c.bias_shape.empty()) {
+      std::vector<float> w(size_t(shape_numel(c.bias_shape)), float(c.gap));
+      if (c.bias_shape[0] == c.N)
+        for (int64_t t = 0; t < c.N; ++t) w[size_t(t * c.N)] = 0.f;
+      in[3] = from_vector<float>(w, c.bias_shape);
+    }
   }
   return in;
 }
