@@ -29,6 +29,17 @@ Tensor aft_full(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&
 Tensor aft_local(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& w, int64_t window,
                  const Tensor& lengths = Tensor(), bool causal = false, AftPath path = AftPath::automatic);
 
+// AFT-local's bias band straight from the factors of w = U V_pᵀ (spec §4.2) in O(N·W·R) time and O(N·W) memory
+// (the dense w costs N²): u, vp [N, R] (the first N rows of U and V_p) -> [N, W] with entry (t, j) = U_t·V_p_t'
+// for the key t' = t − (s' − 1) + j when 0 <= t' < N (else 0), s' = min(window, N), W = 2s' − 1 (causal: s').
+// Differentiable in u and vp.
+Tensor aft_local_bias(const Tensor& u, const Tensor& vp, int64_t window, bool causal = false);
+
+// AFT-local with its bias given as that band (aft_local_bias with the same window and causal flag) instead of the
+// dense [N, N] w: the same result as aft_local, and the bias gradient is the band's.
+Tensor aft_local_band(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& w_band, int64_t window,
+                      const Tensor& lengths = Tensor(), bool causal = false, AftPath path = AftPath::automatic);
+
 // AFT-simple: w' = 0, k [B, N, D]; O(N·D).
 Tensor aft_simple(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lengths = Tensor(),
                   bool causal = false, AftPath path = AftPath::automatic);

@@ -252,6 +252,17 @@ void check_square_bias(const AftPlan& p, const Tensor& w) {
                 p.op, shape_of(w), p.N, p.N);
 }
 
+// AFT-local's band: keys t' with |t − t'| < s (causal: t − s < t' <= t), s = min(window, N) (a window of N or more
+// is AFT-full).
+struct LocalBand {
+  int64_t lo, width;
+};
+LocalBand local_band(const char* op, int64_t window, int64_t N, bool causal) {
+  MIXGRAD_CHECK(window >= 1, "{}: window s = {}, expected s >= 1 (keys with |t - t'| < s are in the band)", op, window);
+  const int64_t s = std::min(window, N);
+  return {-(s - 1), causal ? s : 2 * s - 1};
+}
+
 bool choose_dense(AftPath path, bool automatic_dense) {
   return path == AftPath::dense || (path == AftPath::automatic && automatic_dense);
 }
@@ -272,13 +283,64 @@ Tensor aft_local(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
                  const Tensor& lengths, bool causal, AftPath path) {
   AftPlan p = plan_inputs("aft_local", q, k, v, w, lengths, 0);
   check_square_bias(p, w);
-  MIXGRAD_CHECK(window >= 1, "aft_local: window s = {}, expected s >= 1 (keys with |t - t'| < s are in the band)",
-                window);
-  const int64_t s = std::min(window, p.N);  // a window of N or more is AFT-full
+  const LocalBand lb = local_band("aft_local", window, p.N, causal);
   p.band.causal = causal;
-  use_dense_bias(p, -(s - 1), causal ? s : 2 * s - 1);
+  use_dense_bias(p, lb.lo, lb.width);
   p.dense = choose_dense(path, 4 * p.band.width > p.N);
   return run_op(std::move(p), q, k, v, w);
+}
+
+Tensor aft_local_bias(const Tensor& u, const Tensor& vp, int64_t window, bool causal) {
+  constexpr const char* op = "aft_local_bias";
+  MIXGRAD_CHECK(u.defined() && u.dim() == 2 && u.size(0) >= 1 && u.size(1) >= 1,
+                "{}: U must be 2-D [N, R] with N, R >= 1, got {}", op, shape_of(u));
+  MIXGRAD_CHECK(vp.defined() && vp.shape() == u.shape(), "{}: V_p has shape {}, expected U's shape {}", op,
+                shape_of(vp), shape_str(u.shape()));
+  MIXGRAD_CHECK(is_floating(u.dtype()), "{}: U has dtype {}, expected float32 or float64", op, u.dtype());
+  detail::check_same_dtype(op, {u, vp});
+  detail::common_device(op, {u, vp});
+  detail::check_cuda_float(op, u);
+  const int64_t N = u.size(0), R = u.size(1);
+  const LocalBand lb = local_band(op, window, N, causal);
+  Tensor out = empty({N, lb.width}, TensorOptions(u.dtype(), u.device()));
+  dispatch(op, u, [&](auto be) {
+    using T = typename decltype(be)::scalar;
+    AFT_RUN(be, aft_band_product, ptr<T>(out), ptr<T>(u), ptr<T>(vp), N, R, lb.lo, lb.width);
+  });
+  if (autograd::needs_grad({u, vp})) {
+    autograd::record(op, {u, vp}, {out},
+                     [u = u.detach(), vp = vp.detach(), lb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                       MIXGRAD_CHECK(
+                           g[0].defined() && g[0].shape() == Shape({u.size(0), lb.width}) && g[0].dtype() == u.dtype(),
+                           "aft_local_bias: the output gradient has shape {}, expected [{}, {}]", shape_of(g[0]),
+                           u.size(0), lb.width);
+                       Tensor du = empty_like(u), dvp = empty_like(vp);
+                       dispatch("aft_local_bias", u, [&](auto be) {
+                         using T = typename decltype(be)::scalar;
+                         AFT_RUN(be, aft_band_product_backward, ptr<T>(du), ptr<T>(dvp), ptr<T>(g[0]), ptr<T>(u),
+                                 ptr<T>(vp), u.size(0), u.size(1), lb.lo, lb.width);
+                       });
+                       return {du, dvp};
+                     });
+  }
+  return out;
+}
+
+Tensor aft_local_band(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& w_band, int64_t window,
+                      const Tensor& lengths, bool causal, AftPath path) {
+  AftPlan p = plan_inputs("aft_local_band", q, k, v, w_band, lengths, 0);
+  const LocalBand lb = local_band("aft_local_band", window, p.N, causal);
+  MIXGRAD_CHECK(w_band.defined() && w_band.dim() == 2 && w_band.size(0) == p.N && w_band.size(1) == lb.width,
+                "aft_local_band: the bias band has shape {}, expected [N, W] = [{}, {}] (aft_local_bias with window "
+                "{}{})",
+                shape_of(w_band), p.N, lb.width, window, causal ? ", causal" : "");
+  p.band.causal = causal;
+  p.band.lo = lb.lo, p.band.width = lb.width;
+  p.band.bias = AftBiasLayout{0, lb.width, 0};
+  p.dw_layout = p.band.bias;
+  p.dw_shape = {p.N, lb.width};
+  p.dense = choose_dense(path, 4 * lb.width > p.N);
+  return run_op(std::move(p), q, k, v, w_band);
 }
 
 Tensor aft_simple(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lengths, bool causal, AftPath path) {

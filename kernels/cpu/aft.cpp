@@ -315,6 +315,37 @@ void aft_fallback_backward(T* dk, T* dv, T* dw, const AftBiasLayout& dw_layout, 
 }
 
 template <class T>
+void aft_band_product(T* out, const T* u, const T* vp, int64_t N, int64_t R, int64_t lo, int64_t W) {
+#pragma omp parallel for schedule(static) if (N * W * R > kParallelWork)
+  for (int64_t t = 0; t < N; ++t)
+    for (int64_t j = 0; j < W; ++j) {
+      const int64_t tp = t + lo + j;
+      T acc = T(0);
+      if (tp >= 0 && tp < N)
+        for (int64_t r = 0; r < R; ++r) acc += u[t * R + r] * vp[tp * R + r];
+      out[t * W + j] = acc;
+    }
+}
+
+template <class T>
+void aft_band_product_backward(T* du, T* dvp, const T* g, const T* u, const T* vp, int64_t N, int64_t R, int64_t lo,
+                               int64_t W) {
+#pragma omp parallel for schedule(static) if (N * W * R > kParallelWork)
+  for (int64_t t = 0; t < N; ++t) {
+    T* dur = du + t * R;
+    T* dvr = dvp + t * R;
+    for (int64_t r = 0; r < R; ++r) dur[r] = dvr[r] = T(0);
+    for (int64_t j = 0; j < W; ++j) {
+      const int64_t tp = t + lo + j, row = t - lo - j;  // key of row t's band entry j; row whose entry j is key t
+      if (tp >= 0 && tp < N)
+        for (int64_t r = 0; r < R; ++r) dur[r] += g[t * W + j] * vp[tp * R + r];
+      if (row >= 0 && row < N)
+        for (int64_t r = 0; r < R; ++r) dvr[r] += g[row * W + j] * u[row * R + r];
+    }
+  }
+}
+
+template <class T>
 void aft_simple_scan(T* y, T* ybar, T* run_max, T* run_den, const T* q, const T* k, const T* v, const int32_t* lengths,
                      int64_t B, int64_t N, int64_t D) {
 #pragma omp parallel for schedule(static) if (B * N * D > kParallelWork)
@@ -357,6 +388,9 @@ void aft_simple_scan_backward(T* dq, T* dk, T* dv, const T* dy, const T* q, cons
   template void aft_fallback_backward<T>(T*, T*, T*, const AftBiasLayout&, const T*, const T*, const T*, const T*,     \
                                          const T*, const T*, const T*, const AftBand&, const int32_t*, int64_t,        \
                                          int64_t, int64_t);                                                            \
+  template void aft_band_product<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t);                       \
+  template void aft_band_product_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,          \
+                                             int64_t);                                                                 \
   template void aft_simple_scan<T>(T*, T*, T*, T*, const T*, const T*, const T*, const int32_t*, int64_t, int64_t,     \
                                    int64_t);                                                                           \
   template void aft_simple_scan_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*,    \

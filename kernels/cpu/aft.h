@@ -82,6 +82,16 @@ void aft_fallback_backward(T* dk, T* dv, T* dw, const AftBiasLayout& dw_layout, 
                            const T* v, const T* ybar, const T* den, const T* w, const AftBand& band,
                            const int32_t* lengths, int64_t B, int64_t N, int64_t D);
 
+// AFT-local's bias band straight from the factors of w = U V_pᵀ (spec §4.2), O(N·W·R) instead of O(N²·R):
+// out[t, j] = u[t]·vp[t + lo + j] for 0 <= t + lo + j < N, else 0; u, vp [N, R], out [N, W].
+template <class T>
+void aft_band_product(T* out, const T* u, const T* vp, int64_t N, int64_t R, int64_t lo, int64_t W);
+// Its backward: du[t] = Σ_j g[t, j]·vp[t + lo + j], dvp[t'] = Σ_j g[t' − lo − j, j]·u[t' − lo − j]; every row of du
+// and dvp written once (no accumulation across threads).
+template <class T>
+void aft_band_product_backward(T* du, T* dvp, const T* g, const T* u, const T* vp, int64_t N, int64_t R, int64_t lo,
+                               int64_t W);
+
 // Causal AFT-simple by a running-max prefix scan per (sample, channel) (spec §4.5; kernels/aft_math.h), the path
 // engine/ops_aft.cpp takes for it: y, ybar as above; run_max, run_den [B, N, D] are saved for the backward.
 template <class T>

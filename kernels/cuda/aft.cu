@@ -222,6 +222,37 @@ __global__ void fallback_backward_kernel(float* dk, float* dv, float* dw, AftBia
   }
 }
 
+__global__ void band_product_kernel(float* out, const float* u, const float* vp, int64_t N, int64_t R, int64_t lo,
+                                    int64_t W) {
+  AFT_GRID_LOOP(i, N * W) {
+    const int64_t t = i / W, tp = t + lo + i % W;
+    float acc = 0.f;
+    if (tp >= 0 && tp < N)
+      for (int64_t r = 0; r < R; ++r) acc += u[t * R + r] * vp[tp * R + r];
+    out[i] = acc;
+  }
+}
+
+// i over 2·N·R: the first N·R threads write du[t, r], the rest dvp[t', r].
+__global__ void band_product_backward_kernel(float* du, float* dvp, const float* g, const float* u, const float* vp,
+                                             int64_t N, int64_t R, int64_t lo, int64_t W) {
+  AFT_GRID_LOOP(i, 2 * N * R) {
+    const bool first = i < N * R;
+    const int64_t e = first ? i : i - N * R, t = e / R, r = e % R;
+    float acc = 0.f;
+    for (int64_t j = 0; j < W; ++j) {
+      if (first) {
+        const int64_t tp = t + lo + j;
+        if (tp >= 0 && tp < N) acc += g[t * W + j] * vp[tp * R + r];
+      } else {
+        const int64_t row = t - lo - j;
+        if (row >= 0 && row < N) acc += g[row * W + j] * u[row * R + r];
+      }
+    }
+    (first ? du : dvp)[e] = acc;
+  }
+}
+
 __global__ void simple_scan_kernel(float* y, float* ybar, float* run_max, float* run_den, const float* q,
                                    const float* k, const float* v, const int32_t* lengths, int64_t B, int64_t N,
                                    int64_t D) {
@@ -347,6 +378,20 @@ void aft_fallback_backward(float* dk, float* dv, float* dw, const AftBiasLayout&
   if (B * N * D == 0) return;
   fallback_backward_kernel<<<blocks_for(B * D), kThreads, 0, stream>>>(dk, dv, dw, dw_layout, dy, q, k, v, ybar, den, w,
                                                                        band, lengths, B, N, D);
+  MIXGRAD_CUDA_LAUNCH_CHECK();
+}
+
+void aft_band_product(float* out, const float* u, const float* vp, int64_t N, int64_t R, int64_t lo, int64_t W,
+                      cudaStream_t stream) {
+  if (N * W == 0) return;
+  band_product_kernel<<<blocks_for(N * W), kThreads, 0, stream>>>(out, u, vp, N, R, lo, W);
+  MIXGRAD_CUDA_LAUNCH_CHECK();
+}
+
+void aft_band_product_backward(float* du, float* dvp, const float* g, const float* u, const float* vp, int64_t N,
+                               int64_t R, int64_t lo, int64_t W, cudaStream_t stream) {
+  if (N * R == 0) return;
+  band_product_backward_kernel<<<blocks_for(2 * N * R), kThreads, 0, stream>>>(du, dvp, g, u, vp, N, R, lo, W);
   MIXGRAD_CUDA_LAUNCH_CHECK();
 }
 

@@ -42,6 +42,11 @@ void aft_fallback_backward(float* dk, float* dv, float* dw, const AftBiasLayout&
                            const float* w, const AftBand& band, const int32_t* lengths, int64_t B, int64_t N, int64_t D,
                            cudaStream_t stream);
 
+// AFT-local's bias band from U and V_p: one thread per (t, j) forward; per (t, r) for du and per (t', r) for dvp.
+void aft_band_product(float* out, const float* u, const float* vp, int64_t N, int64_t R, int64_t lo, int64_t W,
+                      cudaStream_t stream);
+void aft_band_product_backward(float* du, float* dvp, const float* g, const float* u, const float* vp, int64_t N,
+                               int64_t R, int64_t lo, int64_t W, cudaStream_t stream);
 // Causal AFT-simple's running-max scan and its reverse scan: one thread per (sample, channel) column.
 void aft_simple_scan(float* y, float* ybar, float* run_max, float* run_den, const float* q, const float* k,
                      const float* v, const int32_t* lengths, int64_t B, int64_t N, int64_t D, cudaStream_t stream);

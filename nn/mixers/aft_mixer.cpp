@@ -119,10 +119,12 @@ Tensor AftMixer::forward(const Tensor& x, const Tensor& lengths) {
                 name, n, seq_len, shape_str(x.shape()));
   const Tensor q = to_q->forward(x), k = to_k->forward(x), v = to_v->forward(x);
   Tensor y;
-  if (variant == AftVariant::full || variant == AftVariant::local) {
+  if (variant == AftVariant::full) {
     const Tensor w = matmul(pos_u.slice0(0, n), transpose(pos_v.slice0(0, n), 0, 1));
-    y = variant == AftVariant::full ? aft_full(q, k, v, w, lengths, causal)
-                                    : aft_local(q, k, v, w, window, lengths, causal);
+    y = aft_full(q, k, v, w, lengths, causal);
+  } else if (variant == AftVariant::local) {  // only the band of U V_pᵀ: O(N·s·d') instead of O(N²·d')
+    const Tensor w_band = aft_local_bias(pos_u.slice0(0, n), pos_v.slice0(0, n), window, causal);
+    y = aft_local_band(q, k, v, w_band, window, lengths, causal);
   } else if (variant == AftVariant::simple) {
     y = aft_simple(q, k, v, lengths, causal);
   } else {

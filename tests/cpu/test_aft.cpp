@@ -2,6 +2,7 @@
 // with the exact per-(t, d) max for every variant, causal and not, with key padding; inputs whose den underflows are
 // caught by the fallback; float64 finite differences of Q, K, V, the bias (and U, V_p, the conv parameters through
 // the mixers); AFT-conv at init equals AFT-simple; every invalid shape and option is a clear error.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cfloat>
 #include <cmath>
@@ -249,6 +250,35 @@ TEST_CASE("aft: gradients of Q, K, V and the bias match finite differences (floa
   }
 }
 
+TEST_CASE("aft: AFT-local from the bias band of U V_p^T equals the dense form; dU, dV_p match finite differences",
+          "[aft]") {
+  const Tensor lengths = lengths_tensor({7, 4});
+  for (bool causal : {false, true})
+    for (int64_t s : {1, 2, 3, 9})
+      for (AftPath path : {AftPath::dense, AftPath::band}) {
+        INFO("causal " << causal << " window " << s << " path " << (path == AftPath::dense ? "dense" : "band"));
+        manual_seed(30);
+        const TensorOptions opt(DType::f64);
+        const Tensor q = randn({2, 7, 5}, opt), k = randn({2, 7, 5}, opt), v = randn({2, 7, 5}, opt);
+        const Tensor u = randn({7, 3}, opt), vp = randn({7, 3}, opt);
+        {
+          NoGradGuard ng;
+          const Tensor band = aft_local_bias(u, vp, s, causal);
+          CHECK(band.shape() == Shape{7, causal ? std::min<int64_t>(s, 7) : 2 * std::min<int64_t>(s, 7) - 1});
+          REQUIRE_CLOSE(testing::all_close(aft_local_band(q, k, v, band, s, lengths, causal, path),
+                                           aft_local(q, k, v, matmul(u, transpose(vp, 0, 1)), s, lengths, causal),
+                                           tolerance(Compare::forward_f64)));
+        }
+        std::vector<Tensor> inputs = {q, k, v, u, vp};
+        for (Tensor& t : inputs) t.requires_grad_();
+        REQUIRE_CLOSE(testing::gradcheck(
+            [&](const std::vector<Tensor>& x) {
+              return aft_local_band(x[0], x[1], x[2], aft_local_bias(x[3], x[4], s, causal), s, lengths, causal, path);
+            },
+            inputs));
+      }
+}
+
 TEST_CASE("aft mixers: U, V_p and the conv parameters match finite differences; causal contexts", "[aft]") {
   const Tensor lengths = testing::mixer_test_lengths();
   for (const std::string name : {"aft-full", "aft-local", "aft-simple", "aft-conv"})
@@ -329,6 +359,11 @@ TEST_CASE("aft: invalid shapes and options are clear errors", "[aft]") {
   CHECK_THROWS_WITH(aft_full(q, k, v, w, from_vector<int32_t>({5, 6}, {2})), Contains("aft_full"));
   CHECK_THROWS_WITH(aft_full(q, k, v, w, from_vector<int32_t>({5}, {1})), Contains("aft_full"));
   CHECK_THROWS_WITH(aft_local(q, k, v, w, 0), Contains("window s = 0"));
+  CHECK_THROWS_WITH(aft_local_band(q, k, v, randn({5, 4}, opt), 2),
+                    Contains("aft_local_band") && Contains("expected [N, W] = [5, 3]"));
+  CHECK_THROWS_WITH(aft_local_bias(randn({5, 3}, opt), randn({5, 2}, opt), 2), Contains("V_p has shape [5, 2]"));
+  CHECK_THROWS_WITH(aft_local_bias(randn({5, 3}, opt), randn({5, 3}, opt), 0), Contains("window s = 0"));
+  CHECK_THROWS_WITH(aft_local_bias(randn({5}, opt), randn({5}, opt), 2), Contains("U must be 2-D [N, R]"));
   CHECK_THROWS_WITH(aft_simple(q, k, Tensor()), Contains("aft_simple") && Contains("must be defined"));
   CHECK_THROWS_WITH(aft_conv(q, randn({2, 5, 2}, opt), v, randn({3, 3}, opt)), Contains("k has shape [2, 5, 2]"));
   CHECK_THROWS_WITH(aft_conv(q, randn({2, 5, 3}, opt), v, randn({3, 3}, opt)),

@@ -54,6 +54,11 @@ std::vector<CudaAftCase> cases() {
     c.push_back({"simple fallback" + cs, 2, 9, 4, 4, {}, {9, 6}, 110, [=](auto q, auto k, auto v, auto, auto l) {
                    return aft_simple(q, k, v, l, causal, AftPath::band);
                  }});
+    c.push_back(
+        {"local band bias s=4" + cs, 2, 50, 12, 12, {50, 8}, {50, 23}, 0, [=](auto q, auto k, auto v, auto w, auto l) {
+           // w here is U [N, R]; V_p = tanh(U) is a second factor that shares U's gradient.
+           return aft_local_band(q, k, v, aft_local_bias(w, tanh(w), 4, causal), 4, l, causal);
+         }});
     c.push_back({"full N=1" + cs, 2, 1, 5, 5, {1, 1}, {}, 0, [=](auto q, auto k, auto v, auto w, auto l) {
                    return aft_full(q, k, v, w, l, causal);
                  }});
