@@ -69,6 +69,7 @@ int64_t clamp_index(int64_t i, int64_t n) { return i < 0 ? 0 : (i > n ? n : i); 
 
 template <class T>
 void aft_bias_row_max(T* row_max, const T* w, const AftBand& band, int64_t N) {
+#pragma omp parallel for collapse(2) schedule(static) if (band.heads * N * band.width > kParallelWork)
   for (int64_t h = 0; h < band.heads; ++h)
     for (int64_t t = 0; t < N; ++t) {
       const int64_t end = band.causal ? t + 1 : N;
@@ -293,6 +294,10 @@ template <class T>
 void aft_fallback_backward(T* dk, T* dv, T* dw, const AftBiasLayout& dw_layout, const T* dy, const T* q, const T* k,
                            const T* v, const T* ybar, const T* den, const T* w, const AftBand& band,
                            const int32_t* lengths, int64_t B, int64_t N, int64_t D) {
+  bool any = false;  // the common case: no fallback element, one parallel pass over den
+#pragma omp parallel for reduction(|| : any) schedule(static) if (B * N * D > kParallelWork)
+  for (int64_t i = 0; i < B * N * D; ++i) any = any || den[i] == T(0);
+  if (!any) return;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = aft_valid_length(lengths, b, N);
     for (int64_t t = 0; t < n; ++t)
