@@ -2,6 +2,7 @@
 #pragma once
 #include "engine/allocator.h"
 #include "engine/autograd.h"
+#include "engine/compose.h"
 #include "engine/csp.h"
 #include "engine/deferred_checks.h"
 #include "engine/device.h"
