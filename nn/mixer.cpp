@@ -7,6 +7,7 @@
 
 #include "nn/mixers/aft_mixer.h"
 #include "nn/mixers/csp_mixer.h"
+#include "nn/mixers/dcmha_mixer.h"
 #include "nn/mixers/softmax_attention.h"
 
 namespace mixgrad::nn {
@@ -16,6 +17,8 @@ const std::vector<MixerInfo>& mixer_registry() {
       {"softmax", "softmax multi-head attention (fused flash-style kernels)", {}, make_softmax_attention},
       {"csp", "channel-wise sample permutation: per-channel circular shift + sort in groups of K", csp_mixer_options(),
        make_csp_mixer},
+      {"dcmha", "dynamically composable multi-head attention (DCFormer Compose on scores and probabilities)",
+       dcmha_mixer_options(), make_dcmha_mixer},
       {"aft-full", "AFT-full: attention-free mixing with a factorised pair-wise position bias", aft_full_options(),
        make_aft_full},
       {"aft-local", "AFT-local: AFT-full whose position bias is kept inside a window (0 outside)", aft_local_options(),
