@@ -23,6 +23,9 @@
 namespace mixgrad::kernels::cpu {
 namespace {
 
+// Below this many (point × head) operations a loop runs on one thread (a parallel region costs more).
+constexpr int64_t kParallelWork = int64_t{1} << 14;
+
 void check_chunk(const ComposeChunk& c, const char* op) {
   if (c.H < 1 || c.H > kComposeMaxHeads || c.R < 1 || c.R > kComposeMaxRank)
     throw std::invalid_argument(std::string(op) + ": H = " + std::to_string(c.H) + ", R = " + std::to_string(c.R) +
@@ -42,7 +45,7 @@ void compose_forward(T* out, const T* a, const T* dyn, const T* ws, const Compos
   check_chunk(c, "compose_forward");
   const int H = int(c.H), R = int(c.R);
   const int64_t plane = c.tc * c.sc, rows = c.B * c.tc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * c.sc * c.H > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t b = row / c.tc, i = row % c.tc, t = c.t0 + i, len = compose_key_length(c, b);
     const T* qw = dyn + compose_dyn_offset(c, q_slot(stage), b, t);
@@ -77,7 +80,7 @@ void backward_rows(T* da, T* ddyn, const T* g, const T* a, const T* dyn, const T
                    ComposeStage stage) {
   const int H = int(c.H), R = int(c.R), W = (2 * R + 1) * H;
   const int64_t plane = c.tc * c.sc, rows = c.B * c.tc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * c.sc * c.H > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t b = row / c.tc, i = row % c.tc, t = c.t0 + i, len = compose_key_length(c, b);
     const T* qw = dyn + compose_dyn_offset(c, q_slot(stage), b, t);
@@ -106,7 +109,7 @@ void backward_columns(T* ddyn, const T* g, const T* a, const T* dyn, const T* ws
                       ComposeStage stage) {
   const int H = int(c.H), R = int(c.R), W = (2 * R + 1) * H;
   const int64_t plane = c.tc * c.sc, cols = c.B * c.sc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cols * c.tc * c.H > kParallelWork)
   for (int64_t col = 0; col < cols; ++col) {
     const int64_t b = col / c.sc, j = col % c.sc, s = c.s0 + j, len = compose_key_length(c, b);
     const T* kw = dyn + compose_dyn_offset(c, k_slot(stage), b, s);
@@ -129,7 +132,7 @@ void backward_columns(T* ddyn, const T* g, const T* a, const T* dyn, const T* ws
 template <class T>
 void backward_static(T* dws, const T* g, const T* a, const ComposeChunk& c) {
   const int64_t H = c.H, plane = c.tc * c.sc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (c.B * c.tc * c.sc * H > kParallelWork)
   for (int64_t m = 0; m < H; ++m) {
     std::vector<T> acc(size_t(H), T(0));
     for (int64_t b = 0; b < c.B; ++b) {
@@ -162,7 +165,7 @@ void compose_backward(T* da, T* ddyn, T* dws, const T* g, const T* a, const T* d
 template <class T>
 void masked_softmax_forward(T* p, const T* x, const ComposeChunk& c) {
   const int64_t rows = c.B * c.H * c.tc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * c.sc > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t b = row / (c.H * c.tc), t = c.t0 + row % c.tc, len = compose_key_length(c, b);
     const T* xr = x + row * c.sc;
@@ -192,7 +195,7 @@ void masked_softmax_forward(T* p, const T* x, const ComposeChunk& c) {
 template <class T>
 void masked_softmax_backward(T* dx, const T* p, const T* dp, const ComposeChunk& c) {
   const int64_t rows = c.B * c.H * c.tc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * c.sc > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t b = row / (c.H * c.tc), t = c.t0 + row % c.tc, len = compose_key_length(c, b);
     const T *pr = p + row * c.sc, *dpr = dp + row * c.sc;

@@ -15,7 +15,7 @@ std::vector<MixerOptionSpec> dcmha_mixer_options() {
       {"dcmha_window",
        T::integer,
        "256",
-       "local window W of the local layers (t - W < s <= t when causal)",
+       "local window W of the local layers: t - W < s <= t when causal, |t - s| < W otherwise",
        {},
        1,
        1e9},
