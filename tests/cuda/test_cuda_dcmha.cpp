@@ -9,7 +9,10 @@
 #include <vector>
 
 #include "engine/compose.h"
+#include "engine/cuda_backend.h"
 #include "engine/mixgrad.h"
+#include "kernels/cpu/compose.h"
+#include "kernels/cuda/compose.h"
 #include "nn/mixers/dcmha_mixer.h"
 #include "tests/common/check.h"
 
@@ -88,7 +91,7 @@ TEST_CASE("cuda: dcmha_attention and compose match the CPU, forward and every gr
     INFO("case " << c.name);
     std::mt19937 gen(seed++);
     std::vector<Tensor> in;
-    const Tensor dyn = normal({4, c.B, c.N, 2 * c.R + 1, c.H}, 0.4, gen);
+    const Tensor dyn = normal({4, c.B, c.N, 2 * c.R + 1, c.H}, 0.25, gen);
     const Tensor ws1 = c.with_static ? normal({c.H, c.H}, 0.3, gen) : Tensor();
     const Tensor ws2 = c.with_static ? normal({c.H, c.H}, 0.3, gen) : Tensor();
     Shape out_shape;
@@ -109,6 +112,65 @@ TEST_CASE("cuda: dcmha_attention and compose match the CPU, forward and every gr
       REQUIRE_CLOSE(all_close(gpu.grads[i], cpu.grads[i], tolerance(Compare::cpu_vs_cuda)));
     }
   }
+}
+
+// Kernel level, on one interior chunk (t0 > 0, s0 > 0, causal window, padded lengths, static matrix): outputs start
+// as NaN (an element a kernel forgets to write shows up) and the gradient accumulators as random values (the kernels
+// add to them), on both devices.
+TEST_CASE("cuda: the compose and masked-softmax kernels equal the CPU kernels on an interior chunk", "[cuda][dcmha]") {
+  std::mt19937 gen(99);
+  kernels::ComposeChunk c;
+  c.B = 2, c.H = 5, c.N = 40, c.R = 2, c.t0 = 12, c.tc = 9, c.s0 = 6, c.sc = 15, c.window = 7, c.causal = true;
+  const Tensor len_cpu = from_vector<int32_t>({40, 16}, {2}, TensorOptions(DType::i32));
+  const Tensor len_gpu = len_cpu.to(cuda_device());
+  const Shape chunk{c.B, c.H, c.tc, c.sc};
+  const Tensor a = normal(chunk, 1.0, gen), g = normal(chunk, 1.0, gen), dyn = normal({4, 2, 40, 5, 5}, 0.3, gen);
+  const Tensor ws = normal({5, 5}, 0.3, gen), acc0 = normal({4, 2, 40, 5, 5}, 1.0, gen),
+               dws0 = normal({5, 5}, 1.0, gen);
+  const cudaStream_t stream = cuda::stream(cuda_device());
+  for (kernels::ComposeStage stage : {kernels::ComposeStage::pre, kernels::ComposeStage::post}) {
+    INFO("stage " << int(stage));
+    // CPU.
+    Tensor out_c = full(chunk, NAN), da_c = full(chunk, NAN), ddyn_c = acc0.clone(), dws_c = dws0.clone();
+    kernels::ComposeChunk cc = c;
+    cc.lengths = len_cpu.data<int32_t>();
+    kernels::cpu::compose_forward<float>(out_c.data<float>(), a.data<float>(), dyn.data<float>(), ws.data<float>(), cc,
+                                         stage);
+    kernels::cpu::compose_backward<float>(da_c.data<float>(), ddyn_c.data<float>(), dws_c.data<float>(),
+                                          g.data<float>(), a.data<float>(), dyn.data<float>(), ws.data<float>(), cc,
+                                          stage, nullptr);
+    // CUDA.
+    const Device d = cuda_device();
+    const Tensor a_g = a.to(d), g_g = g.to(d), dyn_g = dyn.to(d), ws_g = ws.to(d);
+    Tensor out_g = full(chunk, NAN).to(d), da_g = full(chunk, NAN).to(d), ddyn_g = acc0.to(d), dws_g = dws0.to(d);
+    kernels::ComposeChunk cg = c;
+    cg.lengths = len_gpu.data<int32_t>();
+    Tensor work = empty({int64_t(kernels::cuda::compose_backward_workspace_bytes(cg, true) / 4 + 1)},
+                        TensorOptions(DType::f32, d));
+    kernels::cuda::compose_forward(out_g.data<float>(), a_g.data<float>(), dyn_g.data<float>(), ws_g.data<float>(), cg,
+                                   stage, stream);
+    kernels::cuda::compose_backward(da_g.data<float>(), ddyn_g.data<float>(), dws_g.data<float>(), g_g.data<float>(),
+                                    a_g.data<float>(), dyn_g.data<float>(), ws_g.data<float>(), cg, stage,
+                                    work.raw_data(), stream);
+    REQUIRE_CLOSE(all_close(out_g, out_c, tolerance(Compare::cpu_vs_cuda)));
+    REQUIRE_CLOSE(all_close(da_g, da_c, tolerance(Compare::cpu_vs_cuda)));
+    REQUIRE_CLOSE(all_close(ddyn_g, ddyn_c, tolerance(Compare::cpu_vs_cuda)));
+    REQUIRE_CLOSE(all_close(dws_g, dws_c, tolerance(Compare::cpu_vs_cuda)));
+  }
+  // The masked softmax and its backward (explicit D).
+  Tensor p_c = full(chunk, NAN), dx_c = full(chunk, NAN);
+  kernels::ComposeChunk cc = c;
+  cc.lengths = len_cpu.data<int32_t>();
+  kernels::cpu::masked_softmax_forward<float>(p_c.data<float>(), a.data<float>(), cc);
+  kernels::cpu::masked_softmax_backward<float>(dx_c.data<float>(), p_c.data<float>(), g.data<float>(), cc);
+  Tensor p_g = full(chunk, NAN).to(cuda_device()), dx_g = full(chunk, NAN).to(cuda_device());
+  kernels::ComposeChunk cg = c;
+  cg.lengths = len_gpu.data<int32_t>();
+  const Tensor a_g = a.to(cuda_device()), g_g = g.to(cuda_device());
+  kernels::cuda::masked_softmax_forward(p_g.data<float>(), a_g.data<float>(), cg, stream);
+  kernels::cuda::masked_softmax_backward(dx_g.data<float>(), p_g.data<float>(), g_g.data<float>(), cg, stream);
+  REQUIRE_CLOSE(all_close(p_g, p_c, tolerance(Compare::cpu_vs_cuda)));
+  REQUIRE_CLOSE(all_close(dx_g, dx_c, tolerance(Compare::cpu_vs_cuda)));
 }
 
 TEST_CASE("cuda: dcmha_attention is deterministic (two runs bit-identical)", "[cuda][dcmha]") {
