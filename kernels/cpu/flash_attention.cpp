@@ -332,7 +332,9 @@ void forward_impl(T* o, float* lse, const T* q, const T* k, const T* v, const Fl
       for (int64_t r = 0; r < rows; ++r) {
         T* out = oh + (i0 + r) * p.o.row;
         const T* a = acc.data() + r * d;
-        if (l[r] > T(0)) {
+        // l = 0 only for a row that saw no key (O = 0, LSE = +inf). A NaN score (NaN in Q or K, or +inf scores)
+        // makes l NaN, and NaN must come out as it does from softmax(QK^T)V: O and LSE NaN, never a masked row.
+        if (l[r] != T(0)) {
           const T inv = T(1) / l[r];
           for (int64_t x = 0; x < d; ++x) out[x] = a[x] * inv;
           lh[i0 + r] = static_cast<float>(m[r] + std::log(l[r]));

@@ -222,13 +222,16 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(T* __restrict__
     const float lt = half_warp_sum(l[i]);
     const int64_t row = i0 + ty * 4 + i;
     if (row >= Tq) continue;
-    const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
+    // lt = 0 only for a row that saw no key (O = 0, LSE = +inf); a NaN score makes lt NaN, and NaN must come out
+    // (O and LSE NaN) as it does from softmax(QK^T)V, never the masked-row zeros.
+    const bool saw_keys = lt != 0.0f;
+    const float inv = saw_keys ? 1.0f / lt : 0.0f;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       const int col = tx + 16 * e;
       if (col < d) store_f(oh + row * p.o.row + col, acc[i][e] * inv);
     }
-    if (tx == 0) lse[bh * Tq + row] = lt > 0.0f ? (m[i] + log2f(lt)) * kLn2 : INFINITY;
+    if (tx == 0) lse[bh * Tq + row] = saw_keys ? (m[i] + log2f(lt)) * kLn2 : INFINITY;
   }
 }
 

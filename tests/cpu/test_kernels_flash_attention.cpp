@@ -474,3 +474,54 @@ TEST_CASE("flash attention: invalid parameters throw", "[flash][kernels]") {
   p.scale = std::numeric_limits<float>::infinity();
   CHECK_THROWS_AS(kc::flash_attention_forward(&x, &l, &x, &x, &x, p), std::invalid_argument);
 }
+
+TEST_CASE("flash attention: NaN in Q, K or V gives NaN out on the rows that see it, as softmax(QK^T)V does",
+          "[flash][kernels]") {
+  // Causal, T = Tk = 80: query i sees keys 0..i. Batch 0 carries the NaN (element 3 of one row); batch 1 (kv_len 0)
+  // is fully masked and keeps O = 0, LSE = +inf even with NaN in its K and V.
+  FlashParams p = flash_params_contiguous(2, 1, 80, 80, 32);
+  p.causal = true;
+  const std::vector<int32_t> kv_len = {80, 0};
+  p.kv_len = kv_len.data();
+  const int64_t T = p.T, d = p.d;
+  const Inputs clean = random_inputs(p, 31);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  struct Case {
+    const char* what;
+    Vec Inputs::*tensor;
+    int64_t row;          // the poisoned row of batch 0 (a query for Q, a key for K and V)
+    int64_t first, last;  // batch-0 query rows that must come out NaN: [first, last]
+    bool whole_row;       // a NaN score poisons the row's O and LSE; a NaN value only its column of O
+  };
+  for (const Case& c : {Case{"Q row 10", &Inputs::q, 10, 10, 10, true}, Case{"K row 40", &Inputs::k, 40, 40, 79, true},
+                        Case{"V row 60", &Inputs::v, 60, 60, 79, false}}) {
+    INFO(c.what);
+    Inputs in = clean;
+    (in.*c.tensor)[static_cast<size_t>(c.row * d + 3)] = nan;
+    in.k[static_cast<size_t>(T * d + 5)] = nan;  // batch 1's keys and values: never seen
+    in.v[static_cast<size_t>(T * d + 7)] = nan;
+    const auto check = [&](const Result& got, const Result& ref) {
+      for (int64_t i = 0; i < T; ++i) {
+        const bool poisoned = i >= c.first && i <= c.last;
+        const size_t row = static_cast<size_t>(i);
+        if (c.whole_row)
+          CHECK(std::isnan(got.lse[row]) == poisoned);
+        else
+          CHECK(got.lse[row] == ref.lse[row]);
+        for (int64_t x = 0; x < d; ++x) {
+          const size_t e = static_cast<size_t>(i * d + x);
+          if (poisoned && (c.whole_row || x == 3))
+            CHECK(std::isnan(got.o[e]));
+          else if (c.whole_row)           // a V NaN may reach rows of its block through 0 · NaN, as in P·V
+            CHECK(got.o[e] == ref.o[e]);  // the rows that never see the NaN are unchanged
+        }
+        CHECK(got.lse[static_cast<size_t>(T + i)] == kInf);
+        for (int64_t x = 0; x < d; ++x) CHECK(got.o[static_cast<size_t>((T + i) * d + x)] == 0.0);
+      }
+      if (c.tensor == &Inputs::q)  // the NaN row's gradient is NaN too
+        for (int64_t x = 0; x < d; ++x) CHECK(std::isnan(got.dq[static_cast<size_t>(c.row * d + x)]));
+    };
+    check(run_kernels<float>(p, in), run_kernels<float>(p, clean));
+    check(run_kernels<double>(p, in), run_kernels<double>(p, clean));
+  }
+}

@@ -1,8 +1,10 @@
 // scaled_dot_product_attention's fused CUDA path: against the fused CPU path and the composite CUDA path (forward
 // and backward) over head dims and lengths with causal, key padding and fully masked rows; the dropout mask shared
 // with the CPU; bitwise determinism; peak device memory linear in N.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -137,6 +139,45 @@ TEST_CASE("cuda: fused sdpa dropout mask equals the CPU's; runs are bitwise dete
     const Run b = run_sdpa(q, k, v, g, Tensor(), true, AttentionBackend::automatic, kCuda);
     require_bitwise(a, b);
   }
+}
+
+TEST_CASE("cuda: fused sdpa gives NaN out for NaN in on the rows that see it; fully masked rows stay 0",
+          "[cuda][flash]") {
+  // Causal, T = Tk = 80 (query i sees keys 0..i). Batch 0: NaN in query 10 and in key 40, so rows 10 and 40..79 come
+  // out NaN and the others finite, on the GPU as on the CPU (PyTorch's softmax(QK^T)V does the same). Batch 1 sees
+  // no key (key padding 0): O = 0 despite a NaN in its keys.
+  manual_seed(205);
+  const int64_t t = 80, d = 64;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor q = randn({2, 1, t, d}), k = randn({2, 1, t, d}), v = randn({2, 1, t, d}), g = randn({2, 1, t, d});
+  q.data<float>()[10 * d + 1] = nan;
+  k.data<float>()[40 * d + 3] = nan;
+  k.data<float>()[t * d + 5] = nan;
+  const Tensor mask = key_padding({t, 0}, t);
+  const Run gpu = run_sdpa(q, k, v, g, mask, true, AttentionBackend::automatic, kCuda);
+  REQUIRE(gpu.node == "flash_attention");
+  const Run cpu = run_sdpa(q, k, v, g, mask, true, AttentionBackend::fused, kCPU);
+  for (const Run* r : {&gpu, &cpu}) {
+    INFO((r == &gpu ? "cuda" : "cpu"));
+    const std::vector<float> o = r->o.to_vector<float>();
+    int64_t wrong = 0, first_wrong = -1;
+    for (int64_t i = 0; i < t; ++i) {
+      const bool poisoned = i == 10 || i >= 40;
+      for (int64_t x = 0; x < d; ++x) {
+        const bool ok = std::isnan(o[size_t(i * d + x)]) == poisoned && o[size_t((t + i) * d + x)] == 0.0f;
+        if (!ok && wrong++ == 0) first_wrong = i;
+      }
+    }
+    INFO(wrong << " wrong elements; first in row " << first_wrong);
+    CHECK(wrong == 0);
+  }
+  // The finite rows agree between the devices.
+  const std::vector<float> og = gpu.o.to_vector<float>(), oc = cpu.o.to_vector<float>();
+  double worst = 0;
+  for (int64_t i = 0; i < 40; ++i)
+    for (int64_t x = 0; x < d; ++x)
+      if (i != 10) worst = std::max(worst, double(std::fabs(og[size_t(i * d + x)] - oc[size_t(i * d + x)])));
+  CHECK(worst < 1e-4);
 }
 
 TEST_CASE("cuda: fused sdpa peak device memory grows linearly with N", "[cuda][flash]") {
