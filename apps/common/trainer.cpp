@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -43,6 +44,19 @@ nn::Metadata Recipe::to_metadata() const {
           {"recipe.eval_every", std::to_string(eval_every)}};
 }
 
+namespace {
+// "<file>: metadata key 'recipe.<key>'" or "<file>: metadata key '<key>'".
+std::string file_key(const std::string& file, const std::string& key) {
+  return fmt::format("{}: metadata key '{}'", file, key);
+}
+
+// One field's range check: "<name> = <value> (expected <what>)".
+template <class T>
+void check_field(bool ok, const std::string& name, const T& value, const std::string& expected) {
+  MIXGRAD_CHECK(ok, "{} = {} (expected {})", name, value, expected);
+}
+}  // namespace
+
 Recipe Recipe::from_metadata(const nn::Metadata& m, const std::string& f) {
   Recipe r;
   r.epochs = meta_int(m, "recipe.epochs", f);
@@ -65,50 +79,49 @@ Recipe Recipe::from_metadata(const nn::Metadata& m, const std::string& f) {
   if (m.count("recipe.clip_norm")) r.clip_norm = meta_double(m, "recipe.clip_norm", f);
   if (m.count("recipe.schedule")) r.schedule = meta_get(m, "recipe.schedule", f);
   if (m.count("recipe.eval_every")) r.eval_every = meta_int(m, "recipe.eval_every", f);
-  try {
-    r.validate();
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("{}: the recorded recipe is invalid: {}", f, e.what()));
-  }
+  r.validate([&](const std::string& key) { return file_key(f, "recipe." + key); });
   return r;
 }
 
 void Recipe::validate() const {
-  MIXGRAD_CHECK(epochs >= 1 && epochs <= 1000000, "epochs = {} (expected 1..1000000)", epochs);
-  MIXGRAD_CHECK(batch_size >= 1 && batch_size <= 65536, "batch size = {} (expected 1..65536)", batch_size);
-  MIXGRAD_CHECK(updates >= 0 && warmup_steps >= 0 && eval_every >= 0 && train_limit >= 0 && val_limit >= 0,
-                "updates ({}), warm-up steps ({}), eval_every ({}) and limits must be >= 0", updates, warmup_steps,
-                eval_every);
-  MIXGRAD_CHECK(std::isfinite(lr) && lr > 0, "lr = {} (expected a finite number > 0)", lr);
-  MIXGRAD_CHECK(std::isfinite(min_lr) && min_lr >= 0, "min_lr = {} (expected a finite number >= 0)", min_lr);
-  MIXGRAD_CHECK(std::isfinite(weight_decay) && weight_decay >= 0, "weight decay = {} (expected >= 0)", weight_decay);
-  MIXGRAD_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "betas ({}, {}) must lie in [0, 1)", beta1, beta2);
-  MIXGRAD_CHECK(std::isfinite(eps) && eps > 0, "eps = {} (expected > 0)", eps);
-  MIXGRAD_CHECK(label_smoothing >= 0 && label_smoothing < 1, "label smoothing = {} (expected [0, 1))", label_smoothing);
-  MIXGRAD_CHECK(std::isfinite(clip_norm) && clip_norm >= 0, "clip norm = {} (expected >= 0; 0 = off)", clip_norm);
-  (void)nn::LrSchedule::parse(schedule);
+  validate([](const std::string& key) { return key; });
 }
 
-// ---- run folders ----------------------------------------------------------------------------------------------
-ResumeState read_resume_state(const fs::path& out) {
-  ResumeState rs;
-  rs.weights_path = out / "last.safetensors";
-  rs.state_path = out / "last_state.safetensors";
-  MIXGRAD_CHECK(fs::exists(rs.weights_path) && fs::exists(rs.state_path),
-                "--resume: {} has no last.safetensors + last_state.safetensors to resume from", out.string());
-  rs.state_tensors = nn::load_tensors(rs.state_path, &rs.state_meta);
-  (void)nn::load_tensors(rs.weights_path, &rs.weights_meta);
-  const std::string a = meta_get(rs.weights_meta, "train.global_step", rs.weights_path.string());
-  const std::string b = meta_get(rs.state_meta, "train.global_step", rs.state_path.string());
-  MIXGRAD_CHECK(a == b, "--resume: {} (step {}) and {} (step {}) disagree; the run was interrupted while saving",
-                rs.weights_path.string(), a, rs.state_path.string(), b);
-  return rs;
+void Recipe::validate(const std::function<std::string(const std::string& key)>& name) const {
+  constexpr int64_t kMaxCount = int64_t(1) << 40;  // the command line's bound on step and sample counts
+  const auto count = [&](const char* key, int64_t v) {
+    check_field(v >= 0 && v <= kMaxCount, name(key), v, "0 .. 2^40");
+  };
+  const auto unit = [&](const char* key, double v) { check_field(v >= 0 && v < 1, name(key), v, "[0, 1)"); };
+  check_field(epochs >= 1 && epochs <= 1000000, name("epochs"), epochs, "1 .. 1000000");
+  check_field(batch_size >= 1 && batch_size <= 65536, name("batch_size"), batch_size, "1 .. 65536");
+  count("updates", updates);
+  count("warmup_steps", warmup_steps);
+  count("eval_every", eval_every);
+  count("train_limit", train_limit);
+  count("val_limit", val_limit);
+  check_field(std::isfinite(lr) && lr > 0, name("lr"), lr, "a finite number > 0");
+  check_field(std::isfinite(min_lr) && min_lr >= 0, name("min_lr"), min_lr, "a finite number >= 0");
+  check_field(std::isfinite(weight_decay) && weight_decay >= 0, name("weight_decay"), weight_decay,
+              "a finite number >= 0");
+  unit("beta1", beta1);
+  unit("beta2", beta2);
+  check_field(std::isfinite(eps) && eps > 0, name("eps"), eps, "a finite number > 0");
+  unit("label_smoothing", label_smoothing);
+  check_field(std::isfinite(clip_norm) && clip_norm >= 0, name("clip_norm"), clip_norm,
+              "a finite number >= 0; 0 = off");
+  try {
+    (void)nn::LrSchedule::parse(schedule);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{} = {}: {}", name("schedule"), schedule, e.what()));
+  }
 }
 
-void check_fresh_run_dir(const fs::path& out, bool overwrite) {
-  MIXGRAD_CHECK(overwrite || !fs::exists(out / "last.safetensors"),
-                "{} already holds a run; pass --resume to continue it, --overwrite to start again, or another --out",
-                out.string());
+int64_t checked_count_product(int64_t a, int64_t b, const std::string& what) {
+  int64_t p = 0;
+  MIXGRAD_CHECK(a >= 0 && b >= 0 && !__builtin_mul_overflow(a, b, &p), "{}: {} x {} does not fit a 64-bit count", what,
+                a, b);
+  return p;
 }
 
 // ---- the loop -------------------------------------------------------------------------------------------------
@@ -116,16 +129,47 @@ namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Sums over an interval (between log lines) or an epoch. loss (Σ loss · batch size, added one step at a time in step
+// order), correct, n and steps belong to the training state: a resume restores them, so the log lines after it equal
+// an uninterrupted run's. time and units are this process's only.
+struct Tally {
+  double loss = 0, time = 0;
+  int64_t correct = 0, n = 0, units = 0, steps = 0;
+  double mean_loss() const { return n ? loss / double(n) : 0.0; }
+  double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
+
+  void put(nn::Metadata& m, const std::string& prefix) const {
+    m[prefix + "loss_sum"] = fmt::format("{}", loss);  // the shortest text that reads back as the same double
+    m[prefix + "correct"] = std::to_string(correct);
+    m[prefix + "samples"] = std::to_string(n);
+    m[prefix + "steps"] = std::to_string(steps);
+  }
+  // Absent keys (older states) read as an empty tally.
+  static Tally read(const nn::Metadata& m, const std::string& prefix, const std::string& f) {
+    Tally t;
+    if (!m.count(prefix + "loss_sum")) return t;
+    t.loss = meta_double(m, prefix + "loss_sum", f);
+    t.correct = meta_int(m, prefix + "correct", f);
+    t.n = meta_int(m, prefix + "samples", f);
+    t.steps = meta_int(m, prefix + "steps", f);
+    check_field(std::isfinite(t.loss) && t.loss >= 0, file_key(f, prefix + "loss_sum"), t.loss,
+                "a finite sum of losses >= 0");
+    check_field(t.n >= 0, file_key(f, prefix + "samples"), t.n, ">= 0");
+    check_field(t.correct >= 0 && t.correct <= t.n, file_key(f, prefix + "correct"), t.correct,
+                fmt::format("0 .. {} (the samples)", t.n));
+    check_field(t.steps >= 0, file_key(f, prefix + "steps"), t.steps, ">= 0");
+    return t;
+  }
+};
+
 // Losses and predictions of the steps since the last flush, kept on the training device: reading them back each step
 // would make the host wait for the GPU every step. flush() reads them in two copies, checks every loss (a non-finite
-// one is an error naming its step; flushes happen before every checkpoint, so nothing diverged is ever saved) and
-// returns the interval's sums.
+// one is an error naming its step; flushes happen before every validation and checkpoint, so nothing diverged is
+// ever saved) and adds them to the tallies one step at a time, so where the flushes fall changes no sum.
 class PendingSteps {
  public:
-  struct Totals {
-    double loss_sum = 0;  // Σ loss · batch size
-    int64_t correct = 0, n = 0;
-  };
   void add(Tensor loss, Tensor pred, const std::vector<int64_t>& labels, int64_t batch, int64_t global_step) {
     losses_.push_back(reshape(loss, {1}));
     preds_.push_back(std::move(pred));
@@ -133,37 +177,26 @@ class PendingSteps {
     sizes_.push_back(batch);
     steps_.push_back(global_step);
   }
-  Totals flush(int64_t epoch, int64_t steps_per_epoch, const std::string& last_checkpoint) {
-    Totals t;
-    if (losses_.empty()) return t;
+  // `where(global step)` describes the step in a divergence message; `diverged(what)` makes that message.
+  void flush(Tally& interval, Tally& epoch, const std::function<std::string(int64_t)>& where,
+             const std::function<std::string(const std::string&)>& diverged) {
+    if (losses_.empty()) return;
     const std::vector<float> loss = cat(losses_, 0).to(kCPU).to_vector<float>();
     const std::vector<int64_t> pred = cat(preds_, 0).to(kCPU).to_vector<int64_t>();
     for (size_t i = 0; i < loss.size(); ++i) {
       if (!std::isfinite(loss[i]))
-        throw Error(fmt::format(
-            "training diverged: the loss is {} at epoch {}, global step {} ({} steps per epoch); nothing was saved "
-            "after it; the last good checkpoint is {} (try a lower --lr)",
-            loss[i], epoch, steps_[i] + 1, steps_per_epoch, last_checkpoint));
-      t.loss_sum += double(loss[i]) * double(sizes_[i]);
-      t.n += sizes_[i];
+        throw Error(diverged(fmt::format("the loss is {} at {}", loss[i], where(steps_[i] + 1))));
+      for (Tally* t : {&interval, &epoch}) t->loss += double(loss[i]) * double(sizes_[i]), t->n += sizes_[i];
     }
-    for (size_t i = 0; i < pred.size(); ++i) t.correct += pred[i] == labels_[i];
+    int64_t correct = 0;
+    for (size_t i = 0; i < pred.size(); ++i) correct += pred[i] == labels_[i];
+    interval.correct += correct, epoch.correct += correct;
     losses_.clear(), preds_.clear(), labels_.clear(), sizes_.clear(), steps_.clear();
-    return t;
   }
 
  private:
   std::vector<Tensor> losses_, preds_;
   std::vector<int64_t> labels_, sizes_, steps_;
-};
-
-// Sums over an interval (between log lines) or an epoch.
-struct Tally {
-  double loss = 0, time = 0;
-  int64_t correct = 0, n = 0, units = 0, steps = 0;
-  void add(const PendingSteps::Totals& t) { loss += t.loss_sum, correct += t.correct, n += t.n; }
-  double mean_loss() const { return n ? loss / double(n) : 0.0; }
-  double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
 };
 
 class Trainer {
@@ -173,16 +206,23 @@ class Trainer {
 
  private:
   void restore(const ResumeState& rs);
+  void restore_position(const nn::Metadata& m, const std::string& file);
+  void restore_optimizer(const ResumeState& rs);
+  void discard_previous_run() const;
   void open_metrics(bool resumed);
   void write_config() const;
   bool run_epoch();  // false when --max-steps stopped the run
   void train_step(const data::Batch& b);
   void after_step(bool stop_now);
+  void flush_pending();
   void log_interval();
   EvalResult validate();  // sets improved_
   void end_of_epoch(const EvalResult& val);
-  void save_weights(const fs::path& path, const nn::Metadata& extra) const;
-  void save_last() const;
+  nn::Metadata state_metadata() const;
+  nn::Metadata view_metadata(const nn::Metadata& extra) const;
+  void save_checkpoint();
+  void write_views(const nn::NamedTensors& weights);
+  std::string diverged(const std::string& what) const;
   TrainSummary summarize(bool stopped) const;
   void finish(TrainSummary& s);
   double lr_at(int64_t step) const;
@@ -194,12 +234,15 @@ class Trainer {
   const TrainTask& task_;
   Recipe r_;
   RunOptions run_;
-  fs::path last_path_, state_path_, best_path_;
+  fs::path last_path_, state_path_, best_path_, metrics_path_;
   int64_t steps_per_epoch_ = 0, total_steps_ = 0, params_ = 0;
   std::unique_ptr<nn::AdamW> opt_;
   nn::LrSchedule schedule_;
   int64_t epoch_ = 0, step_in_epoch_ = 0, global_step_ = 0, start_step_ = 0;
-  double best_val_ = -1;
+  double best_val_ = -1;                     // -1: no validation yet
+  int64_t best_step_ = -1, best_epoch_ = 0;  // where best_val_ was found (-1: none, or a state without the key)
+  bool best_pending_ = false;                // best.safetensors still to be written from the current weights
+  int64_t last_good_step_ = -1;              // the global step of the last committed state (-1: none)
   bool resumed_ = false, improved_ = false;
   Curves curves_;
   std::unique_ptr<MetricsLog> metrics_;
@@ -222,38 +265,110 @@ Trainer::Trainer(const TrainTask& task, const Recipe& recipe, const RunOptions& 
   last_path_ = run.out_dir / "last.safetensors";
   state_path_ = run.out_dir / "last_state.safetensors";
   best_path_ = run.out_dir / "best.safetensors";
+  metrics_path_ = run.out_dir / "metrics.jsonl";
   steps_per_epoch_ = (int64_t(task.train_idx.size()) + r_.batch_size - 1) / r_.batch_size;
   if (r_.updates > 0) r_.epochs = (r_.updates + steps_per_epoch_ - 1) / steps_per_epoch_;
-  total_steps_ = r_.updates > 0 ? r_.updates : steps_per_epoch_ * r_.epochs;
+  total_steps_ = r_.updates > 0
+                     ? r_.updates
+                     : checked_count_product(steps_per_epoch_, r_.epochs, "total steps (steps per epoch x epochs)");
   schedule_ = nn::LrSchedule{nn::LrSchedule::parse(r_.schedule), r_.lr, r_.min_lr, r_.warmup_steps,
                              std::max<int64_t>(total_steps_, 1)};
   task.model->train();
   opt_ = std::make_unique<nn::AdamW>(task.model->parameters(),
                                      AdamWHyper{r_.lr, r_.beta1, r_.beta2, r_.eps, r_.weight_decay}, task.decay);
   params_ = task.model->num_parameters();
-  if (resume) restore(*resume);
   fs::create_directories(run.out_dir);
+  if (const int64_t stale = remove_stale_temporaries(run.out_dir))
+    say(fmt::format("{}: removed {} stale temporary file(s) of an interrupted save from {}", task.app, stale,
+                    run.out_dir.string()));
+  if (resume)
+    restore(*resume);
+  else
+    discard_previous_run();
   open_metrics(resume != nullptr);
   if (!resume) write_config();
+  if (resume) write_views(host_copies(task.model->state_dict()));  // last / best as the committed state has them
 }
 
 void Trainer::restore(const ResumeState& rs) {
-  nn::load_state_dict(*task_.model, rs.weights_path);
-  nn::NamedTensors optim_state;
-  for (const auto& [name, t] : rs.state_tensors)
-    if (name.rfind("optim.", 0) == 0) optim_state.emplace_back(name.substr(6), t);
-  opt_->load_state(optim_state);
-  const std::string f = rs.state_path.string();
-  epoch_ = meta_int(rs.state_meta, "train.epoch", f);
-  step_in_epoch_ = meta_int(rs.state_meta, "train.step_in_epoch", f);
-  global_step_ = meta_int(rs.state_meta, "train.global_step", f);
-  best_val_ = meta_double(rs.state_meta, "train.best_val_accuracy", f);
-  set_generator_state({meta_u64(rs.state_meta, "train.rng_seed", f), meta_u64(rs.state_meta, "train.rng_offset", f)});
-  MIXGRAD_CHECK(step_in_epoch_ >= 0 && step_in_epoch_ <= steps_per_epoch_ && epoch_ >= 0 && global_step_ >= 0 &&
-                    global_step_ <= total_steps_,
-                "{}: position epoch {} step {} (global step {}) does not fit {} steps per epoch, {} in total", f,
-                epoch_, step_in_epoch_, global_step_, steps_per_epoch_, total_steps_);
+  const std::string wf = rs.weights_path.string();
+  if (const auto bad = first_non_finite(rs.weights))
+    throw Error(fmt::format("{}: {} (a checkpoint never holds non-finite weights: the file is damaged)", wf, *bad));
+  try {
+    task_.model->load_state_dict(rs.weights, true);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: {}", wf, e.what()));
+  }
+  restore_position(rs.state_meta, rs.state_path.string());
+  restore_optimizer(rs);
+  best_pending_ = best_step_ >= 0 && best_step_ == global_step_;  // killed before best.safetensors was written
+  if (best_step_ >= 0 && !best_pending_ && !fs::exists(best_path_))
+    say(fmt::format("{}: warning: {} (global step {}) is missing; the next better validation writes it again",
+                    task_.app, best_path_.string(), best_step_));
   resumed_ = true;
+  last_good_step_ = global_step_;
+}
+
+// The training position, each value checked against the recipe (errors name the file and the key).
+void Trainer::restore_position(const nn::Metadata& m, const std::string& f) {
+  const auto integer = [&](const std::string& key, int64_t lo, int64_t hi) {
+    const int64_t v = meta_int(m, key, f);
+    check_field(v >= lo && v <= hi, file_key(f, key), v, fmt::format("{} .. {}", lo, hi));
+    return v;
+  };
+  epoch_ = integer("train.epoch", 0, r_.epochs);
+  step_in_epoch_ = integer("train.step_in_epoch", 0, steps_per_epoch_);
+  global_step_ = integer("train.global_step", 0, total_steps_);
+  const int64_t at = checked_count_product(epoch_, steps_per_epoch_, f + ": train.epoch x steps per epoch");
+  MIXGRAD_CHECK(at + step_in_epoch_ == global_step_,
+                "{} = {} does not match train.epoch {} x {} steps per epoch + train.step_in_epoch {}",
+                file_key(f, "train.global_step"), global_step_, epoch_, steps_per_epoch_, step_in_epoch_);
+  best_val_ = meta_double(m, "train.best_val_accuracy", f);
+  check_field(best_val_ == -1 || (best_val_ >= 0 && best_val_ <= 1), file_key(f, "train.best_val_accuracy"), best_val_,
+              "an accuracy in [0, 1], or -1 before the first validation");
+  if (m.count("train.best_global_step")) {
+    best_step_ = integer("train.best_global_step", best_val_ < 0 ? -1 : 0, best_val_ < 0 ? -1 : global_step_);
+    best_epoch_ = integer("train.best_epoch", 0, r_.epochs);
+  }
+  set_generator_state({meta_u64(m, "train.rng_seed", f), meta_u64(m, "train.rng_offset", f)});
+  interval_ = Tally::read(m, "train.interval_", f);
+  epoch_tally_ = Tally::read(m, "train.epoch_", f);
+}
+
+// The optimiser's moments must be finite (and the second moments >= 0) and its step count the global step.
+void Trainer::restore_optimizer(const ResumeState& rs) {
+  const std::string f = rs.state_path.string();
+  nn::NamedTensors optim_state;
+  for (const auto& [name, t] : rs.state_tensors) {
+    if (is_floating(t.dtype())) {
+      const std::vector<double> v = t.to(DType::f64).to_vector<double>();
+      const bool second_moment = starts_with(name, "optim.exp_avg_sq.");
+      for (size_t i = 0; i < v.size(); ++i)
+        MIXGRAD_CHECK(std::isfinite(v[i]) && (!second_moment || v[i] >= 0),
+                      "{}: tensor '{}' holds {} at element {} (expected finite values{})", f, name, v[i], i,
+                      second_moment ? " >= 0: a second moment" : "");
+    }
+    optim_state.emplace_back(name.substr(6), t);
+  }
+  try {
+    opt_->load_state(optim_state);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: {}", f, e.what()));
+  }
+  MIXGRAD_CHECK(opt_->steps() == global_step_,
+                "{}: tensor 'optim.step' = {} but metadata key 'train.global_step' = {} (expected equal: one "
+                "optimiser step per global step)",
+                f, opt_->steps(), global_step_);
+}
+
+// A fresh run (--overwrite) first removes the old run's checkpoints, the commit point first, so that a crash before
+// its own first save leaves nothing of the old run to resume.
+void Trainer::discard_previous_run() const {
+  for (const fs::path& p : {state_path_, last_path_, best_path_, run_.out_dir / "summary.json"}) {
+    std::error_code ec;
+    fs::remove(p, ec);
+    MIXGRAD_CHECK(!ec, "cannot remove {} of the previous run: {}", p.string(), ec.message());
+  }
 }
 
 void Trainer::add_curve(const Json& r) {
@@ -270,7 +385,7 @@ void Trainer::add_curve(const Json& r) {
 
 // On resume only the records up to the checkpoint's step are kept.
 void Trainer::open_metrics(bool resumed) {
-  const fs::path path = run_.out_dir / "metrics.jsonl";
+  const fs::path& path = metrics_path_;
   if (resumed) {
     std::string kept;
     for (const Json& r : read_metrics(path))
@@ -290,8 +405,8 @@ void Trainer::write_config() const {
   c["val_samples"] = task_.val_idx.size();
   c["test_samples"] = task_.test_idx.size();
   c["checkpoint_layout"] =
-      "last/best.safetensors: weights + model metadata; last_state.safetensors: optim.* tensors, recipe.* and "
-      "train.* metadata";
+      "last_state.safetensors (the commit point): model.* and optim.* tensors, model metadata, recipe.* and train.* "
+      "metadata; last/best.safetensors: weights + model metadata";
   write_json_atomic(run_.out_dir / "config.json", c);
 }
 
@@ -300,25 +415,67 @@ double Trainer::lr_at(int64_t step) const {
   return nn::WarmupCosine{r_.lr, r_.min_lr, 0, r_.epochs}(step / std::max<int64_t>(steps_per_epoch_, 1));
 }
 
-void Trainer::save_weights(const fs::path& path, const nn::Metadata& extra) const {
+nn::Metadata Trainer::view_metadata(const nn::Metadata& extra) const {
   nn::Metadata m = task_.weights_metadata;
   for (const auto& [k, v] : extra) m[k] = v;
-  nn::save_state_dict(*task_.model, path, m);
+  return m;
 }
 
-void Trainer::save_last() const {
-  const GeneratorState g = generator_state();
+// Everything a resume reads besides the tensors: the model's metadata, the recipe, the position and the open tallies.
+nn::Metadata Trainer::state_metadata() const {
   nn::Metadata m = task_.recipe_metadata;
+  for (const auto& [k, v] : task_.weights_metadata) {
+    MIXGRAD_CHECK(!starts_with(k, "recipe.") && !starts_with(k, "train.") && !m.count(k),
+                  "{}: model metadata key '{}' collides with the training state's keys", task_.app, k);
+    m[k] = v;
+  }
+  const GeneratorState g = generator_state();
   m["train.epoch"] = std::to_string(epoch_);
   m["train.step_in_epoch"] = std::to_string(step_in_epoch_);
   m["train.global_step"] = std::to_string(global_step_);
   m["train.best_val_accuracy"] = fmt::format("{}", best_val_);
+  m["train.best_global_step"] = std::to_string(best_step_);
+  m["train.best_epoch"] = std::to_string(best_epoch_);
   m["train.rng_seed"] = std::to_string(g.seed);
   m["train.rng_offset"] = std::to_string(g.offset);
-  nn::NamedTensors st;
-  for (auto& [name, t] : opt_->state()) st.emplace_back("optim." + name, t);
-  nn::save_tensors(state_path_, st, m);
-  save_weights(last_path_, {{"train.global_step", std::to_string(global_step_)}});
+  interval_.put(m, "train.interval_");
+  epoch_tally_.put(m, "train.epoch_");
+  return m;
+}
+
+// One save: everything checked finite, the metrics so far made durable, then the state committed by one rename
+// (apps/common/checkpoint.h), then the last / best views.
+void Trainer::save_checkpoint() {
+  flush_pending();
+  const nn::NamedTensors weights = host_copies(task_.model->state_dict());
+  nn::NamedTensors state;
+  for (const auto& [name, t] : weights) state.emplace_back("model." + name, t);
+  for (const auto& [name, t] : host_copies(opt_->state())) state.emplace_back("optim." + name, t);
+  if (const auto bad = first_non_finite(state))
+    throw Error(diverged(fmt::format("after global step {} the training state is not finite: {}", global_step_, *bad)));
+  fsync_file(metrics_path_);
+  commit_tensors(state_path_, state, state_metadata(), run_.save_hook);
+  last_good_step_ = global_step_;
+  write_views(weights);
+}
+
+void Trainer::write_views(const nn::NamedTensors& weights) {
+  commit_tensors(last_path_, weights, view_metadata({{"train.global_step", std::to_string(global_step_)}}),
+                 run_.save_hook);
+  if (!best_pending_) return;
+  commit_tensors(best_path_, weights,
+                 view_metadata({{"val_accuracy", fmt::format("{}", best_val_)},
+                                {"train.epoch", std::to_string(best_epoch_)},
+                                {"train.global_step", std::to_string(best_step_)}}),
+                 run_.save_hook);
+  best_pending_ = false;
+}
+
+std::string Trainer::diverged(const std::string& what) const {
+  const std::string good = last_good_step_ >= 0 ? fmt::format("the last good checkpoint is {} (global step {})",
+                                                              last_path_.string(), last_good_step_)
+                                                : std::string("no checkpoint had been saved yet");
+  return fmt::format("training diverged: {}; nothing was saved after it; {} (try a lower --lr)", what, good);
 }
 
 void Trainer::train_step(const data::Batch& b) {
@@ -347,12 +504,20 @@ void Trainer::after_step(bool stop_now) {
   const bool log_now =
       global_step_ % run_.log_every == 0 || step_in_epoch_ == steps_per_epoch_ || global_step_ == total_steps_;
   if (!log_now && !stop_now) return;
+  flush_pending();
+  if (log_now) log_interval();
+}
+
+void Trainer::flush_pending() {
   const auto t0 = Clock::now();
-  const PendingSteps::Totals t = pending_.flush(epoch_ + 1, steps_per_epoch_, last_path_.string());
+  pending_.flush(
+      interval_, epoch_tally_,
+      [&](int64_t step) {
+        return fmt::format("epoch {}, global step {} ({} steps per epoch)", epoch_ + 1, step, steps_per_epoch_);
+      },
+      [&](const std::string& what) { return diverged(what); });
   const double dt = seconds_since(t0);
   train_time_ += dt, interval_.time += dt, epoch_tally_.time += dt;
-  interval_.add(t), epoch_tally_.add(t);
-  if (log_now) log_interval();
 }
 
 void Trainer::log_interval() {
@@ -383,16 +548,21 @@ void Trainer::log_interval() {
   t_interval_ = Clock::now();
 }
 
-// Validation: keeps the best weights and records the result.
+// Validation: a non-finite loss stops the run; a better accuracy marks the current weights as the best, written by
+// the save that follows (after the state that records them is committed).
 EvalResult Trainer::validate() {
+  flush_pending();
   const EvalResult val = evaluate(*task_.model, task_.logits, task_.num_classes, *task_.train_data, task_.val_idx,
                                   std::max<int64_t>(r_.batch_size, task_.eval_batch_size));
+  if (!std::isfinite(val.loss))
+    throw Error(diverged(fmt::format("the validation loss is {} at epoch {}, global step {} (accuracy {:.4f})",
+                                     val.loss, epoch_ + 1, global_step_, val.accuracy)));
   improved_ = val.accuracy > best_val_;
   if (improved_) {
     best_val_ = val.accuracy;
-    save_weights(best_path_, {{"val_accuracy", fmt::format("{}", val.accuracy)},
-                              {"train.epoch", std::to_string(epoch_ + 1)},
-                              {"train.global_step", std::to_string(global_step_)}});
+    best_step_ = global_step_;
+    best_epoch_ = epoch_ + 1;
+    best_pending_ = true;
   }
   Json vrec{{"kind", "val"},
             {"epoch", epoch_ + 1},
@@ -427,7 +597,7 @@ bool Trainer::run_epoch() {
   lcfg.epoch = uint64_t(epoch_);
   lcfg.start_batch = step_in_epoch_;
   data::BatchLoader loader(*task_.train_data, task_.train_idx, lcfg);
-  epoch_tally_ = Tally{};
+  if (step_in_epoch_ == 0) epoch_tally_ = Tally{};  // mid-epoch (a resume): the restored sums go on
   t_epoch_ = Clock::now();
   while (global_step_ < total_steps_) {
     if (run_.max_steps > 0 && global_step_ >= run_.max_steps && step_in_epoch_ < steps_per_epoch_) return false;
@@ -440,7 +610,7 @@ bool Trainer::run_epoch() {
       const EvalResult val = validate();
       say(fmt::format("step {}: val loss {:.4f} acc {:.2f}%{}", global_step_, val.loss, 100.0 * val.accuracy,
                       improved_ ? " (best)" : ""));
-      save_last();
+      save_checkpoint();
     }
   }
   const EvalResult val = validate();
@@ -449,7 +619,7 @@ bool Trainer::run_epoch() {
     step_in_epoch_ = 0;
     ++epoch_;  // the checkpoint names the next position
   }
-  save_last();
+  save_checkpoint();
   return true;
 }
 
@@ -518,7 +688,7 @@ TrainSummary Trainer::run() {
   t_interval_ = Clock::now();
   bool stopped = false;
   while (global_step_ < total_steps_ && epoch_ < r_.epochs && !stopped) stopped = !run_epoch();
-  if (stopped) save_last();
+  if (stopped && last_good_step_ != global_step_) save_checkpoint();
   TrainSummary s = summarize(stopped);
   if (stopped) {
     say(fmt::format("{}: stopped at global step {} of {} (--max-steps); resume with --resume --out {}", task_.app,

@@ -5,14 +5,25 @@
 //
 // Run folder:
 //   config.json              the app's config plus steps per epoch / total steps (written on a fresh start)
-//   metrics.jsonl            one JSON object per log interval ("kind":"train") and per validation ("kind":"val")
-//   last.safetensors         weights + the app's model metadata + "train.global_step"
-//   best.safetensors         same layout, weights of the best validation accuracy ("val_accuracy")
-//   last_state.safetensors   optimiser state ("optim.<name>" tensors); metadata: the recipe ("recipe.*") and the
-//                            training position ("train.epoch", "train.step_in_epoch", "train.global_step",
-//                            "train.best_val_accuracy", "train.rng_seed", "train.rng_offset"). Written before
-//                            last.safetensors; resume checks that both name the same global step.
+//   metrics.jsonl            one JSON object per log interval ("kind":"train") and per validation ("kind":"val");
+//                            on resume the records after the resumed step are dropped, so an interrupted and
+//                            resumed run logs the same records as an uninterrupted one (times aside)
+//   last_state.safetensors   THE checkpoint: everything a resume reads, committed by one atomic rename
+//                            (apps/common/checkpoint.h): the weights ("model.<name>" tensors, the app's model
+//                            metadata unprefixed), the optimiser state ("optim.<name>"), the recipe ("recipe.*") and
+//                            the training position ("train.epoch", "train.step_in_epoch", "train.global_step",
+//                            "train.best_val_accuracy", "train.best_global_step", "train.best_epoch",
+//                            "train.rng_seed", "train.rng_offset", and the sums of the unfinished log interval and
+//                            epoch, "train.interval_*", "train.epoch_*")
+//   last.safetensors         weights + the app's model metadata + "train.global_step": the state's weights, written
+//                            right after each commit and rewritten from the state on resume
+//   best.safetensors         same layout, the weights of the best validation accuracy ("val_accuracy"), written
+//                            after the commit of the step it was found at (rewritten on resume when that commit
+//                            was the last); never chosen at a non-finite validation loss
 //   summary.json, curves.png, report.html   written when training finishes
+// An interruption at any point of a save (kill, full disk) leaves the previous commit or the new one, never a mix;
+// `--resume` continues from it and cleans the stale "*.tmp" files. Non-finite weights, optimiser state, training or
+// validation losses stop the run with an error naming the last good checkpoint; nothing non-finite is saved.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -20,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/checkpoint.h"
 #include "apps/common/metrics.h"
 #include "apps/common/report.h"
 #include "apps/data/dataset.h"
@@ -43,10 +55,13 @@ struct Recipe {
   int64_t train_limit = 0, val_limit = 0;  // use only the first N training / validation samples (0: all)
   int64_t eval_every = 0;                  // also validate every N steps (0: at the end of each epoch only)
 
-  // "recipe.<key>" entries; from_metadata reads them back (keys added later default when absent) and checks them.
+  // "recipe.<key>" entries; from_metadata reads them back (keys added later default when absent) and checks them
+  // with validate()'s ranges, an error naming the file and the key ("<file>: metadata key 'recipe.lr' = nan ...").
   nn::Metadata to_metadata() const;
   static Recipe from_metadata(const nn::Metadata& m, const std::string& file);
-  void validate() const;  // errors name the field and its allowed range
+  void validate() const;  // errors name the field and its allowed range (the command line's ranges)
+  // As validate(), naming a field by name(key) (key: the metadata key without "recipe.").
+  void validate(const std::function<std::string(const std::string& key)>& name) const;
 };
 
 // What one training run is about, filled by the app.
@@ -77,20 +92,28 @@ struct RunOptions {
   int64_t log_every = 50;
   int64_t max_steps = 0;  // stop after this many optimiser steps in total (0: no limit); the schedule is unchanged
   bool quiet = false;
+  SaveHook save_hook;  // tests: sees (and may fail or stop) every step of every checkpoint save
 };
 
-// A run folder's last state, read before the app rebuilds its model and data from it.
+// A run folder's last committed state, read before the app rebuilds its model and data from it.
 struct ResumeState {
-  std::filesystem::path weights_path, state_path;
+  std::filesystem::path state_path;    // last_state.safetensors: every value below was read from it ...
+  std::filesystem::path weights_path;  // ... except, in run folders from before the weights moved into the state,
+                                       // the weights and their metadata (then last.safetensors)
   nn::Metadata weights_meta, state_meta;
-  nn::NamedTensors state_tensors;
+  nn::NamedTensors weights;        // the model's tensors (state-dict names)
+  nn::NamedTensors state_tensors;  // "optim.<name>" tensors
 };
-// Reads last.safetensors (metadata only) and last_state.safetensors of `out_dir`; an error when either is missing or
-// they name different global steps (a run interrupted while saving).
+// Reads the last committed state of `out_dir` (an error naming what is missing when there is none) after removing
+// stale "*.tmp" files. Run folders of the older layout (weights only in last.safetensors) resume when their two
+// files name the same global step.
 ResumeState read_resume_state(const std::filesystem::path& out_dir);
-// A fresh run must not overwrite another one: an error when `out_dir` already holds last.safetensors, unless
-// `overwrite`.
+// A fresh run must not overwrite another one: an error when `out_dir` already holds last_state.safetensors or
+// last.safetensors, unless `overwrite` (the trainer then removes the old run's checkpoints before it starts).
 void check_fresh_run_dir(const std::filesystem::path& out_dir, bool overwrite);
+
+// a × b for step and sample counts; an error naming `what` when the product does not fit int64.
+int64_t checked_count_product(int64_t a, int64_t b, const std::string& what);
 
 struct TrainSummary {
   bool finished = false;  // false when --max-steps stopped the run early (no test evaluation, no summary.json)

@@ -182,7 +182,8 @@ void fresh_run(const TrainOptions& o, LraRun& r) {
   if (o.warmup) {
     rc.warmup_steps = *o.warmup;
   } else if (p.warmup_epochs > 0) {
-    rc.warmup_steps = p.warmup_epochs * ((n_train + rc.batch_size - 1) / rc.batch_size);
+    rc.warmup_steps =
+        checked_count_product(p.warmup_epochs, (n_train + rc.batch_size - 1) / rc.batch_size, "warm-up steps");
   }
 }
 
@@ -300,6 +301,7 @@ TrainSummary run_training(const TrainOptions& o) {
   run.log_every = o.log_every;
   run.max_steps = o.max_steps;
   run.quiet = o.quiet;
+  run.save_hook = o.save_hook;
   return train(t, r.recipe, run, r.resume ? &*r.resume : nullptr);
 }
 

@@ -51,6 +51,7 @@ struct TrainOptions {
   bool resume = false, overwrite = false, quiet = false;
   int64_t log_every = 50, max_steps = 0, train_limit = 0, val_limit = 0, test_limit = 0;
   std::optional<GeneratorConfig> generator;  // tests: the generated data set of a run (instead of the preset's)
+  SaveHook save_hook;                        // tests: fault injection into checkpoint saves
 };
 TrainSummary run_training(const TrainOptions& opts);
 

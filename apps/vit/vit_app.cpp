@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
+#include <functional>
 
 #include "apps/common/options.h"
 #include "apps/data/cifar.h"
@@ -51,9 +53,25 @@ struct ViTRecipe {
     r.dataset = meta_get(m, "recipe.dataset", f);
     r.crop_padding = meta_int(m, "recipe.crop_padding", f);
     r.flip = meta_bool(m, "recipe.flip", f);
-    r.mean = parse_floats(meta_get(m, "recipe.mean", f), "recipe.mean");
-    r.stddev = parse_floats(meta_get(m, "recipe.std", f), "recipe.std");
+    r.mean = parse_floats(meta_get(m, "recipe.mean", f), f + ": metadata key 'recipe.mean'");
+    r.stddev = parse_floats(meta_get(m, "recipe.std", f), f + ": metadata key 'recipe.std'");
+    r.check_own_fields([&](const std::string& key) { return fmt::format("{}: metadata key 'recipe.{}'", f, key); });
     return r;
+  }
+  // The ranges of the keys beside the shared recipe (the command line's, where it sets them).
+  void check_own_fields(const std::function<std::string(const std::string&)>& name) const {
+    MIXGRAD_CHECK(dataset == "fashion-mnist" || dataset == "mnist" || dataset == "cifar10" || dataset == "cifar100",
+                  "{} = '{}' (expected fashion-mnist, mnist, cifar10 or cifar100)", name("dataset"), dataset);
+    MIXGRAD_CHECK(crop_padding >= 0 && crop_padding <= 64, "{} = {} (expected 0 .. 64)", name("crop_padding"),
+                  crop_padding);
+    MIXGRAD_CHECK(mean.size() == stddev.size() && (mean.size() == 1 || mean.size() == 3),
+                  "{} has {} values and {} has {} (expected 1 or 3 each, one per channel)", name("mean"), mean.size(),
+                  name("std"), stddev.size());
+    for (size_t c = 0; c < mean.size(); ++c) {
+      MIXGRAD_CHECK(std::isfinite(mean[c]), "{} = {} (expected finite values)", name("mean"), join_floats(mean));
+      MIXGRAD_CHECK(std::isfinite(stddev[c]) && stddev[c] > 0, "{} = {} (expected finite values > 0)", name("std"),
+                    join_floats(stddev));
+    }
   }
   Json to_json() const {
     Json j;
@@ -203,7 +221,10 @@ ViTRun prepare_run(const TrainOptions& o, const fs::path& out) {
   r.val_idx = first_n(split.val, r.rc.train.val_limit);
   r.test_idx = first_n(iota_n(r.test_ds.n), o.test_limit);
   const int64_t steps_per_epoch = (int64_t(r.train_idx.size()) + r.rc.train.batch_size - 1) / r.rc.train.batch_size;
-  if (r.rc.warmup_epochs > 0) r.rc.train.warmup_steps = r.rc.warmup_epochs * steps_per_epoch, r.rc.warmup_epochs = 0;
+  if (r.rc.warmup_epochs > 0) {
+    r.rc.train.warmup_steps = checked_count_product(r.rc.warmup_epochs, steps_per_epoch, "warm-up steps");
+    r.rc.warmup_epochs = 0;
+  }
   return r;
 }
 
@@ -280,6 +301,7 @@ TrainSummary run_training(const TrainOptions& o) {
   run.log_every = o.log_every;
   run.max_steps = o.max_steps;
   run.quiet = o.quiet;
+  run.save_hook = o.save_hook;
   return train(t, r.rc.train, run, r.resume ? &*r.resume : nullptr);
 }
 

@@ -52,6 +52,7 @@ struct TrainOptions {
   int64_t val_limit = 0, test_limit = 0;  // evaluate on the first N validation / test images; 0 = all
   std::optional<models::ViTConfig> model_override;  // tests: a smaller model than the preset
   bool quiet = false;                                // no progress output (tests)
+  SaveHook save_hook;                                // tests: fault injection into checkpoint saves
 };
 
 TrainSummary run_training(const TrainOptions& opts);
