@@ -326,6 +326,9 @@ Loaded load_for_eval(const EvalOptions& o, Device dev) {
   } catch (const std::exception& e) {
     throw Error(fmt::format("cannot read checkpoint {}: {}", o.checkpoint, e.what()));
   }
+  if (const auto bad = first_non_finite(tensors))
+    throw Error(fmt::format("checkpoint {}: {}; non-finite weights give no meaningful predictions", o.checkpoint,
+                            *bad));
   models::LraConfig cfg;
   try {
     cfg = models::LraConfig::from_metadata(l.meta);

@@ -322,6 +322,8 @@ LoadedModel load_checkpoint(const std::string& file, Device dev) {
   } catch (const std::exception& e) {
     throw Error(fmt::format("cannot read checkpoint {}: {}", file, e.what()));
   }
+  if (const auto bad = first_non_finite(tensors))
+    throw Error(fmt::format("checkpoint {}: {}; non-finite weights give no meaningful predictions", file, *bad));
   const models::ViTConfig cfg = config_from_checkpoint(lm.meta, file);
   lm.stats.mean = parse_floats(meta_get(lm.meta, "normalize.mean", file), file + ": normalize.mean");
   lm.stats.stddev = parse_floats(meta_get(lm.meta, "normalize.std", file), file + ": normalize.std");

@@ -77,3 +77,29 @@ TEST_CASE("trainer: first_non_finite names the tensor, the value and the element
         std::optional<std::string>("b holds -inf at element 3"));
   CHECK(app::first_non_finite({{"a", a}}) == std::optional<std::string>("a holds nan at element 2"));
 }
+
+TEST_CASE("trainer: eval and predict refuse a checkpoint with non-finite weights", "[trainer][nan]") {
+  testing::TempDir tmp("mixgrad_trainer_nan_eval_");
+  const fs::path data = testing::write_bar_dataset(tmp / "data");
+  const fs::path out = tmp / "run";
+  app::TrainOptions o = testing::tiny_vit_run(data, out);
+  o.max_steps = 6;
+  REQUIRE_FALSE(app::run_training(o).finished);
+  const fs::path best = out / "best.safetensors";
+  app::EvalOptions e;
+  e.checkpoint = best.string();
+  e.data_dir = data.string();
+  e.device = "cpu";
+  e.test_limit = 20;
+  e.quiet = true;
+  CHECK(app::run_eval(e).n == 20);
+  testing::set_element(best, "head.weight", 5, std::numeric_limits<float>::quiet_NaN());
+  REQUIRE_THROWS_WITH(app::run_eval(e), Contains(best.string()) && Contains("head.weight holds nan at element 5"));
+  app::PredictOptions p;
+  p.checkpoint = best.string();
+  p.images = (data / "t10k-images-idx3-ubyte").string();
+  p.out = (tmp / "logits.safetensors").string();
+  p.device = "cpu";
+  REQUIRE_THROWS_WITH(app::run_predict(p), Contains("non-finite weights"));
+  CHECK_FALSE(fs::exists(p.out));
+}
