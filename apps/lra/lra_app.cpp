@@ -327,8 +327,8 @@ Loaded load_for_eval(const EvalOptions& o, Device dev) {
     throw Error(fmt::format("cannot read checkpoint {}: {}", o.checkpoint, e.what()));
   }
   if (const auto bad = first_non_finite(tensors))
-    throw Error(fmt::format("checkpoint {}: {}; non-finite weights give no meaningful predictions", o.checkpoint,
-                            *bad));
+    throw Error(
+        fmt::format("checkpoint {}: {}; non-finite weights give no meaningful predictions", o.checkpoint, *bad));
   models::LraConfig cfg;
   try {
     cfg = models::LraConfig::from_metadata(l.meta);
