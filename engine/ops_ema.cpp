@@ -1,10 +1,10 @@
 // The multihead_ema op (specs/lra.md §6.2): validation once into a plan, device dispatch, and a tape node whose
 // backward reuses the forward's coefficients, kernel taps and pre-activation.
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,23 +45,41 @@ template <class T>
 struct CpuEma {
   using scalar = T;
   template <class... A>
-  void coefficients(A... a) const { kernels::cpu::ema_coefficients<T>(a...); }
+  void coefficients(A... a) const {
+    kernels::cpu::ema_coefficients<T>(a...);
+  }
   template <class... A>
-  void coefficients_backward(A... a) const { kernels::cpu::ema_coefficients_backward<T>(a...); }
+  void coefficients_backward(A... a) const {
+    kernels::cpu::ema_coefficients_backward<T>(a...);
+  }
   template <class... A>
-  void kernel(A... a) const { kernels::cpu::ema_kernel<T>(a...); }
+  void kernel(A... a) const {
+    kernels::cpu::ema_kernel<T>(a...);
+  }
   template <class... A>
-  void kernel_backward(A... a) const { kernels::cpu::ema_kernel_backward<T>(a...); }
+  void kernel_backward(A... a) const {
+    kernels::cpu::ema_kernel_backward<T>(a...);
+  }
   template <class... A>
-  void conv_forward(A... a) const { kernels::cpu::ema_conv_forward<T>(a...); }
+  void conv_forward(A... a) const {
+    kernels::cpu::ema_conv_forward<T>(a...);
+  }
   template <class... A>
-  void scan_forward(A... a) const { kernels::cpu::ema_scan_forward<T>(a...); }
+  void scan_forward(A... a) const {
+    kernels::cpu::ema_scan_forward<T>(a...);
+  }
   template <class... A>
-  void pre_grad(A... a) const { kernels::cpu::ema_pre_grad<T>(a...); }
+  void pre_grad(A... a) const {
+    kernels::cpu::ema_pre_grad<T>(a...);
+  }
   template <class... A>
-  void conv_backward(A... a) const { kernels::cpu::ema_conv_backward<T>(a...); }
+  void conv_backward(A... a) const {
+    kernels::cpu::ema_conv_backward<T>(a...);
+  }
   template <class... A>
-  void scan_backward(A... a) const { kernels::cpu::ema_scan_backward<T>(a...); }
+  void scan_backward(A... a) const {
+    kernels::cpu::ema_scan_backward<T>(a...);
+  }
 };
 
 #ifdef MIXGRAD_WITH_CUDA
@@ -69,23 +87,41 @@ struct CudaEma {
   using scalar = float;
   cudaStream_t stream;
   template <class... A>
-  void coefficients(A... a) const { kernels::cuda::ema_coefficients(a..., stream); }
+  void coefficients(A... a) const {
+    kernels::cuda::ema_coefficients(a..., stream);
+  }
   template <class... A>
-  void coefficients_backward(A... a) const { kernels::cuda::ema_coefficients_backward(a..., stream); }
+  void coefficients_backward(A... a) const {
+    kernels::cuda::ema_coefficients_backward(a..., stream);
+  }
   template <class... A>
-  void kernel(A... a) const { kernels::cuda::ema_kernel(a..., stream); }
+  void kernel(A... a) const {
+    kernels::cuda::ema_kernel(a..., stream);
+  }
   template <class... A>
-  void kernel_backward(A... a) const { kernels::cuda::ema_kernel_backward(a..., stream); }
+  void kernel_backward(A... a) const {
+    kernels::cuda::ema_kernel_backward(a..., stream);
+  }
   template <class... A>
-  void conv_forward(A... a) const { kernels::cuda::ema_conv_forward(a..., stream); }
+  void conv_forward(A... a) const {
+    kernels::cuda::ema_conv_forward(a..., stream);
+  }
   template <class... A>
-  void scan_forward(A... a) const { kernels::cuda::ema_scan_forward(a..., stream); }
+  void scan_forward(A... a) const {
+    kernels::cuda::ema_scan_forward(a..., stream);
+  }
   template <class... A>
-  void pre_grad(A... a) const { kernels::cuda::ema_pre_grad(a..., stream); }
+  void pre_grad(A... a) const {
+    kernels::cuda::ema_pre_grad(a..., stream);
+  }
   template <class... A>
-  void conv_backward(A... a) const { kernels::cuda::ema_conv_backward(a..., stream); }
+  void conv_backward(A... a) const {
+    kernels::cuda::ema_conv_backward(a..., stream);
+  }
   template <class... A>
-  void scan_backward(A... a) const { kernels::cuda::ema_scan_backward(a..., stream); }
+  void scan_backward(A... a) const {
+    kernels::cuda::ema_scan_backward(a..., stream);
+  }
 };
 #endif
 
@@ -143,7 +179,8 @@ Tensor prepare_lengths(const char* op, const Tensor& lengths, const Tensor& x) {
     kernels::cuda::csp_prepare_lengths(out.data<int32_t>(), lengths.raw_data(), lengths.dtype() == DType::i64, B, L,
                                        flag.data<int32_t>(), detail::stream_of(x));
     detail::defer_check(flag, fmt::format("{}: a length is outside [1, L] = [1, {}] (lengths holds each sample's valid "
-                                          "token count)", op, L));
+                                          "token count)",
+                                          op, L));
     return out;
 #endif
   }
@@ -226,14 +263,13 @@ std::vector<Tensor> run_backward(const K& k, const Tensor& dout, const EmaArgs& 
     Tensor dkernel = empty({s.rows(), s.kernel_length}, opt);
     k.conv_backward(ptr<T>(dx), ptr<T>(dkernel), ptr<T>(dpre), ptr<T>(a.x), lengths, ptr<T>(saved.kernel),
                     ptr<T>(a.omega), s);
-    k.kernel_backward(ptr<T>(dcoef), ptr<T>(ddecay), ptr<T>(dkernel), ptr<T>(saved.coef), ptr<T>(saved.decay),
-                      s.rows(), s.ndim, s.kernel_length);
+    k.kernel_backward(ptr<T>(dcoef), ptr<T>(ddecay), ptr<T>(dkernel), ptr<T>(saved.coef), ptr<T>(saved.decay), s.rows(),
+                      s.ndim, s.kernel_length);
   }
   Tensor ddelta = empty_like(a.delta), dalpha = empty_like(a.alpha), dbeta = empty_like(a.beta),
          dgamma = empty_like(a.gamma);
-  k.coefficients_backward(ptr<T>(ddelta), ptr<T>(dalpha), ptr<T>(dbeta), ptr<T>(dgamma), ptr<T>(dcoef),
-                          ptr<T>(ddecay), ptr<T>(a.delta), ptr<T>(a.alpha), ptr<T>(a.beta), ptr<T>(a.gamma), s.rows(),
-                          s.ndim);
+  k.coefficients_backward(ptr<T>(ddelta), ptr<T>(dalpha), ptr<T>(dbeta), ptr<T>(dgamma), ptr<T>(dcoef), ptr<T>(ddecay),
+                          ptr<T>(a.delta), ptr<T>(a.alpha), ptr<T>(a.beta), ptr<T>(a.gamma), s.rows(), s.ndim);
   return {dx, ddelta, dalpha, dbeta, dgamma, domega};
 }
 
@@ -252,9 +288,12 @@ EmaPath ema_resolve_path(int64_t length, const EmaOptions& options) {
 
 std::string ema_path_name(EmaPath path) {
   switch (path) {
-    case EmaPath::automatic: return "automatic";
-    case EmaPath::scan: return "scan";
-    case EmaPath::convolution: return "convolution";
+    case EmaPath::automatic:
+      return "automatic";
+    case EmaPath::scan:
+      return "scan";
+    case EmaPath::convolution:
+      return "convolution";
   }
   return "unknown";
 }
@@ -299,8 +338,7 @@ Tensor ema_kernel(const Tensor& delta, const Tensor& alpha, const Tensor& beta, 
   Tensor coef = empty({rows, ndim}, opt), decay = empty({rows, ndim}, opt), kernel = empty({rows, k}, opt);
   with_backend(op, delta, [&](const auto& be) {
     using T = typename std::decay_t<decltype(be)>::scalar;
-    be.coefficients(ptr<T>(coef), ptr<T>(decay), ptr<T>(delta), ptr<T>(alpha), ptr<T>(beta), ptr<T>(gamma), rows,
-                    ndim);
+    be.coefficients(ptr<T>(coef), ptr<T>(decay), ptr<T>(delta), ptr<T>(alpha), ptr<T>(beta), ptr<T>(gamma), rows, ndim);
     be.kernel(ptr<T>(kernel), ptr<T>(coef), ptr<T>(decay), rows, ndim, k);
   });
   return kernel;

@@ -116,8 +116,8 @@ void ema_coefficients_backward(T* ddelta, T* dalpha, T* dbeta, T* dgamma, const 
                                int64_t ndim) {
   const T scale = inv_sqrt_ndim<T>(ndim);
   for (int64_t i = 0; i < rows * ndim; ++i)
-    ema_coef_backward(dcoef[i], ddecay[i], delta[i], alpha[i], beta[i], gamma[i], scale, ddelta[i], dalpha[i],
-                      dbeta[i], dgamma[i]);
+    ema_coef_backward(dcoef[i], ddecay[i], delta[i], alpha[i], beta[i], gamma[i], scale, ddelta[i], dalpha[i], dbeta[i],
+                      dgamma[i]);
 }
 
 template <class T>
@@ -176,8 +176,8 @@ void ema_conv_forward(T* out, T* pre, const T* x, const int32_t* lengths, const 
 }
 
 template <class T>
-void ema_scan_forward(T* out, T* pre, const T* x, const int32_t* lengths, const T* coef, const T* decay,
-                      const T* omega, const EmaSizes& s) {
+void ema_scan_forward(T* out, T* pre, const T* x, const int32_t* lengths, const T* coef, const T* decay, const T* omega,
+                      const EmaSizes& s) {
   const int64_t L = s.length, H = s.ndim;
 #pragma omp parallel
   {
@@ -265,7 +265,7 @@ template <class T>
 void ema_scan_backward(T* dx, T* dcoef, T* ddecay, T* partial, const T* dpre, const T* x, const int32_t* lengths,
                        const T* coef, const T* decay, const T* omega, const EmaSizes& s) {
   const int64_t L = s.length, H = s.ndim, D = s.channels, R = s.rows();
-  T* part_coef = partial;                  // [B, rows, H]
+  T* part_coef = partial;                     // [B, rows, H]
   T* part_decay = partial + s.batch * R * H;  // [B, rows, H]
 #pragma omp parallel
   {
@@ -282,8 +282,8 @@ void ema_scan_backward(T* dx, T* dcoef, T* ddecay, T* partial, const T* dpre, co
                                 decay + j * H, H, n, false, a, bb);
         if (s.bidirectional) {
           const int64_t rb = (b * R + D + j) * H;
-          scan_direction_backward(g.data(), part_coef + rb, part_decay + rb, dz.data(), col.data(),
-                                  coef + (D + j) * H, decay + (D + j) * H, H, n, true, a, bb);
+          scan_direction_backward(g.data(), part_coef + rb, part_decay + rb, dz.data(), col.data(), coef + (D + j) * H,
+                                  decay + (D + j) * H, H, n, true, a, bb);
         }
         T* dxb = dx + b * L * D + j;
         for (int64_t t = 0; t < L; ++t) dxb[t * D] = g[t];
@@ -302,20 +302,18 @@ void ema_scan_backward(T* dx, T* dcoef, T* ddecay, T* partial, const T* dpre, co
   }
 }
 
-#define MIXGRAD_EMA_INSTANTIATE(T)                                                                                   \
-  template void ema_coefficients<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);              \
-  template void ema_coefficients_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,       \
-                                             const T*, int64_t, int64_t);                                            \
-  template void ema_kernel<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);                                   \
-  template void ema_kernel_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);            \
-  template void ema_conv_forward<T>(T*, T*, const T*, const int32_t*, const T*, const T*, const EmaSizes&);         \
-  template void ema_scan_forward<T>(T*, T*, const T*, const int32_t*, const T*, const T*, const T*,                 \
-                                    const EmaSizes&);                                                                \
-  template void ema_pre_grad<T>(T*, T*, const T*, const T*, const T*, const int32_t*, const EmaSizes&);             \
-  template void ema_conv_backward<T>(T*, T*, const T*, const T*, const int32_t*, const T*, const T*,                \
-                                     const EmaSizes&);                                                               \
-  template void ema_scan_backward<T>(T*, T*, T*, T*, const T*, const T*, const int32_t*, const T*, const T*,        \
-                                     const T*, const EmaSizes&);
+#define MIXGRAD_EMA_INSTANTIATE(T)                                                                                     \
+  template void ema_coefficients<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);                 \
+  template void ema_coefficients_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,         \
+                                             const T*, int64_t, int64_t);                                              \
+  template void ema_kernel<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);                                      \
+  template void ema_kernel_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);               \
+  template void ema_conv_forward<T>(T*, T*, const T*, const int32_t*, const T*, const T*, const EmaSizes&);            \
+  template void ema_scan_forward<T>(T*, T*, const T*, const int32_t*, const T*, const T*, const T*, const EmaSizes&);  \
+  template void ema_pre_grad<T>(T*, T*, const T*, const T*, const T*, const int32_t*, const EmaSizes&);                \
+  template void ema_conv_backward<T>(T*, T*, const T*, const T*, const int32_t*, const T*, const T*, const EmaSizes&); \
+  template void ema_scan_backward<T>(T*, T*, T*, T*, const T*, const T*, const int32_t*, const T*, const T*, const T*, \
+                                     const EmaSizes&);
 MIXGRAD_EMA_INSTANTIATE(float)
 MIXGRAD_EMA_INSTANTIATE(double)
 #undef MIXGRAD_EMA_INSTANTIATE

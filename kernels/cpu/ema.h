@@ -52,8 +52,8 @@ void ema_conv_forward(T* out, T* pre, const T* x, const int32_t* lengths, const 
                       const EmaSizes& s);
 // Requires s.kernel_length == s.length (the scan sums every tap).
 template <class T>
-void ema_scan_forward(T* out, T* pre, const T* x, const int32_t* lengths, const T* coef, const T* decay,
-                      const T* omega, const EmaSizes& s);
+void ema_scan_forward(T* out, T* pre, const T* x, const int32_t* lengths, const T* coef, const T* decay, const T* omega,
+                      const EmaSizes& s);
 
 // dpre [B, L, D] = dout·silu'(pre) on valid rows, 0 on padded ones; domega [D] = Σ_{b, t} dpre·x.
 template <class T>

@@ -26,12 +26,12 @@ __global__ void coefficients_backward_kernel(float* ddelta, float* dalpha, float
                                              float scale) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count)
-    ema_coef_backward(dcoef[i], ddecay[i], delta[i], alpha[i], beta[i], gamma[i], scale, ddelta[i], dalpha[i],
-                      dbeta[i], dgamma[i]);
+    ema_coef_backward(dcoef[i], ddecay[i], delta[i], alpha[i], beta[i], gamma[i], scale, ddelta[i], dalpha[i], dbeta[i],
+                      dgamma[i]);
 }
 
 __global__ void taps_kernel(float* kernel, const float* coef, const float* decay, int64_t rows, int64_t ndim,
-                              int64_t k) {
+                            int64_t k) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * k) return;
   const int64_t r = i / k, l = i % k;
@@ -61,8 +61,8 @@ __global__ void kernel_backward_kernel(float* dcoef, float* ddecay, const float*
 }
 
 // One thread per output element (b, t, j), channels fastest.
-__global__ void conv_forward_kernel(float* out, float* pre, const float* x, const int32_t* lengths,
-                                    const float* kernel, const float* omega, EmaSizes s) {
+__global__ void conv_forward_kernel(float* out, float* pre, const float* x, const int32_t* lengths, const float* kernel,
+                                    const float* omega, EmaSizes s) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t D = s.channels, L = s.length, k = s.kernel_length;
   if (i >= s.batch * L * D) return;
@@ -177,7 +177,7 @@ __global__ void conv_dx_kernel(float* dx, const float* dpre, const int32_t* leng
 
 // One block per (row, tap m): dKf[j, m] = Σ_{b, t} dz[t]·x̃[t − m], dKb[j, m] = Σ_{b, t} x̃[t]·dz[t − m].
 __global__ void conv_dtaps_kernel(float* dkernel, const float* dpre, const float* x, const int32_t* lengths,
-                                    EmaSizes s) {
+                                  EmaSizes s) {
   __shared__ float smem[32];
   const int64_t D = s.channels, L = s.length, k = s.kernel_length;
   const int64_t r = blockIdx.x / k, m = blockIdx.x % k;
@@ -198,9 +198,9 @@ __global__ void conv_dtaps_kernel(float* dkernel, const float* dpre, const float
 // Scan backward of one direction for one (b, j), as scan_direction_backward in kernels/cpu/ema.cpp: dx (added) from
 // the adjoint running against the direction; per-sample dcoef/ddecay partials from forward-mode scans.
 template <int HMAX>
-__device__ void scan_direction_backward(float* dx, float* part_coef, float* part_decay, const float* dz,
-                                        const float* x, const float* coef, const float* decay, int64_t H, int64_t n,
-                                        int64_t D, bool reverse) {
+__device__ void scan_direction_backward(float* dx, float* part_coef, float* part_decay, const float* dz, const float* x,
+                                        const float* coef, const float* decay, int64_t H, int64_t n, int64_t D,
+                                        bool reverse) {
   float c[HMAX], q[HMAX], a[HMAX], g[HMAX], dc[HMAX], dq[HMAX];
 #pragma unroll
   for (int h = 0; h < HMAX; ++h) {
@@ -260,8 +260,8 @@ __global__ void scan_backward_kernel(float* dx, float* partial, const float* dpr
                                 decay + j * H, H, n, D, false);
   if (s.bidirectional) {
     const int64_t rb = (b * R + D + j) * H;
-    scan_direction_backward<HMAX>(dx + base, part_coef + rb, part_decay + rb, dpre + base, x + base,
-                                  coef + (D + j) * H, decay + (D + j) * H, H, n, D, true);
+    scan_direction_backward<HMAX>(dx + base, part_coef + rb, part_decay + rb, dpre + base, x + base, coef + (D + j) * H,
+                                  decay + (D + j) * H, H, n, D, true);
   }
 }
 
@@ -364,7 +364,7 @@ void ema_conv_backward(float* dx, float* dkernel, const float* dpre, const float
   conv_dx_kernel<<<blocks_for(count), kThreads, 0, stream>>>(dx, dpre, lengths, kernel, omega, s);
   MIXGRAD_CUDA_LAUNCH_CHECK();
   conv_dtaps_kernel<<<static_cast<unsigned>(s.rows() * s.kernel_length), kThreads, 0, stream>>>(dkernel, dpre, x,
-                                                                                                   lengths, s);
+                                                                                                lengths, s);
   MIXGRAD_CUDA_LAUNCH_CHECK();
 }
 
