@@ -2,7 +2,7 @@
 // evaluation of the kernel form (the kernel materialised tap by tap from the formula), causal and bidirectional,
 // truncated or not, with padding; scan and convolution paths against each other; float64 finite differences for x
 // and every parameter; padding isolation; L = 16K forward and backward against the direct formula with linear
-// memory; every validation error.
+// memory; every validation error; the nn::MultiHeadEMA layer's parameters, initialisation and forward.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +12,7 @@
 
 #include "engine/ema.h"
 #include "engine/mixgrad.h"
+#include "nn/ema.h"
 #include "tests/common/check.h"
 
 namespace {
@@ -347,4 +348,69 @@ TEST_CASE("ema: invalid arguments are clear errors", "[ema]") {
   const Tensor wide = zeros({6, 65});
   REQUIRE_THROWS_WITH(multihead_ema(t.x, wide, wide, wide, wide, t.omega, Tensor(), bi),
                       Contains("ndim = 65 (delta has shape [6, 65]), expected 1 <= ndim <= 64"));
+}
+
+namespace {
+// Mean and standard deviation of column n of a [rows, ndim] tensor, or of all of it (n < 0).
+std::pair<double, double> column_stats(const Tensor& t, int64_t n) {
+  const std::vector<float> v = t.detach().to_vector<float>();
+  const int64_t rows = t.size(0), cols = t.dim() == 2 ? t.size(1) : 1;
+  double s = 0.0, s2 = 0.0, count = 0.0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      if (n >= 0 && c != n) continue;
+      const double e = v[size_t(r * cols + c)];
+      s += e, s2 += e * e, count += 1.0;
+    }
+  const double mean = s / count;
+  return {mean, std::sqrt(s2 / count - mean * mean)};
+}
+}  // namespace
+
+TEST_CASE("ema: nn::MultiHeadEMA parameters, MEGA initialisation and forward", "[ema]") {
+  manual_seed(7);
+  nn::MultiHeadEMA ema(128, {16, true, 0, EmaPath::automatic});
+  const auto named = ema.named_parameters();
+  REQUIRE(named.size() == 5);
+  const std::vector<std::pair<std::string, Shape>> want = {
+      {"delta", {256, 16}}, {"alpha", {256, 16}}, {"beta", {256, 16}}, {"gamma", {256, 16}}, {"omega", {128}}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    CHECK(named[i].first == want[i].first);
+    CHECK(named[i].second.shape() == want[i].second);
+  }
+  CHECK(ema.num_parameters() == 4 * 256 * 16 + 128);
+  // delta, alpha ~ N(0, 0.2); beta ~ N(0, 0.02) + (1, −1, ...) along ndim; gamma, omega ~ N(0, 1).
+  for (const Tensor* t : {&ema.delta, &ema.alpha}) {
+    const auto [mean, sd] = column_stats(*t, -1);
+    CHECK(std::abs(mean) < 0.02);
+    CHECK(sd == Approx(0.2).epsilon(0.05));
+  }
+  for (int64_t n = 0; n < 16; ++n) {
+    const auto [mean, sd] = column_stats(ema.beta, n);
+    CHECK(mean == Approx(n % 2 == 0 ? 1.0 : -1.0).margin(0.01));
+    CHECK(sd == Approx(0.02).epsilon(0.2));
+  }
+  for (const Tensor* t : {&ema.gamma, &ema.omega}) {
+    const auto [mean, sd] = column_stats(*t, -1);
+    CHECK(std::abs(mean) < 0.2);
+    CHECK(sd == Approx(1.0).epsilon(0.15));
+  }
+  CHECK(ema.kernel(10).shape() == Shape{256, 10});
+
+  nn::MultiHeadEMA small(3, {4, false, 5, EmaPath::automatic});
+  CHECK(small.delta.shape() == Shape{3, 4});
+  const Tensor x = rand_f64({2, 9, 3}, -1.0, 1.0, false).to(DType::f32);
+  const Tensor lengths = from_vector<int32_t>({9, 4}, {2}, TensorOptions(DType::i32));
+  Tensor y = small.forward(x, lengths);
+  Tensor direct;
+  {
+    NoGradGuard ng;
+    direct = multihead_ema(x, small.delta, small.alpha, small.beta, small.gamma, small.omega, lengths,
+                           {false, 5, EmaPath::automatic});
+  }
+  REQUIRE_CLOSE(bit_equal(y.detach(), direct));
+  sum(y).backward();
+  for (const Tensor& p : small.parameters()) REQUIRE(p.grad().defined());
+  REQUIRE_THROWS_WITH(nn::MultiHeadEMA(4, {0, true, 0, EmaPath::automatic}),
+                      Contains("MultiHeadEMA: ndim = 0, expected 1 <= ndim <= 64"));
 }
