@@ -7,6 +7,7 @@
 #include "apps/bench/aft_cases.h"
 #include "apps/bench/csp_cases.h"
 #include "apps/bench/dcmha_cases.h"
+#include "apps/bench/ema_cases.h"
 
 #include <random>
 
@@ -197,6 +198,8 @@ std::vector<OpCase> all_op_cases(bool smoke) {
   for (OpCase c : aft_op_cases(smoke)) cases.push_back(std::move(c));
   // DCMHA: Compose alone (GB/s) and the dcmha mixer forward + backward (apps/bench/dcmha_cases.h).
   for (OpCase c : dcmha_op_cases()) cases.push_back(std::move(c));
+  // MEGA's EMA at L = 1K, 4K, 16K, scan and convolution paths (apps/bench/ema_cases.h).
+  for (OpCase c : ema_op_cases()) cases.push_back(std::move(c));
   return cases;
 }
 
