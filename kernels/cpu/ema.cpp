@@ -1,4 +1,7 @@
-// CPU reference kernels of the damped multi-dimensional EMA; which path runs when and why: kernels/cpu/ema.h.
+// CPU reference kernels of the damped multi-dimensional EMA (MEGA, specs/lra.md §6.2). Paths (chosen by the engine op):
+// the scan runs when the kernel spans the whole sequence (truncation 0 or >= L), where it is exact, in O(L·ndim)
+// per channel; the direct convolution with the materialised taps runs when truncation < L (the scan would add taps
+// the truncated kernel lacks), in O(L·k). Neither forms [d, L, L]. Full rationale: kernels/cpu/ema.h.
 // OpenMP over channels: each thread owns whole channels (all samples), so every reduction over the batch and the
 // positions is a plain loop in a fixed order (deterministic, no atomics). A channel's strided column is gathered
 // into contiguous scratch once per sample so the tap loops run over contiguous memory.

@@ -1,5 +1,8 @@
-// CUDA kernels of the damped multi-dimensional EMA; the math and which path runs when and why: kernels/cpu/ema.h,
-// the thread layout: kernels/cuda/ema.h. Kernels first, launchers after.
+// CUDA kernels of the damped multi-dimensional EMA (MEGA, specs/lra.md §6.2). Paths (chosen by the engine op):
+// the scan runs when the kernel spans the whole sequence (truncation 0 or >= L), where it is exact, in O(L·ndim)
+// per channel; the direct convolution with the materialised taps runs when truncation < L (the scan would add taps
+// the truncated kernel lacks), in O(L·k). Neither forms [d, L, L]. Full rationale: kernels/cpu/ema.h.
+// Thread layout: kernels/cuda/ema.h. Kernels first, launchers after.
 #include <stdexcept>
 #include <string>
 

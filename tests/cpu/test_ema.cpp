@@ -278,6 +278,7 @@ TEST_CASE("ema: L = 16K forward and backward against the direct formula, memory 
   const std::vector<double> got = out.detach().to(DType::f64).to_vector<double>();
   const std::vector<double> dx = t.x.grad().to(DType::f64).to_vector<double>();
   const std::vector<double> wv = w.to(DType::f64).to_vector<double>();
+  std::vector<double> domega(size_t(D), 0.0);  // Σ_{b, t} dpre·x
   for (int64_t b = 0; b < c.B; ++b) {
     const int64_t n = valid(c, b);
     for (int64_t j = 0; j < D; ++j) {
@@ -302,6 +303,7 @@ TEST_CASE("ema: L = 16K forward and backward against the direct formula, memory 
         const double z = y[size_t(tt)] + in.omega[size_t(j)] * in.x[at(tt)];
         const double sg = sigmoid(z);
         dpre[size_t(tt)] = wv[at(tt)] * sg * (1.0 + z * (1.0 - sg));
+        domega[size_t(j)] += dpre[size_t(tt)] * in.x[at(tt)];
         if (tt % 4093 == 0 || tt == n - 1) REQUIRE(got[at(tt)] == Approx(z * sg).epsilon(1e-4).margin(1e-4));
       }
       for (int64_t s : {int64_t(0), int64_t(1), int64_t(777), n / 2, n - 2, n - 1}) {
@@ -314,6 +316,9 @@ TEST_CASE("ema: L = 16K forward and backward against the direct formula, memory 
       for (int64_t tt = n; tt < L; ++tt) REQUIRE(dx[at(tt)] == 0.0);
     }
   }
+  const std::vector<double> got_domega = t.omega.grad().to(DType::f64).to_vector<double>();
+  for (int64_t j = 0; j < D; ++j)
+    REQUIRE(got_domega[size_t(j)] == Approx(domega[size_t(j)]).epsilon(1e-3).margin(1e-2));
   // The convolution path at L = 16K with a Path-X-like truncation stays finite and padded rows stay zero.
   const Tensor conv = multihead_ema(t.x.detach(), t.delta.detach(), t.alpha.detach(), t.beta.detach(), t.gamma.detach(),
                                     t.omega.detach(), t.lengths, {true, 64, EmaPath::automatic});

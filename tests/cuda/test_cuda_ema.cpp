@@ -154,3 +154,16 @@ TEST_CASE("CUDA ema: lengths on the GPU are validated on the device", "[cuda][em
                                 from_vector<int32_t>({16, 1}, {2}).to(gpu()))
                       .to(kCPU));
 }
+
+TEST_CASE("CUDA ema: ema_kernel taps match the CPU", "[cuda][ema]") {
+  const EmaCudaCase c{"taps", 1, 1, 5, 16, true, 0, {}};
+  const Host h = make_host(c, 13);
+  auto p = [&](const std::vector<float>& v, Device d) { return from_vector<float>(v, {10, 16}).to(d); };
+  for (int64_t k : {int64_t(1), int64_t(257), int64_t(4096)}) {
+    INFO("k " << k);
+    const Tensor want = ema_kernel(p(h.delta, kCPU), p(h.alpha, kCPU), p(h.beta, kCPU), p(h.gamma, kCPU), k);
+    const Tensor got = ema_kernel(p(h.delta, gpu()), p(h.alpha, gpu()), p(h.beta, gpu()), p(h.gamma, gpu()), k);
+    REQUIRE(got.device() == gpu());
+    REQUIRE_CLOSE(all_close(got.to(kCPU), want, tolerance(Compare::cpu_vs_cuda)));
+  }
+}
