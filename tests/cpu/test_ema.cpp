@@ -349,7 +349,8 @@ TEST_CASE("ema: invalid arguments are clear errors", "[ema]") {
                       Contains("truncation = -1, expected >= 0"));
   REQUIRE_THROWS_WITH(call(t.x, t.delta, t.omega, Tensor(), {true, 3, EmaPath::scan}),
                       Contains("scan path was requested with truncation 3 < L = 6"));
-  REQUIRE_THROWS_WITH(call(t.x.to(DType::f64), t.delta, t.omega, Tensor(), bi), Contains("multihead_ema"));
+  REQUIRE_THROWS_WITH(call(t.x.to(DType::f64), t.delta, t.omega, Tensor(), bi),
+                      Contains("multihead_ema: expected tensors of the same dtype"));
   const Tensor wide = zeros({6, 65});
   REQUIRE_THROWS_WITH(multihead_ema(t.x, wide, wide, wide, wide, t.omega, Tensor(), bi),
                       Contains("ndim = 65 (delta has shape [6, 65]), expected 1 <= ndim <= 64"));
