@@ -1,8 +1,12 @@
-// The token-mixer registry (one explicit table) and the typed mixer options: declaration checks, parsing of
-// "key=value" arguments, and the typed getters.
+// The token-mixer registry (one explicit table, then the mixers registered at run time) and the typed mixer
+// options: declaration checks, parsing of "key=value" arguments, and the typed getters.
 #include "nn/mixer.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <deque>
+#include <mutex>
 #include <utility>
 
 #include "nn/mixers/aft_mixer.h"
@@ -12,7 +16,8 @@
 
 namespace mixgrad::nn {
 
-const std::vector<MixerInfo>& mixer_registry() {
+// The built-in mixers.
+static const std::vector<MixerInfo>& builtin_mixers() {
   static const std::vector<MixerInfo> table = {
       {"softmax", "softmax multi-head attention (fused flash-style kernels)", {}, make_softmax_attention},
       {"csp", "channel-wise sample permutation: per-channel circular shift + sort in groups of K", csp_mixer_options(),
@@ -30,6 +35,28 @@ const std::vector<MixerInfo>& mixer_registry() {
   return table;
 }
 
+namespace {
+
+// The table's mixers, then the registered ones; a deque keeps references (mixer_info's) valid as it grows.
+struct Registry {
+  explicit Registry(const std::vector<MixerInfo>& table) : mixers(table.begin(), table.end()) {}
+  std::mutex mutex;
+  std::deque<MixerInfo> mixers;
+};
+
+Registry& registry() {
+  static Registry r(builtin_mixers());
+  return r;
+}
+
+}  // namespace
+
+std::vector<MixerInfo> mixer_registry() {
+  Registry& r = registry();
+  const std::lock_guard<std::mutex> lock(r.mutex);
+  return {r.mixers.begin(), r.mixers.end()};
+}
+
 std::vector<std::string> mixer_names() {
   std::vector<std::string> names;
   for (const MixerInfo& m : mixer_registry()) names.push_back(m.name);
@@ -37,8 +64,12 @@ std::vector<std::string> mixer_names() {
 }
 
 const MixerInfo& mixer_info(const std::string& name) {
-  for (const MixerInfo& m : mixer_registry())
-    if (m.name == name) return m;
+  Registry& r = registry();
+  {
+    const std::lock_guard<std::mutex> lock(r.mutex);
+    for (const MixerInfo& m : r.mixers)
+      if (m.name == name) return m;
+  }
   throw Error(fmt::format("unknown token mixer \"{}\" (known: {})", name, fmt::join(mixer_names(), ", ")));
 }
 
@@ -143,6 +174,45 @@ MixerOptions resolve_mixer_options(const std::string& mixer, const std::map<std:
   for (const MixerOptionSpec& s : info.options)
     if (!r.values_.count(s.name)) r.values_[s.name] = check_value(mixer, s, s.default_value);
   return r;
+}
+
+namespace {
+// The problem with `info` as a new entry of `mixers` ("" when there is none).
+std::string registration_problem(const MixerInfo& info, const std::deque<MixerInfo>& mixers) {
+  const auto name_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; };
+  if (info.name.empty() || !std::all_of(info.name.begin(), info.name.end(), name_char))
+    return "the name must be non-empty and made of letters, digits, '_' and '-'";
+  for (const MixerInfo& m : mixers)
+    if (m.name == info.name) return "a mixer of that name is already registered";
+  if (!info.factory) return "it has no factory";
+  if (info.summary.empty()) return "its summary is empty (`info` lists it)";
+  for (size_t i = 0; i < info.options.size(); ++i) {
+    const MixerOptionSpec& o = info.options[i];
+    if (o.name.empty() || o.help.empty()) return fmt::format("option {} needs a name and a help text", i);
+    for (size_t j = 0; j < i; ++j)
+      if (info.options[j].name == o.name) return fmt::format("option {} is declared twice", o.name);
+    for (const MixerInfo& m : mixers)
+      if (find_spec(m, o.name)) return fmt::format("option {} is already declared by mixer {}", o.name, m.name);
+    try {
+      (void)check_value(info.name, o, o.default_value);
+    } catch (const Error& e) {
+      return fmt::format("the default of option {} fails its declaration ({})", o.name, e.what());
+    }
+  }
+  return "";
+}
+}  // namespace
+
+void register_mixer(MixerInfo info) {
+  Registry& r = registry();
+  const std::lock_guard<std::mutex> lock(r.mutex);
+  const std::string problem = registration_problem(info, r.mixers);
+  if (!problem.empty()) {
+    std::vector<std::string> names;
+    for (const MixerInfo& m : r.mixers) names.push_back(m.name);
+    throw Error(fmt::format("register_mixer \"{}\": {} (registered: {})", info.name, problem, fmt::join(names, ", ")));
+  }
+  r.mixers.push_back(std::move(info));
 }
 
 void parse_mixer_option(const std::string& arg, std::map<std::string, std::string>& into) {

@@ -80,10 +80,19 @@ struct MixerInfo {
 };
 
 // The registry: one explicit table in nn/mixer.cpp (static self-registration would be dropped by the linker from a
-// static library). A new mixer is one new file under nn/mixers/ plus one entry there.
-const std::vector<MixerInfo>& mixer_registry();
+// static library), then the mixers added at run time by register_mixer. A new built-in mixer is one new file under
+// nn/mixers/ plus one entry there. mixer_registry() is a snapshot: the table's mixers, then registered ones in order.
+std::vector<MixerInfo> mixer_registry();
 const MixerInfo& mixer_info(const std::string& name);  // unknown name: error listing the known ones
 std::vector<std::string> mixer_names();
+
+// Adds a mixer at run time: how a project that links the installed package plugs its own mixer into every model
+// (README "Extend mixgrad", examples/custom_layer). Afterwards it is listed, resolved, built and recorded in
+// checkpoints like the table's mixers. Errors name the mixer and the problem: a name that is empty, not made of
+// letters, digits, '_' and '-', or already registered; no factory; an empty summary; an option without name or help,
+// declared twice, declared by another mixer, or whose default fails its own declaration. Thread-safe; references
+// returned by mixer_info stay valid.
+void register_mixer(MixerInfo info);
 
 // Checks `given` (option name -> value) against `mixer`'s declared options and fills in the rest: first from
 // `defaults` (an app's own defaults, e.g. the LRA app's csp_schedule=exponential; checked like `given`), then from
