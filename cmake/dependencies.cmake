@@ -7,17 +7,8 @@ find_package(ZLIB REQUIRED)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(Threads REQUIRED)
 
-find_path(MIXGRAD_CBLAS_INCLUDE_DIR cblas.h
-  PATH_SUFFIXES x86_64-linux-gnu/openblas-pthread openblas-pthread openblas x86_64-linux-gnu)
-find_library(MIXGRAD_OPENBLAS_LIBRARY NAMES openblas
-  PATH_SUFFIXES x86_64-linux-gnu/openblas-pthread openblas-pthread lib/x86_64-linux-gnu/openblas-pthread)
-if(NOT MIXGRAD_CBLAS_INCLUDE_DIR OR NOT MIXGRAD_OPENBLAS_LIBRARY)
-  message(FATAL_ERROR "OpenBLAS not found (cblas.h: ${MIXGRAD_CBLAS_INCLUDE_DIR}, libopenblas: "
-                      "${MIXGRAD_OPENBLAS_LIBRARY}). Run scripts/install-deps (Debian: libopenblas-dev).")
-endif()
-add_library(mixgrad::openblas INTERFACE IMPORTED)
-target_include_directories(mixgrad::openblas INTERFACE ${MIXGRAD_CBLAS_INCLUDE_DIR})
-target_link_libraries(mixgrad::openblas INTERFACE ${MIXGRAD_OPENBLAS_LIBRARY})
+list(APPEND CMAKE_MODULE_PATH ${CMAKE_CURRENT_LIST_DIR})
+find_package(MixgradOpenBLAS REQUIRED)  # cmake/FindMixgradOpenBLAS.cmake: the imported target mixgrad::openblas
 message(STATUS "mixgrad: OpenBLAS ${MIXGRAD_OPENBLAS_LIBRARY} (cblas.h in ${MIXGRAD_CBLAS_INCLUDE_DIR})")
 
 find_path(MIXGRAD_STB_INCLUDE_DIR stb_image_write.h PATH_SUFFIXES stb)
