@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "nn/mixers/aft_mixer.h"
+#include "nn/mixers/combiner_mixer.h"
 #include "nn/mixers/csp_mixer.h"
 #include "nn/mixers/dcmha_mixer.h"
 #include "nn/mixers/softmax_attention.h"
@@ -31,6 +32,16 @@ static const std::vector<MixerInfo>& builtin_mixers() {
       {"aft-simple", "AFT-simple: attention-free mixing without a position bias, O(N·D)", {}, make_aft_simple},
       {"aft-conv", "AFT-conv: per-head keys and a re-parameterised depth-wise kernel over the tokens",
        aft_conv_options(), make_aft_conv},
+      {"combiner-fixed", "Combiner-Fixed: own span direct + max-pooled summaries of the other spans, one softmax",
+       combiner_mixer_options(), make_combiner_fixed},
+      {"combiner-logsparse",
+       "Combiner-Logsparse: itself direct + summaries of dyadic blocks tiling the rest",
+       {},
+       make_combiner_logsparse},
+      {"combiner-axial", "Combiner-Axial: own row direct + per-column summaries of the other rows",
+       combiner_mixer_options(), make_combiner_axial},
+      {"combiner-mixture", "Combiner-Mixture: own row and column direct + column and row-part summaries",
+       combiner_mixer_options(), make_combiner_mixture},
   };
   return table;
 }
