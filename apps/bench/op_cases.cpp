@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "apps/bench/aft_cases.h"
+#include "apps/bench/combiner_cases.h"
 #include "apps/bench/csp_cases.h"
 #include "apps/bench/dcmha_cases.h"
 #include "apps/bench/ema_cases.h"
@@ -200,6 +201,8 @@ std::vector<OpCase> all_op_cases(bool smoke) {
   for (OpCase c : dcmha_op_cases()) cases.push_back(std::move(c));
   // MEGA's EMA at L = 1K, 4K, 16K, scan and convolution paths (apps/bench/ema_cases.h).
   for (OpCase c : ema_op_cases()) cases.push_back(std::move(c));
+  // Combiner (specs/mixers.md §5): every variant, non-causal and causal, L 1024 / 4096 (16384 on CUDA only).
+  for (OpCase c : combiner_op_cases()) cases.push_back(std::move(c));
   return cases;
 }
 
