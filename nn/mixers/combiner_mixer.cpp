@@ -10,7 +10,7 @@ std::vector<MixerOptionSpec> combiner_mixer_options() {
   return {{"combiner_span",
            MixerOptionSpec::Type::integer,
            "0",
-           "span length (Fixed) or row length (Axial, Mixture); 0 = ceil(sqrt(N)); the last span may be shorter",
+           "span length (Fixed) or row length (Axial, Mixture); 0 = ceil(sqrt(seq_len)); the last span may be shorter",
            {},
            0,
            1 << 20}};
@@ -32,7 +32,18 @@ CombinerMixer::CombinerMixer(const MixerContext& ctx, CombinerVariant variant)
   const MixerOptions opt = ctx.options.empty() ? resolve_mixer_options(name, {}) : ctx.options;
   layout.variant = variant;
   layout.causal = ctx.causal;
-  if (variant != CombinerVariant::logsparse) layout.span = opt.integer("combiner_span");
+  if (variant != CombinerVariant::logsparse) {
+    // Fixed once per model from its longest sequence, never from a batch's padded length: a sample's spans (and so
+    // its outputs) must not depend on how long the batch around it is.
+    layout.span = opt.integer("combiner_span");
+    if (layout.span == 0) {
+      MIXGRAD_CHECK(ctx.seq_len > 0,
+                    "CombinerMixer ({}): combiner_span = 0 means ceil(sqrt(seq_len)), but the context's seq_len is {} "
+                    "(expected the model's longest sequence N >= 1, or an explicit combiner_span)",
+                    name, ctx.seq_len);
+      layout.span = combiner_span_for(CombinerLayout{variant, 0, ctx.causal}, ctx.seq_len);
+    }
+  }
   head_dim = inner_dim / num_heads;
   qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * inner_dim, ctx.qkv_bias));
   proj = register_module("proj", std::make_shared<Linear>(inner_dim, dim, true));

@@ -12,10 +12,12 @@
 namespace mixgrad::nn {
 
 // Declared options (Fixed, Axial and Mixture; Logsparse has none):
-//   combiner_span  0 (default) = ceil(sqrt(N)) for a batch of N tokens, the cost-optimal span s = √L of §5.2 (the
-//                  authors' LM configs fix max_seg_len = 128 instead, which at ViT/LRA-mini lengths would leave
-//                  one span and no summaries); else Fixed's span length s, Axial's and Mixture's row length m.
-//                  N need not be a multiple: the last span (row) is ragged, so sequence_multiple() is 1.
+//   combiner_span  0 (default) = ceil(sqrt(ctx.seq_len)), the cost-optimal span s = √L of §5.2 at the model's
+//                  longest sequence (the authors' LM configs fix max_seg_len = 128 instead, which at ViT/LRA-mini
+//                  lengths would leave one span and no summaries); else Fixed's span length s, Axial's and
+//                  Mixture's row length m. Fixed at construction, so a batch's padded length never changes a
+//                  sample's spans. N need not be a multiple: the last span (row) is ragged, so sequence_multiple()
+//                  is 1.
 std::vector<MixerOptionSpec> combiner_mixer_options();
 
 class CombinerMixer : public TokenMixer {

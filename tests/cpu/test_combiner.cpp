@@ -454,6 +454,8 @@ TEST_CASE("combiner: invalid shapes and options are clear errors", "[combiner]")
   ctx.dim = 8, ctx.num_heads = 3;
   CHECK_THROWS_WITH(nn::make_mixer("combiner-axial", ctx), Contains("num_heads (3) must be positive and divide dim"));
   ctx.num_heads = 2;
+  CHECK_THROWS_WITH(nn::make_mixer("combiner-axial", ctx), Contains("the context's seq_len is 0"));
+  ctx.seq_len = 5;
   auto m = nn::make_mixer("combiner-axial", ctx);
   CHECK_THROWS_WITH(m->forward(randn({2, 5, 7})), Contains("expected input [B, N, 8], got [2, 5, 7]"));
 }
