@@ -13,6 +13,7 @@
 #include "nn/mixers/combiner_mixer.h"
 #include "nn/mixers/csp_mixer.h"
 #include "nn/mixers/dcmha_mixer.h"
+#include "nn/mixers/s2mlpv2_mixer.h"
 #include "nn/mixers/softmax_attention.h"
 
 namespace mixgrad::nn {
@@ -42,6 +43,8 @@ static const std::vector<MixerInfo>& builtin_mixers() {
        combiner_mixer_options(), make_combiner_axial},
       {"combiner-mixture", "Combiner-Mixture: own row and column direct + column and row-part summaries",
        combiner_mixer_options(), make_combiner_mixture},
+      {"s2mlpv2", "S2-MLPv2 S2Attention: spatial shifts on the token grid + split attention over 3 branches",
+       s2mlpv2_mixer_options(), make_s2mlpv2_mixer, /*needs_grid=*/true},
   };
   return table;
 }

@@ -77,6 +77,9 @@ struct MixerInfo {
   std::string name, summary;
   std::vector<MixerOptionSpec> options;
   MixerFactory factory;
+  // The mixer needs MixerContext.grid_h × grid_w (tokens on a 2-D grid: image patches, LRA pixel tasks) and rejects a
+  // context without one; models, apps and the table-driven tests offer it only sequences that have a grid.
+  bool needs_grid = false;
 };
 
 // The registry: one explicit table in nn/mixer.cpp (static self-registration would be dropped by the linker from a
