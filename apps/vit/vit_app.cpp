@@ -407,10 +407,24 @@ int64_t run_predict(const PredictOptions& o) {
 }
 
 void ModelOverrides::apply(models::ViTConfig& cfg) const {
+  MIXGRAD_CHECK(block.empty() || block == "vit" || block == "s2mlpv2",
+                "--block \"{}\" is not a block structure (expected vit or s2mlpv2)", block);
   if (embed_dim) cfg.embed_dim = *embed_dim;
   if (depth) cfg.depth = *depth;
   if (num_heads) cfg.num_heads = *num_heads;
   if (mlp_hidden) cfg.mlp_hidden = *mlp_hidden;
+  if (block == "s2mlpv2") {  // specs/mixers.md §1.4: S2Attention, MLP expansion 3, dropout 0, mean-pooled head
+    MIXGRAD_CHECK(cfg.mixer == "s2mlpv2" || cfg.mixer == "softmax",
+                  "--block s2mlpv2 builds the S2-MLPv2 block, whose mixer is s2mlpv2, not {}", cfg.mixer);
+    if (cfg.mixer != "s2mlpv2") cfg.mixer_options.clear();
+    cfg.mixer = "s2mlpv2";
+    if (!mlp_hidden) cfg.mlp_hidden = 3 * cfg.embed_dim;
+    cfg.drop_rate = cfg.attn_drop_rate = cfg.pos_drop_rate = 0.0;
+    if (pool.empty()) {
+      cfg.pool = "avg";
+      cfg.csp_layout = false;
+    }
+  }
   if (!pool.empty() && pool != cfg.pool) {
     const bool had_cls = cfg.pool == "token" || cfg.csp_layout;
     cfg.pool = pool;
@@ -426,16 +440,17 @@ std::string model_info(const std::string& preset, const std::string& mixer, cons
   overrides.apply(cfg);
   cfg.validate();
   models::VisionTransformer model(cfg);
-  std::string s = fmt::format("ViT preset {} with mixer {}\n", preset, mixer);
+  std::string s = fmt::format("ViT preset {} with mixer {}{}\n", preset, cfg.mixer,
+                              overrides.block == "s2mlpv2" ? " (S2-MLPv2 block, specs/mixers.md §1.4)" : "");
   s += fmt::format("  image {}x{}x{}, patch {} ({}x{} = {} tokens{}), dim {}, depth {}, heads {}, MLP {}, {} classes\n",
                    cfg.in_chans, cfg.img_size, cfg.img_size, cfg.patch_size, cfg.grid(), cfg.grid(), cfg.num_patches(),
                    cfg.pool == "token" ? " + class token" : "", cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_hidden,
                    cfg.num_classes);
   s += fmt::format("  pool {}, qkv bias {}, LayerNorm eps {}, dropout {} (attn {}, pos {}), init {}\n", cfg.pool,
                    cfg.qkv_bias, cfg.ln_eps, cfg.drop_rate, cfg.attn_drop_rate, cfg.pos_drop_rate, cfg.init);
-  const nn::MixerOptions resolved = nn::resolve_mixer_options(mixer, mixer_options);
+  const nn::MixerOptions resolved = nn::resolve_mixer_options(cfg.mixer, cfg.mixer_options);
   for (const auto& [k, v] : resolved.values()) s += fmt::format("  mixer option {} = {}\n", k, v);
-  s += describe_mixer(mixer);
+  s += describe_mixer(cfg.mixer);
   return s + parameter_listing(model);
 }
 

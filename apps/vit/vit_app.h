@@ -25,6 +25,10 @@ struct ModelOverrides {
   // Pooling: "token" (class token), "avg" (mean of the patch tokens; the class token stays in the sequence as in the
   // CSP authors' layout, so N is unchanged); empty = the preset's.
   std::string pool;
+  // Block structure: "" or "vit" = the preset's; "s2mlpv2" = the S2-MLPv2 block and head of specs/mixers.md §1.4 on
+  // the preset's single stage: mixer s2mlpv2, channel MLP expansion 3 (M = 3·D unless mlp_hidden is given), no
+  // dropout, mean pooling over the patch grid into the head (pool avg unless pool is given).
+  std::string block;
   void apply(models::ViTConfig& cfg) const;  // then cfg.validate() reports an inconsistent combination
 };
 

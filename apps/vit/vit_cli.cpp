@@ -30,6 +30,13 @@ void add_model_flags(CLI::App* sc, ModelOverrides& m) {
   optional_flag(sc, "--heads", m.num_heads, "Attention heads (default: the preset's; must divide the width)")
       ->check(range);
   optional_flag(sc, "--mlp-dim", m.mlp_hidden, "MLP hidden width M (default: the preset's)")->check(range);
+  sc->add_option("--block", m.block,
+                 "Block structure: vit (the preset's) or s2mlpv2 = the S2-MLPv2 block and model head of "
+                 "specs/mixers.md §1.4 on the preset's patch grid: x + S2Attention(LN(x)), x + MLP(LN(x)) with "
+                 "expansion 3 (M = 3·D unless --mlp-dim), dropout 0, mean over the grid -> Linear (pool avg unless "
+                 "--pool); implies --mixer s2mlpv2. One stage only: the reference's second stage (a patch-merging "
+                 "Conv2d, then a wider, deeper stage) is not built, and the ViT's position embedding and fc_norm stay")
+      ->check(CLI::IsMember({"vit", "s2mlpv2"}));
 }
 
 // The recipe flags of `train` (unset = the preset's recipe).
@@ -163,6 +170,15 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   c.exit_code = parse_command_line(app, argc, argv, out, err, "vit", [&] {
     c.train.mixer_options = mixer_options(train_mixer_opts);
     c.info_mixer_options = mixer_options(info_mixer_opts);
+    // --block s2mlpv2 implies --mixer s2mlpv2 (another explicitly given mixer is an error).
+    const auto block_mixer = [](CLI::App* sc, const std::string& block, std::string& mixer) {
+      if (block != "s2mlpv2") return;
+      if (sc->get_option("--mixer")->count() > 0 && mixer != "s2mlpv2")
+        throw Error(fmt::format("--block s2mlpv2 builds the S2-MLPv2 block, whose mixer is s2mlpv2, not {}", mixer));
+      mixer = "s2mlpv2";
+    };
+    block_mixer(subcommands[0], c.train.model.block, c.train.mixer);
+    block_mixer(subcommands[3], c.info_model.block, c.info_mixer);
   });
   if (c.exit_code >= 0) return c;
   for (CLI::App* sc : subcommands)
