@@ -9,6 +9,7 @@
 #include "apps/bench/csp_cases.h"
 #include "apps/bench/dcmha_cases.h"
 #include "apps/bench/ema_cases.h"
+#include "apps/bench/s2mlp_cases.h"
 
 #include <random>
 
@@ -203,6 +204,8 @@ std::vector<OpCase> all_op_cases(bool smoke) {
   for (OpCase c : ema_op_cases()) cases.push_back(std::move(c));
   // Combiner (specs/mixers.md §5): every variant, non-causal and causal, L 1024 / 4096 (16384 on CUDA only).
   for (OpCase c : combiner_op_cases()) cases.push_back(std::move(c));
+  // S2-MLPv2: the spatial shift and the split-attention passes (GB/s), on both devices.
+  for (OpCase c : s2mlp_op_cases()) cases.push_back(std::move(c));
   return cases;
 }
 
