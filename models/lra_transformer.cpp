@@ -105,9 +105,10 @@ void LraConfig::validate() const {
   if (grid_h < 0 || grid_w < 0 || (grid_h * grid_w != 0 && grid_h * grid_w != max_len))
     fail(fmt::format("a pixel grid {}x{} must hold max_len = {} tokens", grid_h, grid_w, max_len));
   if (grid_h * grid_w == 0 && nn::mixer_info(mixer).needs_grid)
-    fail(fmt::format("mixer {} needs a token grid (it shifts along rows and columns): only the pixel tasks (image, "
-                     "pathfinder) have one, task {} with {} input has none",
-                     mixer, task, input));
+    fail(
+        fmt::format("mixer {} needs a token grid (it shifts along rows and columns): only the pixel tasks (image, "
+                    "pathfinder) have one, task {} with {} input has none",
+                    mixer, task, input));
   (void)resolved_mixer_options();
 }
 
