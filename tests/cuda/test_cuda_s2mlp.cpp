@@ -121,8 +121,33 @@ TEST_CASE("cuda: the whole split attention equals the CPU (a, abar, out; gradien
   }
 }
 
+TEST_CASE("cuda: the split attention is deterministic (two runs bitwise identical, forward and backward)",
+          "[cuda][s2mlp]") {
+  const TokenCase& tc = kTokenCases[7];  // the long sequence: many token rows per reduction thread
+  manual_seed(900);
+  const S2Grid grid{tc.H, tc.W, tc.cls};
+  const Tensor z = mul_scalar(randn({tc.B, tc.N, 3 * tc.C}), 0.1).to(kCuda);
+  const Tensor w1 = mul_scalar(randn({tc.C, tc.C}), 0.2).to(kCuda),
+               w2 = mul_scalar(randn({3 * tc.C, tc.C}), 0.2).to(kCuda);
+  const Tensor len = from_vector<int32_t>(tc.lengths, {tc.B}).to(kCuda), dout = randn({tc.B, tc.N, tc.C}).to(kCuda);
+  std::vector<Tensor> first;
+  for (int run = 0; run < 2; ++run) {
+    INFO("run " << run);
+    Tensor zr = z.detach().clone().requires_grad_(), w1r = w1.detach().clone().requires_grad_();
+    Tensor w2r = w2.detach().clone().requires_grad_();
+    const S2SplitAttention r = s2_split_attention(zr, w1r, w2r, grid, len);
+    sum(mul(r.out, dout)).backward();
+    const std::vector<Tensor> got = {r.a.detach(), r.abar.detach(), r.out.detach(), zr.grad(), w1r.grad(), w2r.grad()};
+    if (run == 0) first = got;
+    for (size_t i = 0; i < got.size() && run == 1; ++i) {
+      INFO("tensor " << i);
+      REQUIRE_CLOSE(testing::bit_equal(got[i], first[i]));
+    }
+  }
+}
+
 TEST_CASE("cuda: S2-MLPv2 ops reject float64 and lengths on another device", "[cuda][s2mlp]") {
-  const Tensor x = randn({2, 3, 3, 4}, TensorOptions(DType::f64, kCuda));
+  const Tensor x = zeros({2, 3, 3, 4}, TensorOptions(DType::f64, kCuda));  // storage only: kernels are float32
   CHECK_THROWS_WITH(spatial_shift1(x), Contains("spatial_shift1"));
   const Tensor z = randn({2, 8, 6}, TensorOptions(DType::f32, kCuda));
   CHECK_THROWS_WITH(s2_branch_sum(z, S2Grid{2, 4, false}, from_vector<int32_t>({8, 5}, {2})),
