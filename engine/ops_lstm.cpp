@@ -255,9 +255,15 @@ LstmLayerOutput lstm_layer(const Tensor& x, const std::vector<LstmDirection>& di
     autograd::record(kOp, inputs, {out.y, out.h_n},
                      [weights = std::move(weights), plan = std::move(plan), saved = std::move(saved),
                       x = x.detach()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                       check_grad(g[0], {plan.B, plan.L, plan.dirs * plan.H}, x, "y");
-                       check_grad(g[1], {plan.dirs, plan.B, plan.H}, x, "h_n");
-                       return run_backward(g[0], g[1], weights, plan, saved);
+                       // A missing or undefined gradient (a caller applying the node to y's gradient only)
+                       // counts as zero.
+                       const Shape y_shape{plan.B, plan.L, plan.dirs * plan.H}, h_shape{plan.dirs, plan.B, plan.H};
+                       const TensorOptions opt(x.dtype(), x.device());
+                       const Tensor dy = !g.empty() && g[0].defined() ? g[0] : zeros(y_shape, opt);
+                       const Tensor dh = g.size() > 1 && g[1].defined() ? g[1] : zeros(h_shape, opt);
+                       check_grad(dy, y_shape, x, "y");
+                       check_grad(dh, h_shape, x, "h_n");
+                       return run_backward(dy, dh, weights, plan, saved);
                      });
   }
   return out;

@@ -10,6 +10,7 @@
 #include "apps/bench/dcmha_cases.h"
 #include "apps/bench/ema_cases.h"
 #include "apps/bench/s2mlp_cases.h"
+#include "apps/bench/lstm_cases.h"
 
 #include <random>
 
@@ -206,6 +207,8 @@ std::vector<OpCase> all_op_cases(bool smoke) {
   for (OpCase c : combiner_op_cases()) cases.push_back(std::move(c));
   // S2-MLPv2: the spatial shift and the split-attention passes (GB/s), on both devices.
   for (OpCase c : s2mlp_op_cases()) cases.push_back(std::move(c));
+  // LSTM: one fused bidirectional layer at LRA sizes (apps/bench/lstm_cases.h).
+  for (OpCase c : lstm_op_cases(smoke)) cases.push_back(std::move(c));
   return cases;
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -271,4 +272,25 @@ TEST_CASE("lstm: bad arguments are errors naming what was expected", "[lstm]") {
   REQUIRE_THROWS_WITH(lstm_layer(x, {w}, zeros({3}, TensorOptions(DType::i32))),
                       Contains("lengths has shape [3], expected [B] = [2]"));
   REQUIRE_THROWS_WITH(lstm_layer(x, {w}, zeros({2})), Contains("lengths has dtype"));
+}
+
+TEST_CASE("lstm: the tape node applied to y's gradient alone treats h_n's gradient as zero", "[lstm]") {
+  manual_seed(17);
+  nn::LSTM m(3, 4, 1, true);
+  m.to(DType::f64);
+  const Tensor lengths = from_vector<int32_t>({5, 2}, {2}, TensorOptions(DType::i32));
+  const Tensor x = randn({2, 5, 3}).to(DType::f64).requires_grad_();
+  const Tensor dy = randn({2, 5, 8}).to(DType::f64);
+  // Through the tape: the loss touches y only, so autograd fills h_n's gradient with zeros.
+  const nn::LSTM::Output out = m.forward(x, lengths);
+  autograd::backward(sum(mul(out.y, dy)));
+  const Tensor want = x.grad();
+  // The node itself (as apps/bench times it), given one gradient.
+  const Tensor y = m.forward(x, lengths).y;
+  const std::shared_ptr<autograd::Node> node = y.impl().grad_fn.lock();
+  REQUIRE(node);
+  const std::vector<Tensor> grads = node->apply({dy});
+  autograd::clear_tape();
+  REQUIRE(grads.size() == 9);  // x, then w_ih, w_hh, b_ih, b_hh per direction
+  REQUIRE_CLOSE(testing::bit_equal(grads[0], want));
 }
