@@ -1,7 +1,8 @@
 // The fused LSTM op (engine/lstm.h) and nn::LSTM against a naive float64 step-by-step implementation written
 // here with explicit loops (PyTorch nn.LSTM semantics: gates i, f, g, o; packed-sequence lengths), float64 finite
 // differences for x and every weight and bias, padding invariance (garbage, NaN included, in padded positions leaves
-// every valid output and every weight gradient bit-identical), h_n, parameter names/initialisation and errors.
+// every valid output and every weight gradient bit-identical), h_n, PyTorch 1.13 values on fixed weights (constants
+// computed offline, the script is quoted below), parameter names/initialisation and errors.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -293,4 +294,111 @@ TEST_CASE("lstm: the tape node applied to y's gradient alone treats h_n's gradie
   autograd::clear_tape();
   REQUIRE(grads.size() == 9);  // x, then w_ih, w_hh, b_ih, b_hh per direction
   REQUIRE_CLOSE(testing::bit_equal(grads[0], want));
+}
+
+// PyTorch 1.13.0 (float64) reference values for a fixed 2-layer bidirectional nn.LSTM(3, 2, batch_first=True) with
+// lengths {4, 2} through pack_padded_sequence / pad_packed_sequence, computed offline once (not at test time) by this
+// script run with /usr/bin/python3 (torch 1.13.0a0, torch.set_default_dtype(torch.float64)):
+//   m = nn.LSTM(3, 2, num_layers=2, bidirectional=True, batch_first=True)
+//   parameter p_idx (named_parameters order), flat element e  <- 0.5·sin(1.3·e + 0.7·p_idx + 0.1)
+//   x[b, t, k] = cos(0.9·((b·4 + t)·3 + k)), lengths = [4, 2] (enforce_sorted=False)
+//   out, (h_n, c_n) = m(packed); y = pad_packed_sequence(out, batch_first=True, total_length=4)
+//   (y.sum() + h_n.sum()).backward(); printed y, h_n, x.grad, weight_hh_l0_reverse.grad, bias_ih_l1.grad (%.17g).
+namespace {
+const Vec kTorchY{0.14384267094692776,
+                  0.11492315736010136,
+                  -0.052619350880488011,
+                  -0.37474649265870053,
+                  0.15121123305313047,
+                  0.14718869883213437,
+                  -0.034243881608972716,
+                  -0.33625382586769631,
+                  0.12867673570328494,
+                  0.1686317544917087,
+                  -0.0085560754891354385,
+                  -0.27240097357057197,
+                  0.10870102434151185,
+                  0.17733167154760285,
+                  0.0050262637077875243,
+                  -0.15888534810676713,
+                  0.12343248876593271,
+                  0.12481623134265728,
+                  -0.011270255799495388,
+                  -0.27575499986998619,
+                  0.12230340865946912,
+                  0.15888608813218641,
+                  1.2130964323016113e-06,
+                  -0.16903418485658703,
+                  0,
+                  0,
+                  0,
+                  0,
+                  0,
+                  0,
+                  0,
+                  0};
+const Vec kTorchHn{0.19654036902517003,   0.14305661022678884,  0.14192980647225723,   0.17938755879939053,
+                   -0.21487627873245682,  -0.38823048155763606, -0.072191806362036176, -0.41034780189472753,
+                   0.10870102434151185,   0.17733167154760285,  0.12230340865946912,   0.15888608813218641,
+                   -0.052619350880488011, -0.37474649265870053, -0.011270255799495388, -0.27575499986998619};
+const Vec kTorchDx{0.0026810009713213508,
+                   0.00823616763884015,
+                   0.0017253294201697404,
+                   -0.075552155486375505,
+                   -0.025686082552082119,
+                   0.061810161497102833,
+                   -0.029803541217491909,
+                   -0.07804067149923688,
+                   -0.011948035204752197,
+                   -0.033015596359786153,
+                   -0.026124499656359507,
+                   0.019039050246826995,
+                   -0.065848437517269612,
+                   -0.12148616222060597,
+                   0.00085362534105234067,
+                   -0.071415472198291377,
+                   -0.081190748149891662,
+                   0.027978612147791675,
+                   0,
+                   0,
+                   0,
+                   0,
+                   0,
+                   0};
+const Vec kTorchDWhhL0Rev{0.0091854192380427472, 0.032713010344575938, 0.051826663641425838,  0.062068250789999495,
+                          0.013951788012752538,  0.025589184313870857, 0.022468902149342954,  0.047896922339550244,
+                          -0.039492884981506958, -0.07771289928030771, -0.048165354751215556, -0.091809434680284033,
+                          0.016794930963817348,  0.032480639043126633, 0.04170777701825007,   0.079255977727168483};
+const Vec kTorchDBihL1{0.24550418069446983, 0.37258312560793405, 0.17983152486015117, 0.15887367669164437,
+                       3.1930278273748725,  0.34912408993626165, 0.3746938255472379,  0.82364447438159316};
+}  // namespace
+
+TEST_CASE("lstm: matches PyTorch 1.13 nn.LSTM with packed sequences on fixed weights (constants computed offline)",
+          "[lstm]") {
+  const int64_t B = 2, L = 4, D = 3, H = 2;
+  nn::LSTM m(D, H, 2, true);
+  m.to(DType::f64);
+  nn::NamedTensors state;
+  int p_idx = 0;
+  for (const auto& [name, t] : m.named_parameters()) {
+    Vec v(size_t(t.numel()));
+    for (size_t e = 0; e < v.size(); ++e) v[e] = 0.5 * std::sin(1.3 * double(e) + 0.7 * p_idx + 0.1);
+    state.emplace_back(name, as_tensor(v, t.shape()));
+    ++p_idx;
+  }
+  m.load_state_dict(state);
+  Vec xv(size_t(B * L * D));
+  for (size_t i = 0; i < xv.size(); ++i) xv[i] = std::cos(0.9 * double(i));
+  const Tensor x = as_tensor(xv, {B, L, D}).requires_grad_();
+  const nn::LSTM::Output out = m.forward(x, from_vector<int32_t>({4, 2}, {B}, TensorOptions(DType::i32)));
+  autograd::backward(add(sum(out.y), sum(out.h_n)));
+  const testing::Tolerance tol{1e-10, 1e-12};
+  const nn::NamedTensors params = m.named_parameters();
+  REQUIRE(params[5].first == "weight_hh_l0_reverse");
+  REQUIRE(params[10].first == "bias_ih_l1");
+  REQUIRE_CLOSE(testing::all_close(out.y, as_tensor(kTorchY, out.y.shape()), tol));
+  REQUIRE_CLOSE(testing::all_close(out.h_n, as_tensor(kTorchHn, out.h_n.shape()), tol));
+  REQUIRE_CLOSE(testing::all_close(x.grad(), as_tensor(kTorchDx, x.shape()), tol));
+  REQUIRE_CLOSE(testing::all_close(params[5].second.grad(), as_tensor(kTorchDWhhL0Rev, {4 * H, H}), tol));
+  REQUIRE_CLOSE(testing::all_close(params[10].second.grad(), as_tensor(kTorchDBihL1, {4 * H}), tol));
 }
