@@ -1,5 +1,6 @@
-// Gray PNG codec (see png_gray.h). This file holds the project's only stb_image implementation (PNG only); the
-// writer's implementation lives in apps/common/report.cpp, so only its declarations are included here.
+// Gray PNG codec (see png_gray.h). This file holds the project's only stb_image implementation (PNG and JPEG; the
+// image-folder reader, apps/data/image_folder.cpp, decodes JPEG through it); the writer's implementation lives in
+// apps/common/report.cpp, so only its declarations are included here.
 #include "apps/data/png_gray.h"
 
 #include <zlib.h>
@@ -10,6 +11,7 @@
 
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wsign-compare"
