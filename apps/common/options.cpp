@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <ostream>
 #include <sstream>
 
+#include "apps/common/compare.h"
 #include "engine/error.h"
 #include "engine/mixgrad.h"
 #include "nn/mixer.h"
@@ -102,6 +104,19 @@ CLI::Validator finite_number(bool positive) {
       positive ? "POSITIVE" : "NONNEGATIVE");
 }
 
+CLI::Validator name_list(const std::vector<std::string>& known, const std::string& what) {
+  return CLI::Validator(
+      [known, what](std::string& s) -> std::string {
+        try {
+          (void)parse_name_list(s, known, what);
+          return {};
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      },
+      "LIST");
+}
+
 CLI::Validator device_spec() {
   return CLI::Validator(
       [](std::string& s) -> std::string {
@@ -166,6 +181,22 @@ int parse_command_line(CLI::App& app, int argc, const char* const* argv, std::os
     return 2;
   }
   return -1;
+}
+
+std::string command_line_text(int argc, const char* const* argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i == 0) a = std::filesystem::path(a).filename().string();
+    const bool plain = !a.empty() && a.find_first_of(" \t\n'\"$\\;&|<>*?()`") == std::string::npos;
+    if (!plain) {
+      std::string q = "'";
+      for (char ch : a) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+      a = q + "'";
+    }
+    s += (i ? " " : "") + a;
+  }
+  return s;
 }
 
 int run_reporting_errors(const std::string& name, const std::function<void()>& body) {

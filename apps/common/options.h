@@ -41,6 +41,8 @@ CLI::Option* optional_flag(CLI::App* sc, const std::string& name, std::optional<
 
 // A finite number, > 0 when `positive`, else >= 0.
 CLI::Validator finite_number(bool positive);
+// "all" or a comma-separated list of names from `known` (parse_name_list of apps/common/compare.h).
+CLI::Validator name_list(const std::vector<std::string>& known, const std::string& what);
 // "auto", "cpu", "cuda" or "cuda:N".
 CLI::Validator device_spec();
 // "auto" = the default device (a usable GPU, else the CPU); anything else parsed.
@@ -62,6 +64,8 @@ std::string parameter_listing(const nn::Module& model);
 // printed as "<name>: error: ...").
 int parse_command_line(CLI::App& app, int argc, const char* const* argv, std::ostream& out, std::ostream& err,
                        const std::string& name, const std::function<void()>& after);
+// The command line as one shell-quotable line (arguments with spaces or quotes single-quoted), for reports.
+std::string command_line_text(int argc, const char* const* argv);
 // Runs `body`; an exception is printed as "<name>: error: <message>" (after flushing stdout) and gives exit code 1.
 int run_reporting_errors(const std::string& name, const std::function<void()>& body);
 
