@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/compare.h"
 #include "apps/common/metrics.h"
 #include "apps/common/trainer.h"
 #include "apps/lra/lra_presets.h"
@@ -85,9 +86,24 @@ GeneratorConfig generator_config(const std::string& task, const std::string& pre
                                  const GenerateOptions* flags = nullptr);
 std::filesystem::path run_generate(const GenerateOptions& opts);
 
+// `lra compare`: every model of `models` × mixer of `mixers` trained on one task with the same preset, data and recipe
+// (`base`; its model, mixer, seed, out_dir, resume and overwrite are set per run) for seeds 0 .. seeds-1, each run in
+// <out>/<model>-<mixer>/seed-<s>; then compare.md, compare.json and compare.html in <out> (apps/common/compare.h).
+struct CompareOptions {
+  TrainOptions base;
+  std::string models = "transformer", mixers = "all";  // comma-separated lists, or "all"
+  int64_t seeds = 1;
+  std::string out_dir;  // empty = runs/lra-compare-<task>-<preset>
+  std::string command;  // the command line, shown in the reports
+};
+CompareResult run_compare(const CompareOptions& opts);
+// Parameters and matmul FLOPs per sample at the longest sequence (max_len; apps/common/flops.h says how).
+ModelCost lra_cost(const models::LraConfig& cfg);
+
 struct CliCommand {
-  std::string command;  // train, eval, predict, info, generate
+  std::string command;  // train, eval, predict, info, generate, compare
   TrainOptions train;
+  CompareOptions compare;
   EvalOptions eval;
   PredictOptions predict;
   GenerateOptions generate;

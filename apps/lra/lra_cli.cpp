@@ -70,19 +70,8 @@ void add_run_flags(CLI::App* sc, std::string& device, bool& quiet) {
   sc->add_flag("--quiet", quiet, "No progress lines");
 }
 
-void add_train(CLI::App& app, TrainOptions& t, std::vector<std::string>& mixer_opts) {
-  CLI::App* tr = app.add_subcommand("train", "Train on an LRA task; checkpoints, metrics.jsonl and a report in --out");
-  tr->add_option("--task", t.task, "Task")->check(CLI::IsMember(task_names()))->capture_default_str();
-  tr->add_option("--model", t.model, "Model family (this build: transformer)")
-      ->check(CLI::IsMember({"transformer"}))
-      ->capture_default_str();
-  tr->add_option("--preset", t.preset, "paper (the LRA configuration) or mini (minutes on a CPU)")
-      ->check(CLI::IsMember(lra_preset_names()))
-      ->capture_default_str();
-  tr->add_option("--mixer", t.mixer, "Token mixer")->check(CLI::IsMember(nn::mixer_names()))->capture_default_str();
-  add_mixer_option_flag(tr, mixer_opts);
-  add_model_flags(tr, t.model_flags);
-  add_data_flags(tr, t.data, true);
+// The recipe flags of `train` and `compare` (unset = the preset's).
+void add_recipe_flags(CLI::App* tr, TrainOptions& t) {
   optional_flag(tr, "--epochs", t.epochs, "Training epochs (default: the preset's)")
       ->check(CLI::Range(int64_t(1), int64_t(1000000)));
   optional_flag(tr, "--updates", t.updates, "Total optimiser steps instead of whole epochs (default: the preset's)")
@@ -101,25 +90,73 @@ void add_train(CLI::App& app, TrainOptions& t, std::vector<std::string>& mixer_o
       ->check(CLI::Range(0.0, 0.999999));
   optional_flag(tr, "--eval-every", t.eval_every, "Also validate every N steps (default: at the end of each epoch)")
       ->check(kCount);
-  tr->add_option("--seed", t.seed, "Seed of the weights, data order and dropout")->capture_default_str();
+}
+
+// Task and preset, kernels, logging and limits: shared by `train` and `compare`.
+void add_task_flags(CLI::App* tr, TrainOptions& t) {
+  tr->add_option("--task", t.task, "Task")->check(CLI::IsMember(task_names()))->capture_default_str();
+  tr->add_option("--preset", t.preset, "paper (the LRA configuration) or mini (minutes on a CPU)")
+      ->check(CLI::IsMember(lra_preset_names()))
+      ->capture_default_str();
+}
+
+void add_kernel_and_limit_flags(CLI::App* tr, TrainOptions& t) {
   tr->add_flag("--tf32", t.tf32, "Allow TF32 tensor cores for CUDA matrix products");
   tr->add_option("--attention", t.attention, "Softmax attention kernels: automatic, fused or composite")
       ->check(CLI::IsMember({"automatic", "fused", "composite"}))
       ->capture_default_str();
+  tr->add_option("--log-every", t.log_every, "Progress line and metrics record every N steps")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40))
+      ->capture_default_str();
+  tr->add_option("--train-limit", t.train_limit, "Use only the first N training samples (0 = all)")->check(kCount);
+  tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation samples (0 = all)")->check(kCount);
+  tr->add_option("--test-limit", t.test_limit, "Test on the first N test samples (0 = all)")->check(kCount);
+  add_run_flags(tr, t.device, t.quiet);
+}
+
+void add_train(CLI::App& app, TrainOptions& t, std::vector<std::string>& mixer_opts) {
+  CLI::App* tr = app.add_subcommand("train", "Train on an LRA task; checkpoints, metrics.jsonl and a report in --out");
+  add_task_flags(tr, t);
+  tr->add_option("--model", t.model, "Model family (this build: transformer)")
+      ->check(CLI::IsMember({"transformer"}))
+      ->capture_default_str();
+  tr->add_option("--mixer", t.mixer, "Token mixer")->check(CLI::IsMember(nn::mixer_names()))->capture_default_str();
+  add_mixer_option_flag(tr, mixer_opts);
+  add_model_flags(tr, t.model_flags);
+  add_data_flags(tr, t.data, true);
+  add_recipe_flags(tr, t);
+  tr->add_option("--seed", t.seed, "Seed of the weights, data order and dropout")->capture_default_str();
   tr->add_option("--out", t.out_dir, "Run folder (default runs/lra-<task>-<preset>-<model>-<mixer>)");
   tr->add_flag("--resume", t.resume,
                "Continue the run in --out exactly where it left off (its recorded model, "
                "recipe and data are used)");
   tr->add_flag("--overwrite", t.overwrite, "Start a fresh run even if --out already holds one");
-  tr->add_option("--log-every", t.log_every, "Progress line and metrics record every N steps")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 40))
-      ->capture_default_str();
   tr->add_option("--max-steps", t.max_steps, "Stop after N optimiser steps in total (resumable; 0 = no limit)")
       ->check(kCount);
-  tr->add_option("--train-limit", t.train_limit, "Use only the first N training samples (0 = all)")->check(kCount);
-  tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation samples (0 = all)")->check(kCount);
-  tr->add_option("--test-limit", t.test_limit, "Test on the first N test samples (0 = all)")->check(kCount);
-  add_run_flags(tr, t.device, t.quiet);
+  add_kernel_and_limit_flags(tr, t);
+}
+
+void add_compare(CLI::App& app, CompareOptions& c, std::vector<std::string>& mixer_opts) {
+  CLI::App* cm = app.add_subcommand(
+      "compare",
+      "Train every listed model x mixer on one task with the same preset, recipe and seeds (one run folder each, "
+      "resumable), then write compare.md, compare.json and compare.html to --out");
+  add_task_flags(cm, c.base);
+  cm->add_option("--models", c.models, "Comma-separated model families, or all (this build: transformer)")
+      ->check(name_list({"transformer"}, "--models"))
+      ->capture_default_str();
+  cm->add_option("--mixers", c.mixers, "Comma-separated token mixers, or all (every registered mixer)")
+      ->check(name_list(nn::mixer_names(), "--mixers"))
+      ->capture_default_str();
+  cm->add_option("--seeds", c.seeds, "Seeds per model x mixer (0 .. N-1)")
+      ->check(CLI::Range(int64_t(1), int64_t(1000)))
+      ->capture_default_str();
+  cm->add_option("--out", c.out_dir, "Comparison folder (default runs/lra-compare-<task>-<preset>)");
+  add_mixer_option_flag(cm, mixer_opts);
+  add_model_flags(cm, c.base.model_flags);
+  add_data_flags(cm, c.base.data, true);
+  add_recipe_flags(cm, c.base);
+  add_kernel_and_limit_flags(cm, c.base);
 }
 
 void add_eval_flags(CLI::App* sc, EvalOptions& e) {
@@ -162,8 +199,9 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   CliCommand c;
   CLI::App app{"mixgrad lra: train, evaluate and run the Long Range Arena tasks with pluggable token mixers"};
   app.require_subcommand(1);
-  std::vector<std::string> train_opts, info_opts;
+  std::vector<std::string> train_opts, info_opts, compare_opts;
   add_train(app, c.train, train_opts);
+  add_compare(app, c.compare, compare_opts);
   CLI::App* ev = app.add_subcommand("eval", "Accuracy of a checkpoint on a split of its task's data");
   add_eval_flags(ev, c.eval);
   CLI::App* pr = app.add_subcommand("predict", "Logits of a checkpoint on a split, saved as safetensors");
@@ -182,7 +220,9 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   c.exit_code = parse_command_line(app, argc, argv, out, err, "lra", [&] {
     c.train.mixer_options = mixer_options(train_opts);
     c.info_mixer_options = mixer_options(info_opts);
+    c.compare.base.mixer_options = mixer_options(compare_opts);
   });
+  c.compare.command = command_line_text(argc, argv);
   if (c.exit_code >= 0) return c;
   for (CLI::App* sc : app.get_subcommands())
     if (sc->parsed()) c.command = sc->get_name();
@@ -203,6 +243,8 @@ int lra_main(int argc, const char* const* argv) {
     } else if (c.command == "info") {
       std::fputs(model_info(c.info_task, c.info_preset, c.info_mixer, c.info_model, c.info_mixer_options).c_str(),
                  stdout);
+    } else if (c.command == "compare") {
+      (void)run_compare(c.compare);
     } else if (c.command == "generate") {
       (void)run_generate(c.generate);
     }

@@ -4,10 +4,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
 
+#include "apps/common/flops.h"
 #include "apps/common/options.h"
 #include "apps/data/cifar.h"
 #include "apps/data/image_batches.h"
@@ -129,6 +131,7 @@ ViTRecipe recipe_from_options(const TrainOptions& o) {
   if (o.weight_decay) t.weight_decay = *o.weight_decay;
   if (o.label_smoothing) t.label_smoothing = *o.label_smoothing;
   if (o.warmup) t.warmup_steps = *o.warmup, rc.warmup_epochs = 0;
+  if (o.updates) t.updates = *o.updates;
   if (o.crop_padding) rc.crop_padding = *o.crop_padding;
   if (o.flip) rc.flip = *o.flip && rc.dataset != "mnist";  // MNIST digits are never flipped
   if (o.decay_1d) t.decay_1d = *o.decay_1d;
@@ -138,11 +141,12 @@ ViTRecipe recipe_from_options(const TrainOptions& o) {
   return rc;
 }
 
-Metadata checkpoint_metadata(const models::ViTConfig& cfg, const ViTRecipe& r) {
+Metadata checkpoint_metadata(const models::ViTConfig& cfg, const ViTRecipe& r, const std::vector<std::string>& names) {
   Metadata m = cfg.to_metadata();
   m["normalize.mean"] = join_floats(r.mean);
   m["normalize.std"] = join_floats(r.stddev);
   m["dataset"] = r.dataset;
+  m["class_names"] = Json(names).dump();
   return m;
 }
 
@@ -191,7 +195,46 @@ struct ViTRun {
   std::optional<ResumeState> resume;
   data::ImageDataset train_ds, test_ds;
   std::vector<int64_t> train_idx, val_idx, test_idx;
+  std::vector<std::string> class_names;
+  Json data_read;  // image folders: files read and skipped per split
 };
+
+Json folder_report_json(const data::ImageFolderReport& r) {
+  return Json{{"files", r.files}, {"skipped", r.skipped}, {"skipped_examples", r.skipped_examples}};
+}
+
+// The run's images: a named data set, or an image folder read at the model's channels and size (DIR/train for
+// training and validation, DIR/val as the test set). A fresh folder run normalises with its training images'
+// statistics; a resumed one must find the classes its checkpoint names.
+void load_run_data(ViTRun& r, const TrainOptions& o) {
+  if (r.rc.dataset != "folder") {
+    r.train_ds = load_dataset(r.rc.dataset, o.data_dir, true);
+    r.test_ds = load_dataset(r.rc.dataset, o.data_dir, false);
+    r.class_names = class_names(r.rc.dataset, r.train_ds.num_classes);
+    return;
+  }
+  const std::vector<std::string> expected =
+      o.resume ? checkpoint_class_names(r.resume->weights_meta, r.cfg.num_classes) : std::vector<std::string>{};
+  data::ImageFolder train = load_folder_split(o.data_dir, "train", r.cfg.in_chans, r.cfg.img_size, expected, o.quiet);
+  data::ImageFolder val =
+      load_folder_split(o.data_dir, "val", r.cfg.in_chans, r.cfg.img_size, train.class_names, o.quiet);
+  r.class_names = train.class_names;
+  r.data_read =
+      Json{{"dir", o.data_dir}, {"train", folder_report_json(train.report)}, {"val", folder_report_json(val.report)}};
+  r.train_ds = std::move(train.images);
+  r.test_ds = std::move(val.images);
+  if (!o.resume) {
+    const data::ChannelStats st = data::channel_stats(r.train_ds);
+    r.rc.mean = st.mean, r.rc.stddev = st.stddev;
+  }
+}
+
+data::TrainValSplit train_val_split(const ViTRun& r) {
+  if (r.rc.dataset == "cifar10" || r.rc.dataset == "cifar100") return data::split_cifar(r.train_ds.n);
+  if (r.rc.dataset == "folder")  // a tenth of each class (at least one image) validates
+    return data::split_fraction_per_class(r.train_ds.labels, r.train_ds.num_classes, 0.1, r.class_names);
+  return data::split_last_per_class(r.train_ds.labels, r.train_ds.num_classes, 500);
+}
 
 ViTRun prepare_run(const TrainOptions& o, const fs::path& out) {
   ViTRun r;
@@ -209,14 +252,11 @@ ViTRun prepare_run(const TrainOptions& o, const fs::path& out) {
   }
   r.rc.train.validate();
   // Data: validation split held out of training; the test set only for the final report.
-  r.train_ds = load_dataset(r.rc.dataset, o.data_dir, true);
-  r.test_ds = load_dataset(r.rc.dataset, o.data_dir, false);
+  load_run_data(r, o);
   if (!o.resume) r.cfg.num_classes = r.train_ds.num_classes;
   r.cfg.validate();
   check_model_matches(r.cfg, r.train_ds, "--preset " + r.rc.preset);
-  const data::TrainValSplit split = (r.rc.dataset == "cifar10" || r.rc.dataset == "cifar100")
-                                        ? data::split_cifar(r.train_ds.n)
-                                        : data::split_last_per_class(r.train_ds.labels, r.train_ds.num_classes, 500);
+  const data::TrainValSplit split = train_val_split(r);
   r.train_idx = first_n(split.train, r.rc.train.train_limit);
   r.val_idx = first_n(split.val, r.rc.train.val_limit);
   r.test_idx = first_n(iota_n(r.test_ds.n), o.test_limit);
@@ -232,13 +272,49 @@ ViTRun prepare_run(const TrainOptions& o, const fs::path& out) {
 
 // ---- data sets ------------------------------------------------------------------------------------------------
 data::ImageDataset load_dataset(const std::string& name, const std::string& dir, bool train) {
+  MIXGRAD_CHECK(name != "folder", "load_dataset: image folders are read at a model's size (load_folder_split)");
   if (name == "fashion-mnist")
     return data::load_mnist_like(dir.empty() ? data::default_fashion_mnist_dir() : fs::path(dir), train);
   MIXGRAD_CHECK(!dir.empty(), "--data DIR is required for --dataset {}", name);
   if (name == "mnist") return data::load_mnist_like(dir, train);
   if (name == "cifar10") return data::load_cifar10(dir, train);
   if (name == "cifar100") return data::load_cifar100(dir, train);
-  throw Error(fmt::format("unknown data set '{}' (known: fashion-mnist, mnist, cifar10, cifar100)", name));
+  throw Error(fmt::format("unknown data set '{}' (known: fashion-mnist, mnist, cifar10, cifar100, folder)", name));
+}
+
+data::ImageFolder load_folder_split(const std::string& dir, const std::string& split, int64_t channels,
+                                    int64_t image_size, const std::vector<std::string>& expected_classes, bool quiet) {
+  MIXGRAD_CHECK(!dir.empty(),
+                "--dataset folder needs --data DIR (the ImageNet layout: DIR/train/<class>/<image>, "
+                "DIR/val/<class>/<image>)");
+  MIXGRAD_CHECK(channels == 1 || channels == 3, "an image folder feeds 1 or 3 channels; the model takes {}", channels);
+  data::ImageFolder f = data::load_image_folder(dir, split, int(channels), int(image_size), expected_classes);
+  const std::string skipped = data::describe_skipped(f.report, (fs::path(dir) / split).string());
+  if (!quiet) {
+    std::printf("vit: %s/%s: %lld images of %zu classes at %lldx%lldx%lld\n", dir.c_str(), split.c_str(),
+                (long long)f.images.n, f.class_names.size(), (long long)channels, (long long)image_size,
+                (long long)image_size);
+    if (!skipped.empty()) std::printf("vit: warning: %s\n", skipped.c_str());
+    std::fflush(stdout);
+  }
+  return f;
+}
+
+std::vector<std::string> checkpoint_class_names(const nn::Metadata& meta, int64_t k) {
+  auto it = meta.find("class_names");
+  if (it != meta.end()) {
+    std::vector<std::string> names;
+    try {
+      names = Json::parse(it->second).get<std::vector<std::string>>();
+    } catch (const std::exception&) {
+      throw Error("checkpoint metadata 'class_names' is not a JSON array of strings: " + it->second);
+    }
+    MIXGRAD_CHECK(int64_t(names.size()) == k, "checkpoint metadata 'class_names' names {} classes, the model has {}",
+                  names.size(), k);
+    return names;
+  }
+  auto ds = meta.find("dataset");
+  return class_names(ds != meta.end() ? ds->second : "fashion-mnist", k);
 }
 
 std::vector<std::string> class_names(const std::string& dataset, int64_t k) {
@@ -275,8 +351,8 @@ TrainSummary run_training(const TrainOptions& o) {
   t.model = &model;
   t.logits = [&](const data::Batch& b) { return model.forward(images_tensor(b, r.train_ds, dev)); };
   t.num_classes = r.cfg.num_classes;
-  t.class_names = class_names(r.rc.dataset, r.cfg.num_classes);
-  t.weights_metadata = checkpoint_metadata(r.cfg, r.rc);
+  t.class_names = r.class_names;
+  t.weights_metadata = checkpoint_metadata(r.cfg, r.rc, r.class_names);
   t.recipe_metadata = r.rc.to_metadata();
   t.train_data = &train_data, t.test_data = &test_data;
   t.train_idx = r.train_idx, t.val_idx = r.val_idx, t.test_idx = r.test_idx;
@@ -290,6 +366,7 @@ TrainSummary run_training(const TrainOptions& o) {
                   {"train_images", r.train_idx.size()},
                   {"val_images", r.val_idx.size()},
                   {"test_images", r.test_idx.size()}};
+  if (!r.data_read.is_null()) t.config["data_read"] = r.data_read;
   t.summary = Json{
       {"preset", r.rc.preset}, {"mixer", r.cfg.mixer}, {"dataset", r.rc.dataset}, {"test_images", r.test_idx.size()}};
   t.describe = fmt::format("vit: {} / {}: {} parameters, device {}, data {} ({} train, {} val, {} test images)",
@@ -349,61 +426,105 @@ data::ImageBatches eval_batches(const data::ImageDataset& ds, const data::Channe
 EvalResult run_eval(const EvalOptions& o) {
   const Device dev = resolve_device(o.device);
   LoadedModel lm = load_checkpoint(o.checkpoint, dev);
+  const models::ViTConfig& cfg = lm.model->config();
   const std::string ds_name = !o.dataset.empty()         ? o.dataset
                               : lm.meta.count("dataset") ? lm.meta.at("dataset")
                                                          : std::string("fashion-mnist");
-  const data::ImageDataset test = load_dataset(ds_name, o.data_dir, false);
-  check_model_matches(lm.model->config(), test, o.checkpoint);
+  const std::vector<std::string> names = checkpoint_class_names(lm.meta, cfg.num_classes);
+  const data::ImageDataset test =
+      ds_name == "folder" ? load_folder_split(o.data_dir, "val", cfg.in_chans, cfg.img_size, names, o.quiet).images
+                          : load_dataset(ds_name, o.data_dir, false);
+  check_model_matches(cfg, test, o.checkpoint);
   const data::ImageBatches batches = eval_batches(test, lm.stats);
   const LogitsFn logits = [&](const data::Batch& b) { return lm.model->forward(images_tensor(b, test, dev)); };
-  EvalResult r = evaluate(*lm.model, logits, lm.model->config().num_classes, batches,
-                          first_n(iota_n(test.n), o.test_limit), o.batch_size);
+  EvalResult r =
+      evaluate(*lm.model, logits, cfg.num_classes, batches, first_n(iota_n(test.n), o.test_limit), o.batch_size);
   if (!o.quiet) {
     std::printf("test accuracy: %.4f (%lld/%lld, %s, loss %.4f)\n", r.accuracy, (long long)r.correct, (long long)r.n,
                 ds_name.c_str(), r.loss);
-    const auto names = class_names(ds_name, lm.model->config().num_classes);
     for (size_t c = 0; c < r.per_class_accuracy.size(); ++c)
       std::printf("  class %zu %-12s %.2f%%\n", c, names[c].c_str(), 100.0 * r.per_class_accuracy[c]);
   }
   return r;
 }
 
-int64_t run_predict(const PredictOptions& o) {
-  MIXGRAD_CHECK(!o.images.empty() && !o.out.empty(), "--images and --out are required");
-  const Device dev = resolve_device(o.device);
-  LoadedModel lm = load_checkpoint(o.checkpoint, dev);
-  const models::ViTConfig& cfg = lm.model->config();
-  const data::IdxArray arr = data::read_idx(o.images);
-  data::ImageDataset ds;
+namespace {
+
+// The images of an IDX file ([N, H, W] or [N, C, H, W] uint8) at the model's size; sources "#<index>".
+data::ImageFolder idx_images(const std::string& file, const models::ViTConfig& cfg) {
+  const data::IdxArray arr = data::read_idx(file);
+  data::ImageFolder f;
+  data::ImageDataset& ds = f.images;
   if (arr.dims.size() == 3) {
     ds.n = arr.dims[0], ds.channels = 1, ds.height = arr.dims[1], ds.width = arr.dims[2];
   } else if (arr.dims.size() == 4) {
     ds.n = arr.dims[0], ds.channels = arr.dims[1], ds.height = arr.dims[2], ds.width = arr.dims[3];
   } else {
-    throw Error(
-        fmt::format("{}: expected images [N, H, W] or [N, C, H, W], got {} dimensions", o.images, arr.dims.size()));
+    throw Error(fmt::format("{}: expected images [N, H, W] or [N, C, H, W], got {} dimensions", file, arr.dims.size()));
   }
-  ds.num_classes = cfg.num_classes;
   ds.pixels = arr.data;
-  ds.labels.assign(size_t(ds.n), 0);
   MIXGRAD_CHECK(ds.channels == cfg.in_chans && ds.height == cfg.img_size && ds.width == cfg.img_size,
-                "{}: images are {}x{}x{} but the model takes {}x{}x{}", o.images, ds.channels, ds.height, ds.width,
+                "{}: images are {}x{}x{} but the model takes {}x{}x{}", file, ds.channels, ds.height, ds.width,
                 cfg.in_chans, cfg.img_size, cfg.img_size);
-  MIXGRAD_CHECK(ds.n > 0, "{} holds no images", o.images);
+  for (int64_t i = 0; i < ds.n; ++i) f.files.push_back(fmt::format("#{}", i));
+  return f;
+}
+
+// Logits [N, classes] on the CPU of every image of `ds`, in order.
+Tensor predict_logits(LoadedModel& lm, const data::ImageDataset& ds, int64_t batch_size, Device dev) {
   NoGradGuard ng;
   const data::ImageBatches batches = eval_batches(ds, lm.stats);
   data::LoaderConfig lc;
-  lc.batch_size = o.batch_size;
+  lc.batch_size = batch_size;
   lc.shuffle = false;
   lc.augment = false;
   data::BatchLoader loader(batches, iota_n(ds.n), lc);
   std::vector<Tensor> parts;
   while (auto b = loader.next()) parts.push_back(lm.model->forward(images_tensor(*b, ds, dev)).to(kCPU));
-  Tensor logits = parts.size() == 1 ? parts[0] : cat(parts, 0);
-  nn::save_tensors(
-      o.out, {{"logits", logits}},
-      {{"checkpoint", o.checkpoint}, {"images", o.images}, {"num_classes", std::to_string(cfg.num_classes)}});
-  return ds.n;
+  return parts.size() == 1 ? parts[0] : cat(parts, 0);
+}
+
+}  // namespace
+
+std::vector<Prediction> predict_images(const PredictOptions& o) {
+  MIXGRAD_CHECK(!o.images.empty(), "--images is required");
+  const Device dev = resolve_device(o.device);
+  LoadedModel lm = load_checkpoint(o.checkpoint, dev);
+  const models::ViTConfig& cfg = lm.model->config();
+  const bool image_files = fs::is_directory(o.images) || data::is_image_file_name(o.images);
+  data::ImageFolder in = image_files ? data::load_image_files({o.images}, int(cfg.in_chans), int(cfg.img_size))
+                                     : idx_images(o.images, cfg);
+  in.images.num_classes = cfg.num_classes;
+  in.images.labels.assign(size_t(in.images.n), 0);
+  MIXGRAD_CHECK(in.images.n > 0, "{} holds no images", o.images);
+  const Tensor logits = predict_logits(lm, in.images, o.batch_size, dev);
+  const std::vector<std::string> names = checkpoint_class_names(lm.meta, cfg.num_classes);
+  const std::vector<float> v = logits.to_vector<float>();
+  const int64_t k = cfg.num_classes;
+  std::vector<Prediction> out;
+  std::vector<int64_t> classes;
+  for (int64_t i = 0; i < in.images.n; ++i) {
+    const float* row = v.data() + i * k;
+    const int64_t best = int64_t(std::max_element(row, row + k) - row);
+    double z = 0;
+    for (int64_t c = 0; c < k; ++c) z += std::exp(double(row[c]) - double(row[best]));
+    out.push_back(Prediction{in.files[size_t(i)], best, names[size_t(best)], 1.0 / z});
+    classes.push_back(best);
+  }
+  if (!o.out.empty())
+    nn::save_tensors(o.out, {{"logits", logits}, {"predictions", from_vector(classes, {in.images.n})}},
+                     {{"checkpoint", o.checkpoint},
+                      {"images", o.images},
+                      {"num_classes", std::to_string(k)},
+                      {"class_names", Json(names).dump()}});
+  return out;
+}
+
+int64_t run_predict(const PredictOptions& o) {
+  const std::vector<Prediction> p = predict_images(o);
+  if (!o.quiet)
+    for (const Prediction& x : p) std::printf("%s\t%s\t%.4f\n", x.source.c_str(), x.class_name.c_str(), x.probability);
+  return int64_t(p.size());
 }
 
 void ModelOverrides::apply(models::ViTConfig& cfg) const {

@@ -10,10 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/compare.h"
 #include "apps/common/metrics.h"
 #include "apps/common/trainer.h"
 #include "apps/data/augment.h"
 #include "apps/data/idx.h"
+#include "apps/data/image_folder.h"
 #include "models/vit.h"
 
 namespace mixgrad::app {
@@ -33,13 +35,16 @@ struct ModelOverrides {
 };
 
 struct TrainOptions {
-  std::string dataset;   // "fashion-mnist", "mnist", "cifar10", "cifar100"; empty = the preset's data set
+  // "fashion-mnist", "mnist", "cifar10", "cifar100" or "folder" (an ImageNet-style folder, read at the preset's
+  // channels and image size); empty = the preset's data set
+  std::string dataset;
   std::string data_dir;  // empty = data::default_fashion_mnist_dir() (fashion-mnist only)
   std::string preset = "fmnist-tiny", mixer = "softmax";
   std::map<std::string, std::string> mixer_options;  // --mixer-opt key=value, checked against the mixer's options
   ModelOverrides model;  // width, depth, heads, MLP width, pooling
   // Recipe overrides (unset = the preset's recipe).
   std::optional<int64_t> epochs, batch_size, warmup;
+  std::optional<int64_t> updates;  // total optimiser steps instead of whole epochs (the schedule spans them)
   std::optional<double> lr, weight_decay, label_smoothing;
   std::optional<int64_t> crop_padding;  // random-crop zero padding P (0 = no crop)
   std::optional<bool> flip;             // random horizontal flip (never applied to MNIST digits)
@@ -70,12 +75,40 @@ struct EvalOptions {
 EvalResult run_eval(const EvalOptions& opts);
 
 struct PredictOptions {
+  // images: an IDX file ([N,H,W] or [N,C,H,W] uint8, at the model's size), a JPEG / PNG file, or a folder of them
+  // (resized and centre-cropped as the image-folder data set). out: optional .safetensors for the logits.
   std::string checkpoint, images, out, device = "auto";
   int64_t batch_size = 256;
+  bool quiet = false;  // no per-image lines
 };
-// Writes the logits of every image of an IDX file ([N,H,W] or [N,C,H,W] uint8) as tensor "logits" [N, classes].
-// Returns the number of images.
+struct Prediction {
+  std::string source;  // the image file, or "#<index>" of an IDX file
+  int64_t class_index = 0;
+  std::string class_name;  // from the checkpoint's recorded class names
+  double probability = 0;  // softmax of the predicted class
+};
+// The predicted class of every image; with `out`, also writes tensors "logits" [N, classes] and "predictions" [N].
+std::vector<Prediction> predict_images(const PredictOptions& opts);
+// predict_images, then one line per image ("<source>\t<class name>\t<probability>") unless quiet. Returns N.
 int64_t run_predict(const PredictOptions& opts);
+
+// An image folder's split read at a model's channels and size; skipped images are logged unless `quiet`.
+data::ImageFolder load_folder_split(const std::string& dir, const std::string& split, int64_t channels,
+                                    int64_t image_size, const std::vector<std::string>& expected_classes, bool quiet);
+
+// `vit compare`: every mixer of `mixers` trained with the same preset, recipe and flags (`base`; its mixer, seed,
+// out_dir, resume and overwrite are set per run) for seeds 0 .. seeds-1, each run in <out>/<mixer>/seed-<s>; then
+// compare.md, compare.json and compare.html in <out> (apps/common/compare.h).
+struct CompareOptions {
+  TrainOptions base;
+  std::string mixers = "all";  // "all" or a comma-separated list
+  int64_t seeds = 1;
+  std::string out_dir;  // empty = runs/compare-<preset>
+  std::string command;  // the command line, shown in the reports (empty: none)
+};
+CompareResult run_compare(const CompareOptions& opts);
+// Parameters and matmul FLOPs per image of a ViT config (apps/common/flops.h says how they are counted).
+ModelCost vit_cost(const models::ViTConfig& cfg);
 
 // Architecture, the mixer and its options, every parameter name with its shape, and the total parameter count.
 std::string model_info(const std::string& preset, const std::string& mixer, const ModelOverrides& overrides = {},
@@ -83,8 +116,9 @@ std::string model_info(const std::string& preset, const std::string& mixer, cons
 
 // ---- command line ----------------------------------------------------------------------------------------------
 struct CliCommand {
-  std::string command;  // "train", "eval", "predict", "info"
+  std::string command;  // "train", "eval", "predict", "info", "compare"
   TrainOptions train;
+  CompareOptions compare;
   EvalOptions eval;
   PredictOptions predict;
   std::string info_preset = "fmnist-tiny", info_mixer = "softmax";
@@ -96,8 +130,10 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
 // Parses and runs; runtime errors print "vit: error: <message>" and return 1.
 int vit_main(int argc, const char* const* argv);
 
-// Helpers shared with the tests.
+// Helpers shared with the tests. load_dataset reads the named data sets (not "folder": load_folder_split).
 data::ImageDataset load_dataset(const std::string& name, const std::string& dir, bool train);
 std::vector<std::string> class_names(const std::string& dataset, int64_t num_classes);
+// The class names a checkpoint records ("class_names", a JSON array), else class_names(its data set, classes).
+std::vector<std::string> checkpoint_class_names(const nn::Metadata& meta, int64_t num_classes);
 
 }  // namespace mixgrad::app

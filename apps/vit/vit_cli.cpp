@@ -13,7 +13,7 @@ namespace mixgrad::app {
 
 namespace {
 
-const std::vector<std::string> kDatasets{"fashion-mnist", "mnist", "cifar10", "cifar100"};
+const std::vector<std::string> kDatasets{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"};
 const auto kCount = CLI::Range(int64_t(0), int64_t(1) << 40);
 
 // The model-shape flags of `train` and `info`.
@@ -49,6 +49,10 @@ void add_recipe_flags(CLI::App* tr, TrainOptions& t) {
   optional_flag(tr, "--weight-decay", t.weight_decay, "AdamW decoupled weight decay (default: the preset's)")
       ->check(finite_number(false));
   optional_flag(tr, "--warmup", t.warmup, "Linear warm-up steps (default: the preset's)")->check(kCount);
+  optional_flag(tr, "--updates", t.updates,
+                "Total optimiser steps instead of whole epochs; the schedule spans them (default: the preset's "
+                "epochs)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
   optional_flag(tr, "--label-smoothing", t.label_smoothing, "Label smoothing in [0, 1) (default 0)")
       ->check(CLI::Range(0.0, 0.999999));
   optional_flag(tr, "--crop-padding", t.crop_padding,
@@ -68,42 +72,14 @@ void add_recipe_flags(CLI::App* tr, TrainOptions& t) {
         "Weight decay on every parameter (PyTorch AdamW over one group; the default for the other "
         "presets)")
       ->excludes(no_decay);
-  tr->add_option("--seed", t.seed, "Seed of the weights, data order, augmentation and dropout")->capture_default_str();
 }
 
-// How `train` runs: device, kernels, run folder, logging, stops and limits.
-void add_run_flags(CLI::App* tr, TrainOptions& t) {
-  tr->add_option("--device", t.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
-  tr->add_flag("--tf32", t.tf32, "Allow TF32 tensor cores for CUDA matrix products");
-  tr->add_option("--attention", t.attention,
-                 "Softmax attention kernels: automatic (fused where it can run), fused "
-                 "(flash-style, O(N) memory) or composite (matmul + softmax + matmul)")
-      ->check(CLI::IsMember({"automatic", "fused", "composite"}))
-      ->capture_default_str();
-  tr->add_option("--out", t.out_dir, "Run folder (default runs/<preset>-<mixer>)");
-  tr->add_flag("--resume", t.resume,
-               "Continue the run in --out exactly where last.safetensors left off (its recorded "
-               "model and recipe are used; training flags other than --max-steps, --log-every, "
-               "--device, --data and --tf32 are ignored)");
-  tr->add_flag("--overwrite", t.overwrite, "Start a fresh run even if --out already holds one");
-  tr->add_option("--log-every", t.log_every, "Progress line and metrics record every N steps")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 40))
-      ->capture_default_str();
-  tr->add_option("--max-steps", t.max_steps,
-                 "Stop after N optimiser steps in total, saving last.safetensors (the "
-                 "schedule is unchanged; 0 = run to the end)")
-      ->check(kCount);
-  tr->add_option("--train-limit", t.train_limit, "Use only the first N training images (0 = all)")->check(kCount);
-  tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation images (0 = all)")->check(kCount);
-  tr->add_option("--test-limit", t.test_limit, "Test on the first N test images (0 = all)")->check(kCount);
-  tr->add_flag("--quiet", t.quiet, "No progress lines");
-}
-
-CLI::App* add_train(CLI::App& app, TrainOptions& t, std::vector<std::string>& mixer_opts) {
-  CLI::App* tr = app.add_subcommand("train", "Train a ViT; writes checkpoints, metrics.jsonl and a report to --out");
+// The data set and preset, shared by `train` and `compare`.
+void add_data_flags(CLI::App* tr, TrainOptions& t) {
   tr->add_option("--dataset", t.dataset,
-                 "Data set: fashion-mnist, mnist, cifar10, cifar100 (default: the preset's, "
-                 "fashion-mnist for fmnist-*)")
+                 "Data set: fashion-mnist, mnist, cifar10, cifar100, or folder (ImageNet layout "
+                 "--data/train/<class>/*, --data/val/<class>/*; JPEG or PNG, resized and centre-cropped to the "
+                 "preset's size) (default: the preset's, fashion-mnist for fmnist-*)")
       ->check(CLI::IsMember(kDatasets));
   tr->add_option("--data", t.data_dir,
                  "Data folder (default for fashion-mnist: $MIXGRAD_FASHION_MNIST_DIR or "
@@ -111,12 +87,71 @@ CLI::App* add_train(CLI::App& app, TrainOptions& t, std::vector<std::string>& mi
   tr->add_option("--preset", t.preset, "Model + recipe preset")
       ->check(CLI::IsMember(models::vit_preset_names()))
       ->capture_default_str();
+}
+
+// Device, kernels, logging and limits, shared by `train` and `compare`.
+void add_device_and_limit_flags(CLI::App* tr, TrainOptions& t) {
+  tr->add_option("--device", t.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
+  tr->add_flag("--tf32", t.tf32, "Allow TF32 tensor cores for CUDA matrix products");
+  tr->add_option("--attention", t.attention,
+                 "Softmax attention kernels: automatic (fused where it can run), fused "
+                 "(flash-style, O(N) memory) or composite (matmul + softmax + matmul)")
+      ->check(CLI::IsMember({"automatic", "fused", "composite"}))
+      ->capture_default_str();
+  tr->add_option("--log-every", t.log_every, "Progress line and metrics record every N steps")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40))
+      ->capture_default_str();
+  tr->add_option("--train-limit", t.train_limit, "Use only the first N training images (0 = all)")->check(kCount);
+  tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation images (0 = all)")->check(kCount);
+  tr->add_option("--test-limit", t.test_limit, "Test on the first N test images (0 = all)")->check(kCount);
+  tr->add_flag("--quiet", t.quiet, "No progress lines");
+}
+
+// How `train` runs: run folder, resume and stops.
+void add_run_flags(CLI::App* tr, TrainOptions& t) {
+  tr->add_option("--seed", t.seed, "Seed of the weights, data order, augmentation and dropout")->capture_default_str();
+  tr->add_option("--out", t.out_dir, "Run folder (default runs/<preset>-<mixer>)");
+  tr->add_flag("--resume", t.resume,
+               "Continue the run in --out exactly where last.safetensors left off (its recorded "
+               "model and recipe are used; training flags other than --max-steps, --log-every, "
+               "--device, --data and --tf32 are ignored)");
+  tr->add_flag("--overwrite", t.overwrite, "Start a fresh run even if --out already holds one");
+  tr->add_option("--max-steps", t.max_steps,
+                 "Stop after N optimiser steps in total, saving last.safetensors (the "
+                 "schedule is unchanged; 0 = run to the end)")
+      ->check(kCount);
+}
+
+CLI::App* add_train(CLI::App& app, TrainOptions& t, std::vector<std::string>& mixer_opts) {
+  CLI::App* tr = app.add_subcommand("train", "Train a ViT; writes checkpoints, metrics.jsonl and a report to --out");
+  add_data_flags(tr, t);
   tr->add_option("--mixer", t.mixer, "Token mixer")->check(CLI::IsMember(nn::mixer_names()))->capture_default_str();
   add_mixer_option_flag(tr, mixer_opts);
   add_model_flags(tr, t.model);
   add_recipe_flags(tr, t);
+  add_device_and_limit_flags(tr, t);
   add_run_flags(tr, t);
   return tr;
+}
+
+CLI::App* add_compare(CLI::App& app, CompareOptions& c, std::vector<std::string>& mixer_opts) {
+  CLI::App* cm = app.add_subcommand(
+      "compare",
+      "Train every listed mixer with the same preset, recipe and seeds (one run folder each, resumable), then "
+      "write compare.md, compare.json and compare.html to --out");
+  add_data_flags(cm, c.base);
+  cm->add_option("--mixers", c.mixers, "Comma-separated token mixers, or all (every registered mixer)")
+      ->check(name_list(nn::mixer_names(), "--mixers"))
+      ->capture_default_str();
+  cm->add_option("--seeds", c.seeds, "Seeds per mixer (0 .. N-1)")
+      ->check(CLI::Range(int64_t(1), int64_t(1000)))
+      ->capture_default_str();
+  cm->add_option("--out", c.out_dir, "Comparison folder (default runs/compare-<preset>)");
+  add_mixer_option_flag(cm, mixer_opts);
+  add_model_flags(cm, c.base.model);
+  add_recipe_flags(cm, c.base);
+  add_device_and_limit_flags(cm, c.base);
+  return cm;
 }
 
 CLI::App* add_eval(CLI::App& app, EvalOptions& e) {
@@ -134,10 +169,15 @@ CLI::App* add_eval(CLI::App& app, EvalOptions& e) {
 }
 
 CLI::App* add_predict(CLI::App& app, PredictOptions& p) {
-  CLI::App* pr = app.add_subcommand("predict", "Logits for the images of an IDX file, saved as tensor 'logits'");
+  CLI::App* pr = app.add_subcommand(
+      "predict", "The predicted class name of every image (one line each: image, class, probability)");
   pr->add_option("--checkpoint", p.checkpoint, "A best/last.safetensors file")->required();
-  pr->add_option("--images", p.images, "IDX file of uint8 images [N,H,W] or [N,C,H,W] (.gz or plain)")->required();
-  pr->add_option("--out", p.out, "Output .safetensors file (tensor 'logits' [N, classes])")->required();
+  pr->add_option("--images", p.images,
+                 "An IDX file of uint8 images [N,H,W] or [N,C,H,W] (.gz or plain), a JPEG / PNG file, or a folder "
+                 "of them (resized and centre-cropped to the model's size)")
+      ->required();
+  pr->add_option("--out", p.out, "Also save tensors 'logits' [N, classes] and 'predictions' [N] to this .safetensors");
+  pr->add_flag("--quiet", p.quiet, "No per-image lines");
   pr->add_option("--device", p.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
   pr->add_option("--batch-size", p.batch_size, "Batch size")
       ->check(CLI::Range(int64_t(1), int64_t(65536)))
@@ -164,9 +204,10 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   CliCommand c;
   CLI::App app{"mixgrad vit: train, evaluate and run Vision Transformers with pluggable token mixers"};
   app.require_subcommand(1);
-  std::vector<std::string> train_mixer_opts, info_mixer_opts;
+  std::vector<std::string> train_mixer_opts, info_mixer_opts, compare_mixer_opts;
   const std::vector<CLI::App*> subcommands = {add_train(app, c.train, train_mixer_opts), add_eval(app, c.eval),
-                                              add_predict(app, c.predict), add_info(app, c, info_mixer_opts)};
+                                              add_predict(app, c.predict), add_info(app, c, info_mixer_opts),
+                                              add_compare(app, c.compare, compare_mixer_opts)};
   c.exit_code = parse_command_line(app, argc, argv, out, err, "vit", [&] {
     c.train.mixer_options = mixer_options(train_mixer_opts);
     c.info_mixer_options = mixer_options(info_mixer_opts);
@@ -179,7 +220,9 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
     };
     block_mixer(subcommands[0], c.train.model.block, c.train.mixer);
     block_mixer(subcommands[3], c.info_model.block, c.info_mixer);
+    c.compare.base.mixer_options = mixer_options(compare_mixer_opts);
   });
+  c.compare.command = command_line_text(argc, argv);
   if (c.exit_code >= 0) return c;
   for (CLI::App* sc : subcommands)
     if (sc->parsed()) c.command = sc->get_name();
@@ -197,6 +240,8 @@ int vit_main(int argc, const char* const* argv) {
     } else if (c.command == "predict") {
       const int64_t n = run_predict(c.predict);
       std::printf("predict: wrote logits for %lld images to %s\n", (long long)n, c.predict.out.c_str());
+    } else if (c.command == "compare") {
+      (void)run_compare(c.compare);
     } else if (c.command == "info") {
       std::fputs(model_info(c.info_preset, c.info_mixer, c.info_model, c.info_mixer_options).c_str(), stdout);
     }

@@ -180,11 +180,19 @@ TEST_CASE("vit app: a run interrupted by --max-steps and resumed equals an unint
   p.images = (data / "t10k-images-idx3-ubyte").string();
   p.out = (tmp.path / "logits.safetensors").string();
   p.device = "cpu";
+  p.quiet = true;
   REQUIRE(app::run_predict(p) == 100);
   const nn::NamedTensors logits = nn::load_tensors(p.out);
-  REQUIRE(logits.size() == 1);
+  REQUIRE(logits.size() == 2);
   REQUIRE(logits[0].first == "logits");
   REQUIRE(logits[0].second.shape() == Shape{100, 10});
+  REQUIRE(logits[1].first == "predictions");
+  REQUIRE(logits[1].second.shape() == Shape{100});
+  // The predicted names are the data set's class names (recorded in the checkpoint).
+  const std::vector<app::Prediction> names = app::predict_images(p);
+  REQUIRE(names.size() == 100);
+  REQUIRE(names[0].source == "#0");
+  REQUIRE(names[0].class_name == app::class_names("fashion-mnist", 10)[size_t(names[0].class_index)]);
 
   // eval of the best checkpoint reproduces the run's test accuracy.
   app::EvalOptions e;
