@@ -371,13 +371,14 @@ std::string svg_plot(const CompareSpec& spec, const CompareResult& res) {
   for (const CompareRow& r : res.rows) {
     const double x = px(r.units_per_s), y = py(r.accuracy_mean);
     const std::string label = spec.model_in_folder_name ? r.model + " / " + r.mixer : r.mixer;
+    const bool right_half = x > L + 0.6 * (W - L - R);  // labels there grow leftwards, inside the frame
     if (r.accuracy_std > 0)
       o << fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" stroke=\"#1f77b4\"/>\n", x,
                        py(r.accuracy_mean - r.accuracy_std), py(r.accuracy_mean + r.accuracy_std));
     o << fmt::format(
         "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"5\" fill=\"#1f77b4\"><title>{}</title></circle>"
-        "<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n",
-        x, y, html_escape(label), x + 8, y - 6, html_escape(label));
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"{}\">{}</text>\n",
+        x, y, html_escape(label), right_half ? x - 8 : x + 8, y - 6, right_half ? "end" : "start", html_escape(label));
   }
   return o.str() + "</svg>\n";
 }

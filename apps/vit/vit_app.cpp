@@ -317,6 +317,8 @@ std::vector<std::string> checkpoint_class_names(const nn::Metadata& meta, int64_
   return class_names(ds != meta.end() ? ds->second : "fashion-mnist", k);
 }
 
+std::string preset_dataset_name(const std::string& preset) { return preset_dataset(preset); }
+
 std::vector<std::string> class_names(const std::string& dataset, int64_t k) {
   std::vector<std::string> n;
   if (dataset == "fashion-mnist" && k == 10)

@@ -133,6 +133,8 @@ int vit_main(int argc, const char* const* argv);
 // Helpers shared with the tests. load_dataset reads the named data sets (not "folder": load_folder_split).
 data::ImageDataset load_dataset(const std::string& name, const std::string& dir, bool train);
 std::vector<std::string> class_names(const std::string& dataset, int64_t num_classes);
+// The data set a preset trains on when --dataset is not given.
+std::string preset_dataset_name(const std::string& preset);
 // The class names a checkpoint records ("class_names", a JSON array), else class_names(its data set, classes).
 std::vector<std::string> checkpoint_class_names(const nn::Metadata& meta, int64_t num_classes);
 

@@ -63,7 +63,7 @@ CompareResult run_compare(const CompareOptions& o) {
   spec.models = {"vit"};
   spec.seeds = seed_list(o.seeds);
   spec.out_dir = o.out_dir.empty() ? fs::path("runs") / ("compare-" + o.base.preset) : fs::path(o.out_dir);
-  const std::string dataset = o.base.dataset.empty() ? "the preset's data" : o.base.dataset;
+  const std::string dataset = o.base.dataset.empty() ? preset_dataset_name(o.base.preset) : o.base.dataset;
   spec.title = fmt::format("vit compare: preset {}, {}, {} seed(s)", o.base.preset, dataset, o.seeds);
   spec.settings = settings_json(o, dataset);
   spec.quiet = o.base.quiet;

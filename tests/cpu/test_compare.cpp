@@ -131,11 +131,13 @@ TEST_CASE("vit compare: two mixers x two seeds write the three reports; a rerun 
   REQUIRE(j["rows"][1]["test_accuracies"].size() == 2);
   REQUIRE(j["rows"][0]["flops_per_image"].get<double>() == hand_count_flops(true));
   REQUIRE(j["settings"]["updates"] == 2);
+  REQUIRE(j["title"] == "vit compare: preset fmnist-tiny, fashion-mnist, 2 seed(s)");
   const std::string md = slurp(out / "compare.md");
   REQUIRE_THAT(md, Contains("| softmax | 2 |") && Contains("| csp | 2 |") && Contains("FLOPs / image") &&
                        Contains("train images/s"));
   const std::string html = slurp(out / "compare.html");
-  REQUIRE_THAT(html, Contains("<svg") && Contains("<circle") && Contains(">csp</text>") && Contains("<table>"));
+  REQUIRE_THAT(html, Contains("<svg") && Contains("<circle") && Contains(">csp</text>") &&
+                         Contains(">softmax</text>") && Contains("<table>"));
   REQUIRE(html.find("<script") == std::string::npos);
 
   // Interrupted: one run lost its summary (killed while testing), another its whole folder.
