@@ -2,18 +2,15 @@
 // cover the data area exactly) and is stricter where it is silent (duplicate keys, unexpected fields).
 #include "engine/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
+
+#include "engine/error.h"
+#include "engine/file_io.h"
 
 namespace mixgrad::safetensors {
 namespace {
@@ -24,9 +21,44 @@ static_assert(std::endian::native == std::endian::little,
 using OrderedJson = nlohmann::ordered_json;
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference loader's limit
+// A valid header nests three levels ({name: {shape: [...]}}); anything deeper is refused before the JSON parser (and
+// the recursive dump() in error messages) ever sees it.
+constexpr int kMaxHeaderDepth = 8;
 
-std::runtime_error file_error(const std::filesystem::path& path, const std::string& what) {
-  return std::runtime_error(path.string() + ": " + what);
+Error file_error(const std::filesystem::path& path, const std::string& what) {
+  return Error(path.string() + ": " + what);
+}
+
+// "\"name\"" for a message, cut to 80 characters (a hostile file may hold names of any length).
+std::string cut(const std::string& text) { return text.size() > 80 ? text.substr(0, 80) + "..." : text; }
+std::string quote_name(const std::string& name) {
+  std::string out = "\"";  // appended, not `"\"" + ...`: GCC 12 -O3 misreports that as -Wrestrict
+  out += cut(name);
+  out += '"';
+  return out;
+}
+
+// The deepest nesting of [ and { outside JSON strings in `text` (a linear scan, no recursion); stops counting past
+// `limit`.
+int nesting_depth(const uint8_t* text, size_t n, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < n && deepest <= limit; ++i) {
+    const uint8_t c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 std::string shape_string(const std::vector<int64_t>& shape) {
@@ -45,23 +77,6 @@ bool byte_count(const std::vector<int64_t>& shape, size_t elem, uint64_t* out) {
     n *= ud;
   }
   *out = n;
-  return true;
-}
-
-std::string errno_text() { return std::strerror(errno); }
-
-// write(2) until done, retrying on EINTR and short writes.
-bool write_all(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
   return true;
 }
 
@@ -85,7 +100,12 @@ size_t dtype_size(std::string_view dtype) {
 
 int64_t TensorEntry::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n))
+      throw Error(
+          fmt::format("safetensors: tensor \"{}\" has shape {} whose element count is negative or above "
+                      "2^63 - 1",
+                      name, shape_string(shape)));
   return n;
 }
 
@@ -97,8 +117,8 @@ const TensorEntry* SafetensorsFile::find(std::string_view name) const {
 
 const TensorEntry& SafetensorsFile::at(std::string_view name) const {
   if (const TensorEntry* t = find(name)) return *t;
-  throw std::out_of_range("safetensors: no tensor named \"" + std::string(name) + "\" in the file (" +
-                          std::to_string(tensors.size()) + " tensors)");
+  throw Error((path.empty() ? std::string("safetensors") : path.string()) + ": no tensor named \"" + std::string(name) +
+              "\" in the file (" + std::to_string(tensors.size()) + " tensors)");
 }
 
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& tensors,
@@ -145,53 +165,17 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   uint8_t length_le[8];
   for (int i = 0; i < 8; ++i) length_le[i] = static_cast<uint8_t>(uint64_t(text.size()) >> (8 * i));
 
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw file_error(tmp, "cannot create temporary file for writing: " + errno_text());
-  const auto fail = [&](const std::string& what) {
-    const std::string reason = errno_text();
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return file_error(tmp, what + ": " + reason + " (" + path.string() + " left unchanged)");
-  };
-  if (!write_all(fd, length_le, 8) || !write_all(fd, text.data(), text.size())) throw fail("write failed");
-  for (const TensorRecord& t : tensors)
-    if (t.nbytes > 0 && !write_all(fd, t.data, t.nbytes)) throw fail("write failed in tensor \"" + t.name + "\"");
-  if (::fsync(fd) != 0) throw fail("fsync failed");
-  if (::close(fd) != 0) {
-    const std::string reason = errno_text();
-    ::unlink(tmp.c_str());
-    throw file_error(tmp, "close failed: " + reason);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    ::unlink(tmp.c_str());
-    throw file_error(path, "cannot rename " + tmp.string() + " over it: " + ec.message());
-  }
-  // Make the rename itself durable; a failure here does not undo a complete, correctly named file.
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
+  std::vector<io::Bytes> pieces = {{length_le, 8}, {text.data(), text.size()}};
+  for (const TensorRecord& t : tensors) pieces.push_back({t.data, t.nbytes});
+  io::write_file_atomic(path, pieces);
 }
 
 SafetensorsFile read_safetensors(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw file_error(path, "cannot open file for reading");
-  const std::streamoff file_size_signed = in.tellg();
-  if (file_size_signed < 0) throw file_error(path, "cannot determine file size");
-  const uint64_t file_size = static_cast<uint64_t>(file_size_signed);
+  const std::vector<uint8_t> bytes = io::read_regular_file(path);
+  const uint64_t file_size = bytes.size();
   if (file_size < 8)
     throw file_error(path, "file is " + std::to_string(file_size) +
                                " bytes, shorter than the 8-byte header length of a safetensors file");
-  std::vector<uint8_t> bytes(static_cast<size_t>(file_size));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), file_size_signed))
-    throw file_error(path, "read error after " + std::to_string(in.gcount()) + " of " + std::to_string(file_size) +
-                               " bytes");
   uint64_t header_len = 0;
   for (int i = 0; i < 8; ++i) header_len |= uint64_t(bytes[static_cast<size_t>(i)]) << (8 * i);
   if (header_len > file_size - 8)
@@ -202,6 +186,9 @@ SafetensorsFile read_safetensors(const std::filesystem::path& path) {
     throw file_error(path, "header length " + std::to_string(header_len) + " exceeds the limit of " +
                                std::to_string(kMaxHeaderBytes) + " bytes");
   const uint64_t data_begin = 8 + header_len, data_size = file_size - data_begin;
+  if (nesting_depth(bytes.data() + 8, static_cast<size_t>(header_len), kMaxHeaderDepth) > kMaxHeaderDepth)
+    throw file_error(path, "header nests JSON arrays/objects more than " + std::to_string(kMaxHeaderDepth) +
+                               " levels deep; a safetensors header needs 3 (not a safetensors file?)");
 
   // Duplicate top-level keys are silently merged by JSON parsers; catch them while parsing.
   std::string duplicate;
@@ -219,11 +206,12 @@ SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   } catch (const nlohmann::json::exception& e) {
     throw file_error(path, std::string("header is not valid JSON: ") + e.what());
   }
-  if (!duplicate.empty()) throw file_error(path, "header lists \"" + duplicate + "\" more than once");
+  if (!duplicate.empty()) throw file_error(path, "header lists " + quote_name(duplicate) + " more than once");
   if (!header.is_object())
     throw file_error(path, std::string("header is a JSON ") + header.type_name() + ", expected an object");
 
   SafetensorsFile file;
+  file.path = path;
   struct Span {
     uint64_t begin, end;
     size_t entry;
@@ -236,18 +224,19 @@ SafetensorsFile read_safetensors(const std::filesystem::path& path) {
                                    ", expected an object of strings");
       for (const auto& [mk, mv] : value.items()) {
         if (!mv.is_string())
-          throw file_error(path, "__metadata__ value for \"" + mk + "\" is a JSON " + mv.type_name() +
+          throw file_error(path, "__metadata__ value for " + quote_name(mk) + " is a JSON " + mv.type_name() +
                                      ", expected a string");
         file.metadata[mk] = mv.get<std::string>();
       }
       continue;
     }
-    const std::string where = "tensor \"" + key + "\": ";
+    const std::string where = "tensor " + quote_name(key) + ": ";
     if (!value.is_object()) throw file_error(path, where + "entry is a JSON " + value.type_name() + ", expected an object");
     for (const auto& [field, unused] : value.items()) {
       (void)unused;
       if (field != "dtype" && field != "shape" && field != "data_offsets")
-        throw file_error(path, where + "unexpected field \"" + field + "\", expected dtype, shape, data_offsets");
+        throw file_error(path,
+                         where + "unexpected field " + quote_name(field) + ", expected dtype, shape, data_offsets");
     }
     if (!value.contains("dtype") || !value["dtype"].is_string())
       throw file_error(path, where + "missing or non-string \"dtype\"");
@@ -268,13 +257,13 @@ SafetensorsFile read_safetensors(const std::filesystem::path& path) {
       bool ok = false;
       const uint64_t dim = json_offset(d, &ok);
       if (!ok || dim > uint64_t(std::numeric_limits<int64_t>::max()))
-        throw file_error(path, where + "shape " + value["shape"].dump() + " must hold non-negative integers");
+        throw file_error(path, where + "shape " + cut(value["shape"].dump()) + " must hold non-negative integers");
       entry.shape.push_back(static_cast<int64_t>(dim));
     }
     bool ok_begin = false, ok_end = false;
     const uint64_t begin = json_offset(value["data_offsets"][0], &ok_begin);
     const uint64_t end = json_offset(value["data_offsets"][1], &ok_end);
-    const std::string offsets = value["data_offsets"].dump();
+    const std::string offsets = cut(value["data_offsets"].dump());
     if (!ok_begin || !ok_end || begin > end)
       throw file_error(path, where + "data_offsets " + offsets + " must be non-negative integers with begin <= end");
     if (end > data_size)

@@ -26,8 +26,10 @@ struct TensorRecord {
 
 // Writes the tensors in the given order (header order = data order) and the string metadata ("__metadata__",
 // omitted when empty). The file is written to `path` + ".tmp" in the same directory, flushed to disk, then
-// renamed over `path`, so a crash never leaves a half-written file under `path`. Throws on duplicate or reserved
-// names, unknown dtypes, negative dimensions, shape × dtype size ≠ nbytes, or any I/O failure.
+// renamed over `path`, so a crash never leaves a half-written file under `path` (engine/file_io.h: `path` must be a
+// regular file or absent). Throws std::invalid_argument on duplicate or reserved names, unknown dtypes, negative
+// dimensions or shape × dtype size ≠ nbytes, and mixgrad::Error naming the file (with the errno reason) on any I/O
+// failure.
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
@@ -38,21 +40,25 @@ struct TensorEntry {
   std::vector<int64_t> shape;
   std::vector<uint8_t> bytes;
 
-  int64_t numel() const;
+  int64_t numel() const;  // overflow-checked (mixgrad::Error)
 };
 
 struct SafetensorsFile {
+  std::filesystem::path path;        // the file it was read from (empty for one built in memory)
   std::vector<TensorEntry> tensors;  // in file (data offset) order
   std::map<std::string, std::string> metadata;
 
   const TensorEntry* find(std::string_view name) const;  // nullptr if absent
-  const TensorEntry& at(std::string_view name) const;    // throws std::out_of_range naming the tensor
+  const TensorEntry& at(std::string_view name) const;    // throws mixgrad::Error naming the file and the tensor
 };
 
-// Reads and validates a whole file: size ≥ 8, header length within the file, valid JSON object, known dtypes,
+// Reads and validates a whole file: a regular file (a FIFO, directory or device is refused without blocking), size ≥ 8,
+// header length within the file and at most 100 MB, JSON nesting at most 8 levels deep (checked before parsing), a
+// valid JSON object, known dtypes,
 // non-negative shapes, shape product × dtype size = offset span, offsets contiguous from 0 and covering exactly
 // the data area (no gap, overlap or trailing bytes), string-valued metadata, no duplicate names. Every error
-// names the file and, where one is involved, the tensor.
+// names the file and, where one is involved, the tensor; all are mixgrad::Error. Offsets and shape products use
+// overflow-checked arithmetic.
 SafetensorsFile read_safetensors(const std::filesystem::path& path);
 
 }  // namespace mixgrad::safetensors

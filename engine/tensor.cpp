@@ -18,8 +18,12 @@
 namespace mixgrad {
 
 int64_t shape_numel(const Shape& shape) {
+  for (int64_t s : shape)
+    if (s == 0) return 0;  // [0, 2^40, 2^40] holds no element, whatever the other sizes
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape)
+    MIXGRAD_CHECK(!__builtin_mul_overflow(n, s, &n), "shape {}: the element count overflows a 64-bit integer",
+                  shape_str(shape));
   return n;
 }
 
@@ -96,7 +100,10 @@ std::shared_ptr<TensorImpl> alloc_impl(const Shape& shape, DType dtype, Device d
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
   impl->dtype = dtype;
-  impl->storage = std::make_shared<Storage>(device, size_t(shape_numel(shape)) * dtype_size(dtype));
+  size_t bytes = 0;
+  MIXGRAD_CHECK(!__builtin_mul_overflow(size_t(shape_numel(shape)), dtype_size(dtype), &bytes),
+                "empty: shape {} of {} needs more than 2^64 bytes", shape_str(shape), dtype);
+  impl->storage = std::make_shared<Storage>(device, bytes);
   return impl;
 }
 
@@ -206,7 +213,8 @@ Tensor Tensor::reshape(Shape new_shape) const {
       infer = int64_t(i);
     } else {
       MIXGRAD_CHECK(new_shape[i] >= 0, "reshape: invalid size in {}", shape_str(new_shape));
-      known *= new_shape[i];
+      MIXGRAD_CHECK(!__builtin_mul_overflow(known, new_shape[i], &known),
+                    "reshape: the element count of {} overflows a 64-bit integer", shape_str(new_shape));
     }
   }
   if (infer >= 0) {
