@@ -15,30 +15,21 @@
 #pragma GCC diagnostic pop
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <sstream>
 
 #include "engine/error.h"
+#include "engine/file_io.h"
 
 namespace mixgrad::app {
 
 namespace fs = std::filesystem;
 
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    MIXGRAD_CHECK(out.good(), "cannot write {}", tmp.string());
-    out.write(text.data(), std::streamsize(text.size()));
-    out.flush();
-    MIXGRAD_CHECK(out.good(), "write to {} failed", tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  MIXGRAD_CHECK(!ec, "cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message());
-}
+void write_text_atomic(const fs::path& path, const std::string& text) { io::write_file_atomic(path, text); }
 
 void write_json_atomic(const fs::path& path, const Json& j) { write_text_atomic(path, j.dump(2) + "\n"); }
 
@@ -46,9 +37,10 @@ void write_file(const fs::path& path, const std::vector<uint8_t>& bytes) {
   write_text_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
-MetricsLog::MetricsLog(const fs::path& path, bool append)
-    : out_(path, append ? std::ios::app : std::ios::trunc) {
-  MIXGRAD_CHECK(out_.good(), "cannot open {} for writing", path.string());
+MetricsLog::MetricsLog(const fs::path& path, bool append) {
+  io::require_replaceable(path);  // before opening: a FIFO would block, a device would swallow the log
+  out_.open(path, append ? std::ios::app : std::ios::trunc);
+  MIXGRAD_CHECK(out_.good(), "{}: cannot open for writing: {}", path.string(), std::strerror(errno));
 }
 
 void MetricsLog::write(const Json& record) {
@@ -59,6 +51,8 @@ void MetricsLog::write(const Json& record) {
 
 std::vector<Json> read_metrics(const fs::path& path) {
   std::vector<Json> out;
+  std::error_code ec;
+  if (fs::exists(path, ec)) io::require_regular_file(path);  // a FIFO would block the read
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {

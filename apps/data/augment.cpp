@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/error.h"
 #include "kernels/philox.h"
 
 namespace mixgrad::data {
@@ -27,15 +28,14 @@ ChannelStats cifar100_stats() { return {{0.5071f, 0.4867f, 0.4408f}, {0.2675f, 0
 Augmenter::Augmenter(AugmentConfig config, int64_t channels, int64_t height, int64_t width)
     : config_(std::move(config)), channels_(channels), height_(height), width_(width) {
   if (channels <= 0 || height <= 0 || width <= 0)
-    throw std::invalid_argument("Augmenter: image shape [" + std::to_string(channels) + ", " +
-                                std::to_string(height) + ", " + std::to_string(width) + "] must be positive");
+    throw Error("Augmenter: image shape [" + std::to_string(channels) + ", " + std::to_string(height) + ", " +
+                std::to_string(width) + "] must be positive");
   if (config_.crop_padding < 0 || config_.crop_padding > (int64_t(1) << 20))
-    throw std::invalid_argument("Augmenter: crop_padding " + std::to_string(config_.crop_padding) +
-                                " must be in [0, 2^20]");
+    throw Error("Augmenter: crop_padding " + std::to_string(config_.crop_padding) + " must be in [0, 2^20]");
   const auto check_size = [&](const std::vector<float>& v, const char* what) {
     if (v.size() != 1 && static_cast<int64_t>(v.size()) != channels)
-      throw std::invalid_argument("Augmenter: " + std::string(what) + " has " + std::to_string(v.size()) +
-                                  " values, expected 1 or " + std::to_string(channels) + " (one per channel)");
+      throw Error("Augmenter: " + std::string(what) + " has " + std::to_string(v.size()) + " values, expected 1 or " +
+                  std::to_string(channels) + " (one per channel)");
   };
   check_size(config_.stats.mean, "mean");
   check_size(config_.stats.stddev, "stddev");
@@ -44,8 +44,8 @@ Augmenter::Augmenter(AugmentConfig config, int64_t channels, int64_t height, int
     const float mean = config_.stats.mean.size() == 1 ? config_.stats.mean[0] : config_.stats.mean[c];
     const float sd = config_.stats.stddev.size() == 1 ? config_.stats.stddev[0] : config_.stats.stddev[c];
     if (!(sd > 0.0f) || !std::isfinite(sd) || !std::isfinite(mean))
-      throw std::invalid_argument("Augmenter: channel " + std::to_string(c) + " has mean " + std::to_string(mean) +
-                                  " and stddev " + std::to_string(sd) + ", expected finite values with stddev > 0");
+      throw Error("Augmenter: channel " + std::to_string(c) + " has mean " + std::to_string(mean) + " and stddev " +
+                  std::to_string(sd) + ", expected finite values with stddev > 0");
     // Same arithmetic as torchvision's ToTensor (x/255) then Normalize ((x - mean) / std), in float.
     for (int v = 0; v < 256; ++v) lut_[static_cast<size_t>(c * 256 + v)] = (static_cast<float>(v) / 255.0f - mean) / sd;
   }
@@ -69,8 +69,8 @@ AugmentDraw Augmenter::draw(uint64_t seed, uint64_t epoch, int64_t index) const 
 void Augmenter::apply(const uint8_t* src, const AugmentDraw& draw, float* dst) const {
   const int64_t P = config_.crop_padding, H = height_, W = width_;
   if (draw.dy < 0 || draw.dy > 2 * P || draw.dx < 0 || draw.dx > 2 * P)
-    throw std::invalid_argument("Augmenter::apply: crop offsets (" + std::to_string(draw.dy) + ", " +
-                                std::to_string(draw.dx) + ") outside [0, " + std::to_string(2 * P) + "]");
+    throw Error("Augmenter::apply: crop offsets (" + std::to_string(draw.dy) + ", " + std::to_string(draw.dx) +
+                ") outside [0, " + std::to_string(2 * P) + "]");
   const int64_t oy = draw.dy - P, ox = draw.dx - P;  // source = output + offset
   for (int64_t c = 0; c < channels_; ++c) {
     const float* lut = lut_.data() + c * 256;

@@ -6,13 +6,14 @@
 #include <vector>
 
 #include "apps/data/cifar.h"
+#include "engine/error.h"
 
 namespace mixgrad::data {
 
 SequenceSet gray_sequences(const ImageDataset& rgb) {
   if (rgb.channels != 3)
-    throw std::invalid_argument("gray_sequences: images have " + std::to_string(rgb.channels) +
-                                " channel(s), expected 3 (R, G, B planes)");
+    throw Error("gray_sequences: images have " + std::to_string(rgb.channels) +
+                " channel(s), expected 3 (R, G, B planes)");
   const int64_t plane = rgb.height * rgb.width;
   SequenceSet set;
   set.num_classes = rgb.num_classes;

@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "engine/error.h"
+
 namespace mixgrad::data {
 
 ImageBatches::ImageBatches(const ImageDataset& images, AugmentConfig augmentation)
@@ -12,10 +14,9 @@ ImageBatches::ImageBatches(const ImageDataset& images, AugmentConfig augmentatio
   const int64_t numel = images.image_numel();
   if (static_cast<int64_t>(images.pixels.size()) != images.n * numel ||
       static_cast<int64_t>(images.labels.size()) != images.n)
-    throw std::invalid_argument("ImageBatches: data set of " + std::to_string(images.n) + " images holds " +
-                                std::to_string(images.pixels.size()) + " pixel bytes and " +
-                                std::to_string(images.labels.size()) + " labels, expected " +
-                                std::to_string(images.n * numel) + " and " + std::to_string(images.n));
+    throw Error("ImageBatches: data set of " + std::to_string(images.n) + " images holds " +
+                std::to_string(images.pixels.size()) + " pixel bytes and " + std::to_string(images.labels.size()) +
+                " labels, expected " + std::to_string(images.n * numel) + " and " + std::to_string(images.n));
 }
 
 void ImageBatches::fill(Batch& batch, const std::vector<int64_t>& indices, const BatchRequest& request) const {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "apps/data/listops_internal.h"
+#include "engine/error.h"
 
 namespace mixgrad::data {
 namespace {
@@ -27,18 +28,17 @@ std::string symbol_name(int32_t t) {
 // complete non-root subtree, close() after an operator's last child (before that child's parent hears of it).
 template <class OnNode, class OnChildDone, class OnClose>
 void walk_tree(const ListOpsTree& tree, OnNode&& on_node, OnChildDone&& child_done, OnClose&& close) {
-  if (tree.empty()) throw std::invalid_argument("listops tree: no nodes, expected at least one");
+  if (tree.empty()) throw Error("listops tree: no nodes, expected at least one");
   std::vector<int32_t> remaining;  // children still to come, per open operator
   for (size_t i = 0; i < tree.size(); ++i) {
     const ListOpsNode& node = tree[i];
     const bool digit = is_digit_token(node.token), op = is_operator_token(node.token);
     if ((!digit && !op) || (digit && node.arity != 0) || (op && node.arity < 1))
-      throw std::invalid_argument("listops tree: node " + std::to_string(i) + " has token " +
-                                  std::to_string(node.token) + " and arity " + std::to_string(node.arity) +
-                                  ", expected a digit 1..10 with arity 0 or an operator 11..14 with arity >= 1");
+      throw Error("listops tree: node " + std::to_string(i) + " has token " + std::to_string(node.token) +
+                  " and arity " + std::to_string(node.arity) +
+                  ", expected a digit 1..10 with arity 0 or an operator 11..14 with arity >= 1");
     if (i > 0 && remaining.empty())
-      throw std::invalid_argument("listops tree: node " + std::to_string(i) +
-                                  " follows a complete tree, expected a single root");
+      throw Error("listops tree: node " + std::to_string(i) + " follows a complete tree, expected a single root");
     on_node(node, i == 0);
     if (op) {
       remaining.push_back(node.arity);
@@ -52,9 +52,9 @@ void walk_tree(const ListOpsTree& tree, OnNode&& on_node, OnChildDone&& child_do
     }
   }
   if (!remaining.empty())
-    throw std::invalid_argument("listops tree: ends with " + std::to_string(remaining.size()) +
-                                " operator(s) still missing children (the innermost needs " +
-                                std::to_string(remaining.back()) + " more)");
+    throw Error("listops tree: ends with " + std::to_string(remaining.size()) +
+                " operator(s) still missing children (the innermost needs " + std::to_string(remaining.back()) +
+                " more)");
 }
 
 // A token of the official tokenization (after `]` -> X and paren deletion) as a project id, or -1.
@@ -94,7 +94,7 @@ int32_t apply_listops_operator(int32_t op, std::vector<int32_t>& args) {
       return n % 2 == 1 ? args[n / 2] : (args[n / 2 - 1] + args[n / 2]) / 2;
     }
     default:
-      throw std::invalid_argument("listops: token " + std::to_string(op) + " is not an operator (11..14)");
+      throw Error("listops: token " + std::to_string(op) + " is not an operator (11..14)");
   }
 }
 
@@ -147,8 +147,8 @@ std::vector<int32_t> tokenize_listops(std::string_view source) {
   std::vector<int32_t> out;
   std::string unknown;
   if (!tokenize_listops_into(source, out, unknown))
-    throw std::invalid_argument("tokenize_listops: unknown token \"" + unknown +
-                                "\", expected a digit 0..9, [MIN, [MAX, [MED, [SM, ] or X");
+    throw Error("tokenize_listops: unknown token \"" + unknown +
+                "\", expected a digit 0..9, [MIN, [MAX, [MED, [SM, ] or X");
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "apps/data/listops.h"
 #include "apps/data/listops_internal.h"
 #include "apps/data/random.h"
+#include "engine/error.h"
 
 namespace mixgrad::data {
 namespace {
@@ -108,14 +109,14 @@ ListOpsSplit split_of(int64_t index, const ListOpsConfig& cfg) {
 }
 
 [[noreturn]] void throw_exhausted(const ListOpsConfig& cfg, int64_t accepted, const ListOpsStats& s) {
-  throw std::runtime_error(
-      "ListOps generator: no new sample in " + std::to_string(cfg.max_rejections) + " draws in a row (" +
-      std::to_string(accepted) + " of " + std::to_string(cfg.train + cfg.val + cfg.test) + " accepted after " +
-      std::to_string(s.draws) + " draws: " + std::to_string(s.too_short) + " too short, " + std::to_string(s.too_long) +
-      " too long, " + std::to_string(s.duplicates) + " duplicates); lengths strictly between " +
-      std::to_string(cfg.min_length) + " and " + std::to_string(cfg.max_length) +
-      " are too rare or their distinct trees are used up: widen the bounds, "
-      "raise max_depth / max_args or ask for fewer samples");
+  throw Error("ListOps generator: no new sample in " + std::to_string(cfg.max_rejections) + " draws in a row (" +
+              std::to_string(accepted) + " of " + std::to_string(cfg.train + cfg.val + cfg.test) + " accepted after " +
+              std::to_string(s.draws) + " draws: " + std::to_string(s.too_short) + " too short, " +
+              std::to_string(s.too_long) + " too long, " + std::to_string(s.duplicates) +
+              " duplicates); lengths strictly between " + std::to_string(cfg.min_length) + " and " +
+              std::to_string(cfg.max_length) +
+              " are too rare or their distinct trees are used up: widen the bounds, "
+              "raise max_depth / max_args or ask for fewer samples");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "apps/data/listops_internal.h"
 #include "apps/data/record_log.h"
 #include "apps/data/text_lines.h"
+#include "engine/file_io.h"
 
 namespace mixgrad::data {
 namespace {
@@ -49,6 +50,7 @@ class SplitFiles {
       out_[k].close();
       if (!out_[k]) throw file_error(temp_[k], "write failed when closing the file");
     }
+    for (size_t k = 0; k < 3; ++k) io::require_replaceable(final_[k]);
     for (size_t k = 0; k < 3; ++k) {
       std::error_code ec;
       std::filesystem::rename(temp_[k], final_[k], ec);
@@ -102,8 +104,7 @@ ListOpsStats write_listops_tsv(const std::filesystem::path& dir, const ListOpsCo
 
 SequenceSet read_listops_tsv(const std::filesystem::path& path, int64_t max_len, ReadReport* report,
                              int64_t* truncated) {
-  if (max_len < 1)
-    throw std::invalid_argument("read_listops_tsv: max_len " + std::to_string(max_len) + ", expected >= 1");
+  if (max_len < 1) throw Error("read_listops_tsv: max_len " + std::to_string(max_len) + ", expected >= 1");
   SequenceSet set;
   set.num_classes = kListOpsClasses;
   set.vocab_size = kListOpsVocab;

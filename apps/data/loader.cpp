@@ -6,27 +6,26 @@
 #include <string>
 
 #include "apps/data/split.h"
+#include "engine/error.h"
 
 namespace mixgrad::data {
 
 BatchLoader::BatchLoader(const Dataset& dataset, std::vector<int64_t> indices, LoaderConfig config)
     : dataset_(dataset), config_(std::move(config)) {
   if (config_.batch_size <= 0)
-    throw std::invalid_argument("BatchLoader: batch_size " + std::to_string(config_.batch_size) + " must be > 0");
+    throw Error("BatchLoader: batch_size " + std::to_string(config_.batch_size) + " must be > 0");
   if (config_.queue_capacity < 1 || config_.queue_capacity > 64)
-    throw std::invalid_argument("BatchLoader: queue_capacity " + std::to_string(config_.queue_capacity) +
-                                " must be in [1, 64]");
+    throw Error("BatchLoader: queue_capacity " + std::to_string(config_.queue_capacity) + " must be in [1, 64]");
   for (size_t i = 0; i < indices.size(); ++i)
     if (indices[i] < 0 || indices[i] >= dataset.size())
-      throw std::invalid_argument("BatchLoader: index " + std::to_string(indices[i]) + " at position " +
-                                  std::to_string(i) + " is outside the dataset [0, " + std::to_string(dataset.size()) +
-                                  ")");
+      throw Error("BatchLoader: index " + std::to_string(indices[i]) + " at position " + std::to_string(i) +
+                  " is outside the dataset [0, " + std::to_string(dataset.size()) + ")");
   order_ = config_.shuffle ? shuffle_for_epoch(std::move(indices), config_.seed, config_.epoch) : std::move(indices);
   const int64_t n = static_cast<int64_t>(order_.size());
   num_batches_ = config_.drop_last ? n / config_.batch_size : (n + config_.batch_size - 1) / config_.batch_size;
   if (config_.start_batch < 0 || config_.start_batch > num_batches_)
-    throw std::invalid_argument("BatchLoader: start_batch " + std::to_string(config_.start_batch) +
-                                " is outside [0, " + std::to_string(num_batches_) + "] (batches in the epoch)");
+    throw Error("BatchLoader: start_batch " + std::to_string(config_.start_batch) + " is outside [0, " +
+                std::to_string(num_batches_) + "] (batches in the epoch)");
   worker_ = std::thread([this] { run(); });
 }
 

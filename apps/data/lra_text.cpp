@@ -16,8 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 
 void check_max_len(const char* who, int64_t max_len) {
-  if (max_len < 1)
-    throw std::invalid_argument(std::string(who) + ": max_len " + std::to_string(max_len) + ", expected >= 1");
+  if (max_len < 1) throw Error(std::string(who) + ": max_len " + std::to_string(max_len) + ", expected >= 1");
 }
 
 // Appends the first max_len bytes of `text` as ids to `out`; true when the text was longer.
@@ -33,25 +32,24 @@ fs::path locate_imdb(const fs::path& root, const std::string& split) {
   std::error_code ec;
   if (fs::is_directory(root / split, ec)) return root;
   if (fs::is_directory(root / "aclImdb" / split, ec)) return root / "aclImdb";
-  throw std::runtime_error("IMDb split folder not found: tried " + (root / split).string() + " and " +
-                           (root / "aclImdb" / split).string() +
-                           "; expected the aclImdb tree (aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt)");
+  throw Error("IMDb split folder not found: tried " + (root / split).string() + " and " +
+              (root / "aclImdb" / split).string() +
+              "; expected the aclImdb tree (aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt)");
 }
 
 // The `*.txt` entries of a class folder in sorted name order (byte order, as Python's sorted(os.listdir())).
 std::vector<fs::path> review_files(const fs::path& folder) {
   std::error_code ec;
   if (!fs::is_directory(folder, ec))
-    throw std::runtime_error("IMDb class folder not found: " + folder.string() +
-                             "; expected both neg/ and pos/ in the split folder");
+    throw Error("IMDb class folder not found: " + folder.string() +
+                "; expected both neg/ and pos/ in the split folder");
   std::vector<fs::path> files;
   for (const fs::directory_entry& e : fs::directory_iterator(folder))
     if (e.path().extension() == ".txt" && !e.is_directory(ec)) files.push_back(e.path());
   std::sort(files.begin(), files.end(),
             [](const fs::path& a, const fs::path& b) { return a.filename().string() < b.filename().string(); });
   if (files.empty())
-    throw std::runtime_error("IMDb class folder " + folder.string() +
-                             " has no *.txt review files, expected one per review");
+    throw Error("IMDb class folder " + folder.string() + " has no *.txt review files, expected one per review");
   return files;
 }
 
@@ -105,7 +103,7 @@ std::string check_aan_row(const std::vector<std::string_view>& fields, int64_t& 
 }  // namespace
 
 std::vector<int32_t> encode_bytes(std::string_view text, int64_t max_len) {
-  if (max_len < 0) throw std::invalid_argument("encode_bytes: max_len " + std::to_string(max_len) + ", expected >= 0");
+  if (max_len < 0) throw Error("encode_bytes: max_len " + std::to_string(max_len) + ", expected >= 0");
   std::vector<int32_t> out;
   append_bytes(text, max_len, out);
   return out;
@@ -115,7 +113,7 @@ SequenceSet read_imdb_tree(const fs::path& root, const std::string& split, int64
                            int64_t* truncated) {
   check_max_len("read_imdb_tree", max_len);
   if (split != "train" && split != "test")
-    throw std::invalid_argument("read_imdb_tree: split \"" + split + "\", expected \"train\" or \"test\"");
+    throw Error("read_imdb_tree: split \"" + split + "\", expected \"train\" or \"test\"");
   const fs::path base = locate_imdb(root, split) / split;
   SequenceSet set;
   set.num_classes = 2;
@@ -128,19 +126,19 @@ SequenceSet read_imdb_tree(const fs::path& root, const std::string& split, int64
 
 TrainValSplit imdb_validation_split(const SequenceSet& train, double fraction) {
   if (!(fraction > 0.0 && fraction < 1.0))
-    throw std::invalid_argument("imdb_validation_split: fraction " + std::to_string(fraction) + ", expected 0 < f < 1");
+    throw Error("imdb_validation_split: fraction " + std::to_string(fraction) + ", expected 0 < f < 1");
   std::vector<int64_t> count(static_cast<size_t>(std::max<int64_t>(train.num_classes, 0)), 0);
   for (int64_t label : train.labels) {
     if (label < 0 || label >= train.num_classes)
-      throw std::invalid_argument("imdb_validation_split: label " + std::to_string(label) + " outside [0, " +
-                                  std::to_string(train.num_classes) + ")");
+      throw Error("imdb_validation_split: label " + std::to_string(label) + " outside [0, " +
+                  std::to_string(train.num_classes) + ")");
     ++count[static_cast<size_t>(label)];
   }
   std::vector<int64_t> held(count.size());
   for (size_t c = 0; c < count.size(); ++c) {
     if (count[c] < 2)
-      throw std::invalid_argument("imdb_validation_split: class " + std::to_string(c) + " has " +
-                                  std::to_string(count[c]) + " sample(s), expected at least 2 (train and validation)");
+      throw Error("imdb_validation_split: class " + std::to_string(c) + " has " + std::to_string(count[c]) +
+                  " sample(s), expected at least 2 (train and validation)");
     held[c] = std::clamp<int64_t>(std::llround(static_cast<double>(count[c]) * fraction), 1, count[c] - 1);
   }
   std::vector<char> is_val(train.labels.size(), 0);

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "apps/data/pathfinder.h"
+#include "engine/error.h"
 
 namespace mixgrad::data {
 namespace {
@@ -14,7 +15,7 @@ int contour_length_of(const std::string& folder) {
 }
 
 void require(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument("pathfinder config: " + what);
+  if (!ok) throw Error("pathfinder config: " + what);
 }
 
 }  // namespace
@@ -23,9 +24,9 @@ std::string pathfinder_difficulty_folder(std::string_view difficulty) {
   if (difficulty == "easy" || difficulty == "curv_baseline") return "curv_baseline";
   if (difficulty == "intermediate" || difficulty == "curv_contour_length_9") return "curv_contour_length_9";
   if (difficulty == "hard" || difficulty == "curv_contour_length_14") return "curv_contour_length_14";
-  throw std::invalid_argument("pathfinder: unknown difficulty '" + std::string(difficulty) +
-                              "', expected easy, intermediate, hard, curv_baseline, curv_contour_length_9 or "
-                              "curv_contour_length_14");
+  throw Error("pathfinder: unknown difficulty '" + std::string(difficulty) +
+              "', expected easy, intermediate, hard, curv_baseline, curv_contour_length_9 or "
+              "curv_contour_length_14");
 }
 
 PathfinderConfig pathfinder_preset(int size, std::string_view difficulty) {
@@ -39,8 +40,8 @@ PathfinderConfig pathfinder_preset(int size, std::string_view difficulty) {
     return c;  // the struct's defaults are Pathfinder-32
   }
   if (size != 128)
-    throw std::invalid_argument("pathfinder: no preset for size " + std::to_string(size) +
-                                ", expected 32 (Pathfinder-32) or 128 (Path-X)");
+    throw Error("pathfinder: no preset for size " + std::to_string(size) +
+                ", expected 32 (Pathfinder-32) or 128 (Path-X)");
   c.window = 128;
   c.paddle_length = 5;
   c.paddle_thickness = 1.5;

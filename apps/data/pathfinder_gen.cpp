@@ -17,6 +17,7 @@
 #include "apps/data/pathfinder.h"
 #include "apps/data/pathfinder_paint.h"
 #include "apps/data/random.h"
+#include "engine/error.h"
 
 namespace mixgrad::data {
 namespace {
@@ -357,12 +358,12 @@ PathfinderSample generate_unchecked(const PathfinderConfig& config, int64_t inde
   std::array<Snake, 2> targets;
   do {
     if (trace.target_attempts == config.max_target_attempts)
-      throw std::runtime_error(
-          "pathfinder: image " + std::to_string(index) + " (seed " + std::to_string(config.seed) + "): two target " +
-          "snakes of " + std::to_string(config.contour_length) + " paddles did not fit in a " +
-          std::to_string(config.window) + "×" + std::to_string(config.window) + " window in " +
-          std::to_string(config.max_target_attempts) + " attempts; this configuration cannot produce images " +
-          "(use shorter snakes, paddles or margins, or a larger window)");
+      throw Error("pathfinder: image " + std::to_string(index) + " (seed " + std::to_string(config.seed) +
+                  "): two target " + "snakes of " + std::to_string(config.contour_length) +
+                  " paddles did not fit in a " + std::to_string(config.window) + "×" + std::to_string(config.window) +
+                  " window in " + std::to_string(config.max_target_attempts) +
+                  " attempts; this configuration cannot produce images " +
+                  "(use shorter snakes, paddles or margins, or a larger window)");
     ++trace.target_attempts;
     builder.reset();
   } while (!builder.place_targets(targets));
@@ -404,7 +405,7 @@ std::vector<PathfinderSample> generate_pathfinder_samples(const PathfinderConfig
     }
   }
   for (const std::string& e : errors)
-    if (!e.empty()) throw std::runtime_error(e);
+    if (!e.empty()) throw Error(e);
   return samples;
 }
 

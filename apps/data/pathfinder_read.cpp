@@ -64,6 +64,15 @@ std::vector<MetadataFile> list_metadata(const fs::path& dir, ReadReport& report)
   return files;
 }
 
+// True for a relative path without ".." components (metadata must not point outside the data set's folder).
+bool inside_tree(const std::string& field) {
+  const fs::path p(field);
+  if (p.is_absolute()) return false;
+  for (const fs::path& part : p)
+    if (part == "..") return false;
+  return true;
+}
+
 // Appends the usable lines of one metadata file; short lines and bad labels are skipped with file:line, an
 // unreadable file as a whole.
 void parse_metadata(const MetadataFile& file, const fs::path& dir, std::vector<Entry>& out, ReadReport& report) {
@@ -86,6 +95,9 @@ void parse_metadata(const MetadataFile& file, const fs::path& dir, std::vector<E
     if (fields.size() < 4) {
       report.skip(where + ": " + std::to_string(fields.size()) +
                   " fields, expected 11 (at least 4: image folder, file name, index, label)");
+    } else if (!inside_tree(fields[0]) || !inside_tree(fields[1])) {
+      report.skip(where + ": image path '" + fields[0] + "/" + fields[1] +
+                  "' leaves the data set folder; expected a relative path such as imgs/0 sample_0.png");
     } else if (fields[3] != "0" && fields[3] != "1") {
       report.skip(where + ": label '" + fields[3] + "' (field 3), expected 0 or 1");
     } else {
@@ -97,8 +109,13 @@ void parse_metadata(const MetadataFile& file, const fs::path& dir, std::vector<E
 // "" when the image at e.image is a readable size × size PNG (its pixels then in `pixels`), else the reason.
 std::string load_image(const Entry& e, int size, int32_t* pixels) {
   std::error_code ec;
-  if (!fs::is_regular_file(e.image, ec)) return e.image.string() + ": no such image file";
-  const std::vector<uint8_t> bytes = read_file_bytes(e.image);
+  if (!fs::exists(e.image, ec)) return e.image.string() + ": no such image file";
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = read_file_bytes(e.image);  // a FIFO, directory or device: "not a regular file"
+  } catch (const Error& err) {
+    return err.what();
+  }
   if (bytes.empty()) return e.image.string() + ": empty image file (0 bytes)";
   const GrayDecode d = decode_png_gray(bytes);
   if (!d.ok()) return e.image.string() + ": " + d.error;
@@ -143,7 +160,7 @@ SequenceSet load_images(const std::vector<Entry>& entries, int size, ReadReport&
 }  // namespace
 
 SequenceSet read_pathfinder_tree(const fs::path& root, int size, std::string_view difficulty, ReadReport* report) {
-  if (size <= 0) throw std::invalid_argument("read_pathfinder_tree: size " + std::to_string(size) + " must be > 0");
+  if (size <= 0) throw Error("read_pathfinder_tree: size " + std::to_string(size) + " must be > 0");
   ReadReport local;
   ReadReport& r = report ? *report : local;
   const fs::path dir = difficulty_dir(root, size, pathfinder_difficulty_folder(difficulty));
@@ -159,7 +176,7 @@ SequenceSet read_pathfinder_tree(const fs::path& root, int size, std::string_vie
 }
 
 TrainValTestSplit split_pathfinder(int64_t n, uint64_t seed) {
-  if (n < 0) throw std::invalid_argument("split_pathfinder: n " + std::to_string(n) + " must be >= 0");
+  if (n < 0) throw Error("split_pathfinder: n " + std::to_string(n) + " must be >= 0");
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t(0));
   DataRng rng(seed, kSplitStream);

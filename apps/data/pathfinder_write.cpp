@@ -9,6 +9,7 @@
 #include "apps/data/file_bytes.h"
 #include "apps/data/pathfinder.h"
 #include "apps/data/png_gray.h"
+#include "engine/file_io.h"
 
 namespace mixgrad::data {
 namespace {
@@ -34,13 +35,7 @@ void write_bytes_to(const fs::path& path, const void* data, size_t size) {
 }
 
 // Through "<name>.tmp" and a rename, so a reader never sees half a metadata file (the reader ignores *.tmp).
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  write_bytes_to(tmp, text.data(), text.size());
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw file_error(path, "cannot rename " + tmp.string() + " to it: " + ec.message());
-}
+void write_text_atomically(const fs::path& path, const std::string& text) { io::write_file_atomic(path, text); }
 
 void make_dirs(const fs::path& dir) {
   std::error_code ec;
@@ -62,7 +57,7 @@ void write_batch(const fs::path& dir, const PathfinderConfig& config, int64_t b,
     }
   }
   for (const std::string& e : errors)
-    if (!e.empty()) throw std::runtime_error(e);
+    if (!e.empty()) throw Error(e);
   const fs::path img_dir = dir / "imgs" / std::to_string(b);
   make_dirs(img_dir);
   std::string metadata;

@@ -9,6 +9,8 @@
 #include <climits>
 #include <stdexcept>
 
+#include "engine/error.h"
+
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
@@ -65,16 +67,15 @@ void append_bytes(void* ctx, void* data, int size) {
 
 std::vector<uint8_t> encode_png_gray(std::span<const uint8_t> pixels, int width, int height) {
   if (width <= 0 || height <= 0 || int64_t(width) * height > INT_MAX)
-    throw std::invalid_argument("encode_png_gray: image size " + std::to_string(width) + "×" + std::to_string(height) +
-                                " is not a positive size below 2^31 pixels");
+    throw Error("encode_png_gray: image size " + std::to_string(width) + "×" + std::to_string(height) +
+                " is not a positive size below 2^31 pixels");
   if (pixels.size() != size_t(width) * size_t(height))
-    throw std::invalid_argument("encode_png_gray: " + std::to_string(pixels.size()) + " pixels for a " +
-                                std::to_string(width) + "×" + std::to_string(height) + " image, expected " +
-                                std::to_string(size_t(width) * size_t(height)));
+    throw Error("encode_png_gray: " + std::to_string(pixels.size()) + " pixels for a " + std::to_string(width) + "×" +
+                std::to_string(height) + " image, expected " + std::to_string(size_t(width) * size_t(height)));
   std::vector<uint8_t> out;
   if (stbi_write_png_to_func(append_bytes, &out, width, height, 1, pixels.data(), width) == 0 || out.empty())
-    throw std::runtime_error("encode_png_gray: stb_image_write failed on a " + std::to_string(width) + "×" +
-                             std::to_string(height) + " image (out of memory?)");
+    throw Error("encode_png_gray: stb_image_write failed on a " + std::to_string(width) + "×" + std::to_string(height) +
+                " image (out of memory?)");
   return out;
 }
 
@@ -87,6 +88,13 @@ GrayDecode decode_png_gray(std::span<const uint8_t> bytes) {
     return result;
   }
   int w = 0, h = 0, channels = 0;
+  // The header first: a tiny file may announce a huge image, which stb_image would allocate before failing.
+  if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels) != 0 &&
+      int64_t(w) * int64_t(h) > kMaxPngPixels) {
+    result.error = "PNG header announces " + std::to_string(w) + "×" + std::to_string(h) + " pixels, more than the " +
+                   std::to_string(kMaxPngPixels) + " this reader decodes";
+    return result;
+  }
   stbi_uc* px = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, 0);
   if (px == nullptr) {
     const char* why = stbi_failure_reason();

@@ -26,7 +26,9 @@ std::vector<uint8_t> encode_png_gray(std::span<const uint8_t> pixels, int width,
 // Decodes PNG bytes to 8-bit gray. Colour types 0 (gray) and 4 (gray + alpha) keep the gray channel; 2 (RGB),
 // 6 (RGBA) and 3 (palette, expanded to RGB(A)) become luma (299 R + 587 G + 114 B + 500) / 1000 as for CIFAR
 // (lra.md §3.4); alpha is ignored. 16-bit samples keep their high byte; interlaced files are accepted.
-// Never throws on bad input: empty, truncated, corrupt or non-PNG bytes give `error` (stb's reason included).
+// Never throws on bad input: empty, truncated, corrupt or non-PNG bytes give `error` (stb's reason included), and so
+// does a header announcing more than kMaxPngPixels pixels (checked before anything is allocated).
+constexpr int64_t kMaxPngPixels = int64_t(1) << 26;
 GrayDecode decode_png_gray(std::span<const uint8_t> bytes);
 
 // The luma of one RGB pixel, rounded to nearest (lra.md §3.4).

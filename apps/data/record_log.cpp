@@ -7,8 +7,8 @@ namespace mixgrad::data {
 
 void RecordLog::skip(const std::string& where, const std::string& why) {
   if (report_ == nullptr)
-    throw std::runtime_error(source_.string() + where + ": " + why +
-                             " (this reader was called without a ReadReport, so bad records are errors)");
+    throw Error(source_.string() + where + ": " + why +
+                " (this reader was called without a ReadReport, so bad records are errors)");
   local_.skip(source_.filename().string() + where + ": " + why);
 }
 

@@ -6,22 +6,24 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/error.h"
+
 namespace mixgrad::data {
 
 SequenceBatches::SequenceBatches(const SequenceSet& set, SequencePadding padding) : set_(set), padding_(padding) {
   if (padding_.multiple < 1 || padding_.fixed_length < 0)
-    throw std::invalid_argument("SequenceBatches: padding multiple " + std::to_string(padding_.multiple) +
-                                " must be >= 1 and fixed length " + std::to_string(padding_.fixed_length) + " >= 0");
+    throw Error("SequenceBatches: padding multiple " + std::to_string(padding_.multiple) +
+                " must be >= 1 and fixed length " + std::to_string(padding_.fixed_length) + " >= 0");
   if (padding_.fixed_length > 0 && padding_.fixed_length % padding_.multiple != 0)
-    throw std::invalid_argument("SequenceBatches: fixed length " + std::to_string(padding_.fixed_length) +
-                                " is not a multiple of " + std::to_string(padding_.multiple));
+    throw Error("SequenceBatches: fixed length " + std::to_string(padding_.fixed_length) + " is not a multiple of " +
+                std::to_string(padding_.multiple));
   for (int64_t i = 0; i < set.size(); ++i) {
     if (set.length(i) < 1 || (set.paired() && set.length2(i) < 1))
-      throw std::invalid_argument("SequenceBatches: sample " + std::to_string(i) + " is empty");
+      throw Error("SequenceBatches: sample " + std::to_string(i) + " is empty");
     const int64_t longest = std::max(set.length(i), set.paired() ? set.length2(i) : 0);
     if (padding_.fixed_length > 0 && longest > padding_.fixed_length)
-      throw std::invalid_argument("SequenceBatches: sample " + std::to_string(i) + " has " + std::to_string(longest) +
-                                  " tokens, more than the fixed length " + std::to_string(padding_.fixed_length));
+      throw Error("SequenceBatches: sample " + std::to_string(i) + " has " + std::to_string(longest) +
+                  " tokens, more than the fixed length " + std::to_string(padding_.fixed_length));
   }
 }
 

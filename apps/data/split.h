@@ -15,7 +15,8 @@ TrainValSplit split_last_per_class(const std::vector<int64_t>& labels, int64_t n
 
 // Indices [val_begin, val_end) go to validation, the rest to training (CIFAR: [45000, 50000) of 50,000).
 TrainValSplit split_index_range(int64_t n, int64_t val_begin, int64_t val_end);
-inline TrainValSplit split_cifar(int64_t n = 50000) { return split_index_range(n, 45000, 50000); }
+// CIFAR: images [45000, 50000) validate; fewer than 50000 images is an error saying so.
+TrainValSplit split_cifar(int64_t n = 50000);
 
 // Fisher–Yates permutation of `indices` driven by philox keyed by (seed, epoch): deterministic, the same on
 // every machine and thread count.

@@ -4,11 +4,13 @@
 #include <fstream>
 
 #include "apps/data/file_bytes.h"
+#include "engine/file_io.h"
 
 namespace mixgrad::data {
 
 int64_t for_each_file_line(const std::filesystem::path& path,
                            const std::function<void(int64_t, std::string_view)>& fn) {
+  io::require_regular_file(path);  // before opening: a FIFO would block std::ifstream
   std::ifstream in(path, std::ios::binary);
   if (!in) throw file_error(path, "cannot open file for reading");
   std::string line;

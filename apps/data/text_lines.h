@@ -12,7 +12,8 @@ namespace mixgrad::data {
 // Streams the lines of a file (the release files are hundreds of MB, so they are never held whole): calls
 // fn(line_number, line) with numbers from 1, lines split at '\n' with one trailing '\r' removed. A last line
 // without '\n' is a line; the empty piece after a final '\n' is not. Returns the number of lines (0 = empty file).
-// Throws file_error when the file cannot be opened or read.
+// Throws file_error when the file cannot be opened or read, and when it is not a regular file (checked first, so a
+// FIFO never blocks).
 int64_t for_each_file_line(const std::filesystem::path& path, const std::function<void(int64_t, std::string_view)>& fn);
 
 // The fields of `line` between single tabs (n tabs give n + 1 fields, empty ones included); `fields` is reused.
