@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <sstream>
 #include <vector>
 
@@ -30,7 +31,8 @@ T parse_value(const MetaReader& r, const std::string& key, Parse parse, const ch
     ok = false;
   }
   if (!ok || pos != s.size())
-    throw Error(fmt::format("{}::from_metadata: key \"{}\" = \"{}\" is not {}", r.who, key, s, what));
+    throw Error(fmt::format("{}::from_metadata: key \"{}\" = \"{}\" is not {}", r.who, key,
+                            s.size() > 80 ? s.substr(0, 80) + "..." : s, what));
   return v;
 }
 }  // namespace
@@ -40,8 +42,36 @@ int64_t MetaReader::integer(const std::string& key) const {
       *this, key, [](const std::string& s, size_t* p) { return std::stoll(s, p); }, "an integer");
 }
 double MetaReader::real(const std::string& key) const {
-  return parse_value<double>(
+  const double v = parse_value<double>(
       *this, key, [](const std::string& s, size_t* p) { return std::stod(s, p); }, "a number");
+  if (!std::isfinite(v))
+    throw Error(fmt::format("{}::from_metadata: key \"{}\" = \"{}\" is not finite; expected a finite number", who, key,
+                            get(key)));
+  return v;
+}
+
+int64_t MetaReader::integer_in(const std::string& key, int64_t lo, int64_t hi) const {
+  const int64_t v = integer(key);
+  if (v < lo || v > hi)
+    throw Error(fmt::format("{}::from_metadata: key \"{}\" = {} is out of range; expected an integer in [{}, {}]", who,
+                            key, v, lo, hi));
+  return v;
+}
+
+double MetaReader::real_in(const std::string& key, double lo, double hi, bool lo_open) const {
+  const double v = real(key);
+  if (lo_open ? !(v > lo && v <= hi) : !(v >= lo && v <= hi))
+    throw Error(fmt::format("{}::from_metadata: key \"{}\" = {} is out of range; expected a number in {}{}, {}]", who,
+                            key, get(key), lo_open ? "(" : "[", lo, hi));
+  return v;
+}
+
+const std::string& MetaReader::choice(const std::string& key, const std::vector<std::string>& choices) const {
+  const std::string& v = get(key);
+  for (const std::string& c : choices)
+    if (v == c) return v;
+  throw Error(fmt::format("{}::from_metadata: key \"{}\" = \"{}\" is not one of {}", who, key,
+                          v.size() > 80 ? v.substr(0, 80) + "..." : v, fmt::join(choices, ", ")));
 }
 bool MetaReader::boolean(const std::string& key) const {
   const std::string& s = get(key);
@@ -66,13 +96,18 @@ void put_mixer_options(Metadata& m, const std::string& who, const std::string& m
   m["mixer_options"] = fmt::format("{}", fmt::join(names, ","));
 }
 
-std::map<std::string, std::string> get_mixer_options(const MetaReader& r) {
+std::map<std::string, std::string> get_mixer_options(const MetaReader& r, const std::string& mixer) {
   std::map<std::string, std::string> out;
   if (!r.has("mixer_options")) return out;
   std::stringstream ss(r.get("mixer_options"));
   std::string name;
   while (std::getline(ss, name, ','))
     if (!name.empty()) out[name] = r.get(name);
+  try {
+    (void)nn::resolve_mixer_options(mixer, out);  // the registry's declared types and ranges
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}::from_metadata: {}", r.who, e.what()));
+  }
   return out;
 }
 

@@ -37,7 +37,8 @@ struct LraConfig {
   int64_t seq_len() const { return max_len + (pool == "cls" ? 1 : 0); }         // tokens the blocks see at most
   std::map<std::string, std::string> to_metadata() const;                       // "arch" = "lra-transformer"
   static LraConfig from_metadata(const std::map<std::string, std::string>& m);  // errors name the key
-  void validate() const;
+  void validate() const;             // clear errors naming the fields, incl. the bounds of models/config_metadata.h
+  double approx_parameters() const;  // about how many parameters (and position-table entries) it builds
   // The mixer options every app default and `mixer_options` resolve to (what checkpoints record).
   std::map<std::string, std::string> resolved_mixer_options() const;
 };

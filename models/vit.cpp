@@ -3,6 +3,7 @@
 #include "models/vit.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "models/config_metadata.h"
 #include "nn/init.h"
@@ -41,49 +42,79 @@ std::map<std::string, std::string> ViTConfig::to_metadata() const {
 
 
 ViTConfig ViTConfig::from_metadata(const std::map<std::string, std::string>& meta) {
+  // Every field is read with its bounds (the error names the key) before validate() checks how they fit together,
+  // and before anything is built.
+  using namespace limits;
   const MetaReader r{meta, "ViTConfig"};
-  MIXGRAD_CHECK(r.get("arch") == "vit", "ViTConfig::from_metadata: arch is \"{}\", expected \"vit\"", r.get("arch"));
+  (void)r.choice("arch", {"vit"});
   ViTConfig c;
-  c.mixer = r.get("mixer");
-  c.img_size = r.integer("img_size");
-  c.in_chans = r.integer("in_chans");
-  c.patch_size = r.integer("patch_size");
-  c.embed_dim = r.integer("embed_dim");
-  c.depth = r.integer("depth");
-  c.num_heads = r.integer("num_heads");
-  c.mlp_hidden = r.integer("mlp_hidden");
-  c.num_classes = r.integer("num_classes");
-  c.pool = r.get("pool");
+  c.mixer = r.choice("mixer", nn::mixer_names());
+  c.img_size = r.integer_in("img_size", 1, kMaxImageSide);
+  c.in_chans = r.integer_in("in_chans", 1, kMaxChannels);
+  c.patch_size = r.integer_in("patch_size", 1, c.img_size);
+  c.embed_dim = r.integer_in("embed_dim", 1, kMaxWidth);
+  c.depth = r.integer_in("depth", 1, kMaxDepth);
+  c.num_heads = r.integer_in("num_heads", 1, std::min(c.embed_dim, kMaxHeads));
+  c.mlp_hidden = r.integer_in("mlp_hidden", 1, kMaxWidth);
+  c.num_classes = r.integer_in("num_classes", 1, kMaxClasses);
+  c.pool = r.choice("pool", {"token", "avg"});
   c.qkv_bias = r.boolean("qkv_bias");
-  c.ln_eps = r.real("ln_eps");
+  c.ln_eps = r.real_in("ln_eps", 0.0, 1.0, true);
   // Keys added after the first checkpoints keep their defaults when absent.
-  if (meta.count("drop_rate")) c.drop_rate = r.real("drop_rate");
-  if (meta.count("attn_drop_rate")) c.attn_drop_rate = r.real("attn_drop_rate");
-  if (meta.count("pos_drop_rate")) c.pos_drop_rate = r.real("pos_drop_rate");
+  const double below_one = std::nextafter(1.0, 0.0);
+  if (meta.count("drop_rate")) c.drop_rate = r.real_in("drop_rate", 0.0, below_one);
+  if (meta.count("attn_drop_rate")) c.attn_drop_rate = r.real_in("attn_drop_rate", 0.0, below_one);
+  if (meta.count("pos_drop_rate")) c.pos_drop_rate = r.real_in("pos_drop_rate", 0.0, below_one);
   if (meta.count("csp_layout")) c.csp_layout = r.boolean("csp_layout");
-  if (meta.count("init")) c.init = r.get("init");
-  c.mixer_options = get_mixer_options(r);
-  c.validate();
+  if (meta.count("init")) c.init = r.choice("init", {"timm", "csp"});
+  c.mixer_options = get_mixer_options(r, c.mixer);
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw Error(fmt::format("ViTConfig::from_metadata: {}", e.what()));
+  }
   return c;
 }
 
+double ViTConfig::approx_parameters() const {
+  const double d = double(embed_dim), m = double(mlp_hidden), tokens = double(num_patches() + 1);
+  const double block = 4 * d * d + 2 * d * m + 9 * d + m;  // qkv + proj, MLP, norms and biases
+  return double(depth) * block + d * double(in_chans) * double(patch_size) * double(patch_size) + tokens * d +
+         d * double(num_classes) + double(num_classes) + 4 * d;
+}
+
 void ViTConfig::validate() const {
+  using namespace limits;
   auto fail = [](const std::string& what) { throw Error("ViTConfig: " + what); };
   if (img_size <= 0 || patch_size <= 0 || in_chans <= 0)
     fail(fmt::format("img_size ({}), patch_size ({}) and in_chans ({}) must be positive", img_size, patch_size,
                      in_chans));
+  if (img_size > kMaxImageSide || in_chans > kMaxChannels)
+    fail(fmt::format("img_size ({}) must be at most {} and in_chans ({}) at most {}", img_size, kMaxImageSide, in_chans,
+                     kMaxChannels));
   if (img_size % patch_size != 0) fail(fmt::format("patch_size {} must divide img_size {}", patch_size, img_size));
   if (embed_dim <= 0 || num_heads <= 0 || embed_dim % num_heads != 0)
     fail(fmt::format("num_heads ({}) must be positive and divide embed_dim ({})", num_heads, embed_dim));
   if (depth < 1 || mlp_hidden <= 0 || num_classes <= 0)
     fail(fmt::format("depth ({}), mlp_hidden ({}) and num_classes ({}) must be positive", depth, mlp_hidden,
                      num_classes));
+  if (embed_dim > kMaxWidth || mlp_hidden > kMaxWidth || depth > kMaxDepth || num_heads > kMaxHeads ||
+      num_classes > kMaxClasses)
+    fail(fmt::format(
+        "embed_dim ({}) and mlp_hidden ({}) must be at most {}, depth ({}) at most {}, num_heads ({}) "
+        "at most {}, num_classes ({}) at most {}",
+        embed_dim, mlp_hidden, kMaxWidth, depth, kMaxDepth, num_heads, kMaxHeads, num_classes, kMaxClasses));
+  if (approx_parameters() > kMaxParameters)
+    fail(
+        fmt::format("the model would have about {:.3g} parameters, more than the limit of 2^32 (img_size {}, "
+                    "patch_size {}, embed_dim {}, depth {}, mlp_hidden {}, num_classes {})",
+                    approx_parameters(), img_size, patch_size, embed_dim, depth, mlp_hidden, num_classes));
   if (pool != "token" && pool != "avg") fail(fmt::format("pool must be \"token\" or \"avg\", got \"{}\"", pool));
   if (csp_layout && pool != "avg") fail("csp_layout requires pool = \"avg\"");
   if (init != "timm" && init != "csp") fail(fmt::format("init must be \"timm\" or \"csp\", got \"{}\"", init));
   for (double p : {drop_rate, attn_drop_rate, pos_drop_rate})
     if (!(p >= 0 && p < 1)) fail(fmt::format("dropout rates must be in [0, 1), got {}", p));
-  if (!(ln_eps > 0)) fail(fmt::format("ln_eps must be positive, got {}", ln_eps));
+  if (!(ln_eps > 0 && ln_eps <= 1)) fail(fmt::format("ln_eps must be a finite number in (0, 1], got {}", ln_eps));
   const std::vector<std::string> names = nn::mixer_names();
   if (std::find(names.begin(), names.end(), mixer) == names.end())
     fail(fmt::format("unknown mixer \"{}\" (known: {})", mixer, fmt::join(names, ", ")));

@@ -27,7 +27,8 @@ struct ViTConfig {
   int64_t num_patches() const;
   std::map<std::string, std::string> to_metadata() const;                     // specs/vit.md §2 metadata keys
   static ViTConfig from_metadata(const std::map<std::string, std::string>&);  // inverse; errors name a missing/bad key
-  void validate() const;                                                      // clear errors
+  void validate() const;             // clear errors naming the fields, including the bounds of models/config_metadata.h
+  double approx_parameters() const;  // about how many parameters the config builds (the 2^32 bound)
 };
 
 // "fmnist-tiny", "fmnist-small", "cifar10-paper", "cifar100-paper"; unknown: error listing the names.

@@ -89,16 +89,17 @@ std::map<std::string, std::string> get_prefixed(const nn::Metadata& m, const std
 CLI::Validator finite_number(bool positive) {
   return CLI::Validator(
       [positive](std::string& s) -> std::string {
+        const std::string bound = positive ? "> 0" : ">= 0";
         double v = 0;
         try {
           size_t pos = 0;
           v = std::stod(s, &pos);
-          if (pos != s.size()) return "not a number: " + s;
+          if (pos != s.size()) return "'" + s + "' is not a number; expected a finite number " + bound;
         } catch (const std::exception&) {
-          return "not a number: " + s;
+          return "'" + s + "' is not a finite number; expected a finite number " + bound;
         }
-        if (!std::isfinite(v)) return "must be finite, got " + s;
-        if (positive ? v <= 0 : v < 0) return std::string("must be ") + (positive ? "> 0" : ">= 0") + ", got " + s;
+        if (!std::isfinite(v)) return "'" + s + "' is not finite; expected a finite number " + bound;
+        if (positive ? v <= 0 : v < 0) return "'" + s + "' is out of range; expected a finite number " + bound;
         return {};
       },
       positive ? "POSITIVE" : "NONNEGATIVE");
@@ -117,6 +118,44 @@ CLI::Validator name_list(const std::vector<std::string>& known, const std::strin
       "LIST");
 }
 
+CLI::Validator integer_range(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        const std::string expected = fmt::format("expected an integer in [{}, {}]", lo, hi);
+        long long v = 0;
+        try {
+          size_t pos = 0;
+          v = std::stoll(s, &pos);
+          if (pos != s.size()) return "'" + s + "' is not an integer; " + expected;
+        } catch (const std::out_of_range&) {
+          return "'" + s + "' is out of range; " + expected;
+        } catch (const std::exception&) {
+          return "'" + s + "' is not an integer; " + expected;
+        }
+        if (v < lo || v > hi) return fmt::format("{} is out of range; {}", v, expected);
+        return {};
+      },
+      fmt::format("INT in [{}, {}]", lo, hi));
+}
+
+CLI::Validator number_range(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        const std::string expected = fmt::format("expected a finite number in [{}, {}]", lo, hi);
+        double v = 0;
+        try {
+          size_t pos = 0;
+          v = std::stod(s, &pos);
+          if (pos != s.size()) return "'" + s + "' is not a number; " + expected;
+        } catch (const std::exception&) {
+          return "'" + s + "' is not a finite number; " + expected;
+        }
+        if (!std::isfinite(v) || v < lo || v > hi) return "'" + s + "' is out of range; " + expected;
+        return {};
+      },
+      fmt::format("NUMBER in [{}, {}]", lo, hi));
+}
+
 CLI::Validator device_spec() {
   return CLI::Validator(
       [](std::string& s) -> std::string {
@@ -131,7 +170,21 @@ CLI::Validator device_spec() {
       "DEVICE");
 }
 
-Device resolve_device(const std::string& spec) { return spec == "auto" ? default_device() : Device::parse(spec); }
+Device resolve_device(const std::string& spec) {
+  if (spec == "auto") return default_device();
+  const Device d = Device::parse(spec);
+  if (d.is_cuda()) {
+    MIXGRAD_CHECK(cuda_compiled(), "--device {}: this build has no CUDA backend; expected --device cpu or auto", spec);
+    MIXGRAD_CHECK(d.index < cuda_device_count(),
+                  "--device {}: {}; expected --device cpu or auto, or a CUDA device index "
+                  "below {}",
+                  spec,
+                  cuda_device_count() == 0 ? "CUDA is unavailable (" + cuda_unavailable_reason() + ")"
+                                           : fmt::format("no CUDA device {}", d.index),
+                  cuda_device_count());
+  }
+  return d;
+}
 
 void add_mixer_option_flag(CLI::App* sc, std::vector<std::string>& raw) {
   sc->add_option("--mixer-opt", raw,

@@ -43,6 +43,11 @@ CLI::Option* optional_flag(CLI::App* sc, const std::string& name, std::optional<
 CLI::Validator finite_number(bool positive);
 // "all" or a comma-separated list of names from `known` (parse_name_list of apps/common/compare.h).
 CLI::Validator name_list(const std::vector<std::string>& known, const std::string& what);
+// An integer in [lo, hi] / a finite number in [lo, hi]. Unlike CLI::Range, the error says whether the value is not a
+// number or out of range, and prints the bounds as given (CLI11 prints DBL_MAX with its 309 digits); CLI11 puts the
+// flag name in front ("--epochs: 'abc' is not an integer; expected an integer in [1, 1000000]").
+CLI::Validator integer_range(int64_t lo, int64_t hi);
+CLI::Validator number_range(double lo, double hi);
 // "auto", "cpu", "cuda" or "cuda:N".
 CLI::Validator device_spec();
 // "auto" = the default device (a usable GPU, else the CPU); anything else parsed.

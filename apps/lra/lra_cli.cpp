@@ -7,14 +7,15 @@
 
 #include "apps/common/options.h"
 #include "apps/lra/lra_app.h"
+#include "models/config_metadata.h"
 #include "nn/mixer.h"
 
 namespace mixgrad::app::lra {
 
 namespace {
 
-const auto kSize = CLI::Range(int64_t(1), int64_t(1) << 24);
-const auto kCount = CLI::Range(int64_t(0), int64_t(1) << 40);
+const auto kSize = integer_range(int64_t(1), int64_t(1) << 24);
+const auto kCount = integer_range(int64_t(0), int64_t(1) << 40);
 
 // An optional<T> flag: the value lands in `into` only when the flag is given.
 template <class T>
@@ -24,19 +25,25 @@ CLI::Option* optional_flag(CLI::App* sc, const std::string& name, std::optional<
 }
 
 void add_model_flags(CLI::App* sc, ModelFlags& m) {
-  optional_flag(sc, "--embed-dim", m.embed_dim, "Model width (default: the preset's)")->check(kSize);
-  optional_flag(sc, "--depth", m.depth, "Encoder blocks (default: the preset's)")->check(kSize);
-  optional_flag(sc, "--heads", m.num_heads, "Attention heads (default: the preset's)")->check(kSize);
+  // The bounds of checkpoint metadata (models/config_metadata.h).
+  namespace lim = models::limits;
+  optional_flag(sc, "--embed-dim", m.embed_dim, "Model width (default: the preset's)")
+      ->check(integer_range(1, lim::kMaxWidth));
+  optional_flag(sc, "--depth", m.depth, "Encoder blocks (default: the preset's)")
+      ->check(integer_range(1, lim::kMaxDepth));
+  optional_flag(sc, "--heads", m.num_heads, "Attention heads (default: the preset's)")
+      ->check(integer_range(1, lim::kMaxHeads));
   optional_flag(sc, "--qkv-dim", m.qkv_dim, "Mixing (qkv) width (default: the preset's; 0 = the model width)")
-      ->check(CLI::Range(int64_t(0), int64_t(1) << 24));
-  optional_flag(sc, "--mlp-dim", m.mlp_dim, "MLP hidden width (default: the preset's)")->check(kSize);
+      ->check(integer_range(0, lim::kMaxWidth));
+  optional_flag(sc, "--mlp-dim", m.mlp_dim, "MLP hidden width (default: the preset's)")
+      ->check(integer_range(1, lim::kMaxWidth));
   optional_flag(sc, "--max-len", m.max_len,
                 "Longest input sequence; longer ones are cut (text tasks; default: the "
                 "preset's)")
       ->check(kSize);
-  optional_flag(sc, "--dropout", m.dropout, "Dropout (default: the preset's)")->check(CLI::Range(0.0, 0.999));
+  optional_flag(sc, "--dropout", m.dropout, "Dropout (default: the preset's)")->check(number_range(0.0, 0.999));
   optional_flag(sc, "--attn-dropout", m.attn_dropout, "Attention dropout (default: the preset's)")
-      ->check(CLI::Range(0.0, 0.999));
+      ->check(number_range(0.0, 0.999));
   sc->add_option("--pool", m.pool, "cls (a class token) or mean (masked mean) (default: the preset's)")
       ->check(CLI::IsMember({"cls", "mean"}));
   sc->add_option("--pos", m.pos, "Positions: sinusoidal, learned or none (default: the preset's)")
@@ -62,7 +69,7 @@ void add_data_flags(CLI::App* sc, DataFlags& d, bool generator_flags) {
     optional_flag(sc, "--samples", d.samples,
                   "Generated data: ListOps training samples (validation and test "
                   "scaled alike) or Pathfinder images (default: the preset's)")
-        ->check(CLI::Range(int64_t(10), int64_t(1) << 32));
+        ->check(integer_range(int64_t(10), int64_t(1) << 32));
 }
 
 void add_run_flags(CLI::App* sc, std::string& device, bool& quiet) {
@@ -73,11 +80,11 @@ void add_run_flags(CLI::App* sc, std::string& device, bool& quiet) {
 // The recipe flags of `train` and `compare` (unset = the preset's).
 void add_recipe_flags(CLI::App* tr, TrainOptions& t) {
   optional_flag(tr, "--epochs", t.epochs, "Training epochs (default: the preset's)")
-      ->check(CLI::Range(int64_t(1), int64_t(1000000)));
+      ->check(integer_range(int64_t(1), int64_t(1000000)));
   optional_flag(tr, "--updates", t.updates, "Total optimiser steps instead of whole epochs (default: the preset's)")
       ->check(kCount);
   optional_flag(tr, "--batch-size", t.batch_size, "Batch size (default: the preset's)")
-      ->check(CLI::Range(int64_t(1), int64_t(65536)));
+      ->check(integer_range(int64_t(1), int64_t(65536)));
   optional_flag(tr, "--lr", t.lr, "Peak learning rate (default: the preset's)")->check(finite_number(true));
   tr->add_option("--schedule", t.schedule, "Learning-rate schedule after warm-up: cosine, linear, rsqrt, constant")
       ->check(CLI::IsMember({"cosine", "linear", "rsqrt", "constant"}));
@@ -87,7 +94,7 @@ void add_recipe_flags(CLI::App* tr, TrainOptions& t) {
   optional_flag(tr, "--clip-norm", t.clip_norm, "Clip the gradient norm to this (0 = off; default: the preset's)")
       ->check(finite_number(false));
   optional_flag(tr, "--label-smoothing", t.label_smoothing, "Label smoothing in [0, 1) (default 0)")
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(number_range(0.0, 0.999999));
   optional_flag(tr, "--eval-every", t.eval_every, "Also validate every N steps (default: at the end of each epoch)")
       ->check(kCount);
 }
@@ -106,7 +113,7 @@ void add_kernel_and_limit_flags(CLI::App* tr, TrainOptions& t) {
       ->check(CLI::IsMember({"automatic", "fused", "composite"}))
       ->capture_default_str();
   tr->add_option("--log-every", t.log_every, "Progress line and metrics record every N steps")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 40))
+      ->check(integer_range(int64_t(1), int64_t(1) << 40))
       ->capture_default_str();
   tr->add_option("--train-limit", t.train_limit, "Use only the first N training samples (0 = all)")->check(kCount);
   tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation samples (0 = all)")->check(kCount);
@@ -149,7 +156,7 @@ void add_compare(CLI::App& app, CompareOptions& c, std::vector<std::string>& mix
       ->check(name_list(nn::mixer_names(), "--mixers"))
       ->capture_default_str();
   cm->add_option("--seeds", c.seeds, "Seeds per model x mixer (0 .. N-1)")
-      ->check(CLI::Range(int64_t(1), int64_t(1000)))
+      ->check(integer_range(int64_t(1), int64_t(1000)))
       ->capture_default_str();
   cm->add_option("--out", c.out_dir, "Comparison folder (default runs/lra-compare-<task>-<preset>)");
   add_mixer_option_flag(cm, mixer_opts);
@@ -166,7 +173,7 @@ void add_eval_flags(CLI::App* sc, EvalOptions& e) {
       ->capture_default_str();
   add_data_flags(sc, e.data, false);
   sc->add_option("--batch-size", e.batch_size, "Batch size")
-      ->check(CLI::Range(int64_t(1), int64_t(65536)))
+      ->check(integer_range(int64_t(1), int64_t(65536)))
       ->capture_default_str();
   sc->add_option("--limit", e.limit, "Only the first N samples of the split (0 = all)")->check(kCount);
   add_run_flags(sc, e.device, e.quiet);
@@ -187,9 +194,9 @@ void add_generate(CLI::App& app, GenerateOptions& g) {
       ->check(kCount);
   optional_flag(ge, "--max-length", g.max_length, "ListOps: samples are shorter than this (default: the preset's)")
       ->check(kSize);
-  optional_flag(ge, "--max-depth", g.max_depth, "ListOps: deepest nesting (default 10)")->check(CLI::Range(1, 64));
+  optional_flag(ge, "--max-depth", g.max_depth, "ListOps: deepest nesting (default 10)")->check(integer_range(1, 64));
   optional_flag(ge, "--max-args", g.max_args, "ListOps: most arguments of an operator (default 10)")
-      ->check(CLI::Range(2, 64));
+      ->check(integer_range(2, 64));
   ge->add_flag("--quiet", g.quiet, "No progress lines");
 }
 

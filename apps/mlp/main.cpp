@@ -1,11 +1,11 @@
 // mlp: trains a 784-256-10 MLP on Fashion-MNIST (Debian's dataset-fashion-mnist) for one epoch and prints the test
 // accuracy — the engine's end-to-end smoke job (the ViT app is the main job).
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cstdio>
 
 #include "apps/common/blas_core.h"
+#include "apps/common/options.h"
 #include "apps/data/idx.h"
 #include "apps/data/image_batches.h"
 #include "apps/data/loader.h"
@@ -27,6 +27,15 @@ data::AugmentConfig normalisation() {
   data::AugmentConfig a;
   a.stats = data::fashion_mnist_stats();
   return a;
+}
+
+// The MLP takes 784 = 28×28 gray pixels: any other image size is an error naming the folder and the sizes.
+void check_images(const data::ImageDataset& ds, const std::string& dir, const char* which) {
+  if (ds.channels != 1 || ds.height != 28 || ds.width != 28)
+    throw Error(
+        fmt::format("--data {}: the {} images are {}x{}x{} (channels x height x width); the 784-256-10 MLP "
+                    "expects 1x28x28 (Fashion-MNIST or MNIST)",
+                    dir, which, ds.channels, ds.height, ds.width));
 }
 
 double evaluate(nn::Sequential& model, const data::ImageDataset& ds, Device dev) {
@@ -59,17 +68,20 @@ int main(int argc, char** argv) {
   double lr = 2e-3;
   uint64_t seed = 0;
   app.add_option("--data", data_dir, "Folder with the Fashion-MNIST idx files (.gz or plain)");
-  app.add_option("--device", device, "auto, cpu, cuda or cuda:N");
-  app.add_option("--epochs", epochs, "Training epochs")->check(CLI::Range(1, 1000));
-  app.add_option("--batch-size", batch_size, "Batch size")->check(CLI::Range(1, 65536));
-  app.add_option("--lr", lr, "Peak AdamW learning rate (cosine decay to 0 over the run)")->check(CLI::PositiveNumber);
+  app.add_option("--device", device, "auto, cpu, cuda or cuda:N")->check(app::device_spec());
+  app.add_option("--epochs", epochs, "Training epochs")->check(app::integer_range(1, 1000));
+  app.add_option("--batch-size", batch_size, "Batch size")->check(app::integer_range(1, 65536));
+  app.add_option("--lr", lr, "Peak AdamW learning rate (cosine decay to 0 over the run)")
+      ->check(app::finite_number(true));
   app.add_option("--seed", seed, "Random seed");
   CLI11_PARSE(app, argc, argv);
   try {
-    const Device dev = device == "auto" ? default_device() : Device(device);
+    const Device dev = app::resolve_device(device);
     manual_seed(seed);
     const data::ImageDataset train = data::load_mnist_like(data_dir, true);
     const data::ImageDataset test = data::load_mnist_like(data_dir, false);
+    check_images(train, data_dir, "training");
+    check_images(test, data_dir, "test");
     std::printf("mlp: %lld training / %lld test images from %s, device %s\n", (long long)train.n, (long long)test.n,
                 data_dir.c_str(), dev.str().c_str());
 

@@ -391,6 +391,19 @@ struct LoadedModel {
   Metadata meta;
   data::ChannelStats stats;
 };
+// The normalisation of a checkpoint: one finite mean and one finite std > 0 per input channel.
+void check_normalisation(const data::ChannelStats& s, int64_t channels, const std::string& file) {
+  MIXGRAD_CHECK(int64_t(s.mean.size()) == channels && int64_t(s.stddev.size()) == channels,
+                "{}: metadata keys 'normalize.mean' and 'normalize.std' hold {} and {} values; expected one per input "
+                "channel ({})",
+                file, s.mean.size(), s.stddev.size(), channels);
+  for (size_t c = 0; c < s.mean.size(); ++c)
+    MIXGRAD_CHECK(std::isfinite(s.mean[c]) && std::isfinite(s.stddev[c]) && s.stddev[c] > 0,
+                  "{}: metadata normalize.mean / normalize.std of channel {} are {} / {}; expected a finite mean and a "
+                  "finite std > 0",
+                  file, c, s.mean[c], s.stddev[c]);
+}
+
 LoadedModel load_checkpoint(const std::string& file, Device dev) {
   MIXGRAD_CHECK(!file.empty(), "--checkpoint FILE is required");
   MIXGRAD_CHECK(fs::exists(file), "checkpoint {} does not exist", file);
@@ -406,6 +419,7 @@ LoadedModel load_checkpoint(const std::string& file, Device dev) {
   const models::ViTConfig cfg = config_from_checkpoint(lm.meta, file);
   lm.stats.mean = parse_floats(meta_get(lm.meta, "normalize.mean", file), file + ": normalize.mean");
   lm.stats.stddev = parse_floats(meta_get(lm.meta, "normalize.std", file), file + ": normalize.std");
+  check_normalisation(lm.stats, cfg.in_chans, file);
   lm.model = std::make_unique<models::VisionTransformer>(cfg);
   try {
     lm.model->load_state_dict(tensors, true);

@@ -7,6 +7,7 @@
 
 #include "apps/common/options.h"
 #include "apps/vit/vit_app.h"
+#include "models/config_metadata.h"
 #include "nn/mixer.h"
 
 namespace mixgrad::app {
@@ -14,7 +15,7 @@ namespace mixgrad::app {
 namespace {
 
 const std::vector<std::string> kDatasets{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"};
-const auto kCount = CLI::Range(int64_t(0), int64_t(1) << 40);
+const auto kCount = integer_range(int64_t(0), int64_t(1) << 40);
 
 // The model-shape flags of `train` and `info`.
 void add_model_flags(CLI::App* sc, ModelOverrides& m) {
@@ -22,14 +23,16 @@ void add_model_flags(CLI::App* sc, ModelOverrides& m) {
                  "Classifier input: token (the class token) or avg (mean of the patch tokens; a preset with a class "
                  "token keeps it in the sequence) (default: the preset's)")
       ->check(CLI::IsMember({"token", "avg"}));
-  const auto range = CLI::Range(int64_t(1), int64_t(1) << 20);
+  // The bounds of checkpoint metadata (models/config_metadata.h).
+  const auto width = integer_range(1, models::limits::kMaxWidth);
   optional_flag(sc, "--embed-dim", m.embed_dim,
                 "Model width D (default: the preset's; must be a multiple of the heads)")
-      ->check(range);
-  optional_flag(sc, "--depth", m.depth, "Number of encoder blocks (default: the preset's)")->check(range);
+      ->check(width);
+  optional_flag(sc, "--depth", m.depth, "Number of encoder blocks (default: the preset's)")
+      ->check(integer_range(1, models::limits::kMaxDepth));
   optional_flag(sc, "--heads", m.num_heads, "Attention heads (default: the preset's; must divide the width)")
-      ->check(range);
-  optional_flag(sc, "--mlp-dim", m.mlp_hidden, "MLP hidden width M (default: the preset's)")->check(range);
+      ->check(integer_range(1, models::limits::kMaxHeads));
+  optional_flag(sc, "--mlp-dim", m.mlp_hidden, "MLP hidden width M (default: the preset's)")->check(width);
   sc->add_option("--block", m.block,
                  "Block structure: vit (the preset's) or s2mlpv2 = the S2-MLPv2 block and model head of "
                  "specs/mixers.md §1.4 on the preset's patch grid: x + S2Attention(LN(x)), x + MLP(LN(x)) with "
@@ -42,9 +45,9 @@ void add_model_flags(CLI::App* sc, ModelOverrides& m) {
 // The recipe flags of `train` (unset = the preset's recipe).
 void add_recipe_flags(CLI::App* tr, TrainOptions& t) {
   optional_flag(tr, "--epochs", t.epochs, "Training epochs (default: the preset's)")
-      ->check(CLI::Range(int64_t(1), int64_t(1000000)));
+      ->check(integer_range(int64_t(1), int64_t(1000000)));
   optional_flag(tr, "--batch-size", t.batch_size, "Batch size (default: the preset's)")
-      ->check(CLI::Range(int64_t(1), int64_t(65536)));
+      ->check(integer_range(int64_t(1), int64_t(65536)));
   optional_flag(tr, "--lr", t.lr, "Peak learning rate (default: the preset's)")->check(finite_number(true));
   optional_flag(tr, "--weight-decay", t.weight_decay, "AdamW decoupled weight decay (default: the preset's)")
       ->check(finite_number(false));
@@ -52,12 +55,12 @@ void add_recipe_flags(CLI::App* tr, TrainOptions& t) {
   optional_flag(tr, "--updates", t.updates,
                 "Total optimiser steps instead of whole epochs; the schedule spans them (default: the preset's "
                 "epochs)")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+      ->check(integer_range(int64_t(1), int64_t(1) << 40));
   optional_flag(tr, "--label-smoothing", t.label_smoothing, "Label smoothing in [0, 1) (default 0)")
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(number_range(0.0, 0.999999));
   optional_flag(tr, "--crop-padding", t.crop_padding,
                 "Random-crop zero padding in pixels, 0 = no crop (default: the preset's)")
-      ->check(CLI::Range(int64_t(0), int64_t(64)));
+      ->check(integer_range(int64_t(0), int64_t(64)));
   auto* no_flip = tr->add_flag_function(
       "--no-flip", [&t](int64_t) { t.flip = false; }, "No random horizontal flip (MNIST is never flipped)");
   tr->add_flag_function(
@@ -99,7 +102,7 @@ void add_device_and_limit_flags(CLI::App* tr, TrainOptions& t) {
       ->check(CLI::IsMember({"automatic", "fused", "composite"}))
       ->capture_default_str();
   tr->add_option("--log-every", t.log_every, "Progress line and metrics record every N steps")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 40))
+      ->check(integer_range(int64_t(1), int64_t(1) << 40))
       ->capture_default_str();
   tr->add_option("--train-limit", t.train_limit, "Use only the first N training images (0 = all)")->check(kCount);
   tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation images (0 = all)")->check(kCount);
@@ -144,7 +147,7 @@ CLI::App* add_compare(CLI::App& app, CompareOptions& c, std::vector<std::string>
       ->check(name_list(nn::mixer_names(), "--mixers"))
       ->capture_default_str();
   cm->add_option("--seeds", c.seeds, "Seeds per mixer (0 .. N-1)")
-      ->check(CLI::Range(int64_t(1), int64_t(1000)))
+      ->check(integer_range(int64_t(1), int64_t(1000)))
       ->capture_default_str();
   cm->add_option("--out", c.out_dir, "Comparison folder (default runs/compare-<preset>)");
   add_mixer_option_flag(cm, mixer_opts);
@@ -162,7 +165,7 @@ CLI::App* add_eval(CLI::App& app, EvalOptions& e) {
   ev->add_option("--data", e.data_dir, "Data folder (default for fashion-mnist: the Debian package's)");
   ev->add_option("--device", e.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
   ev->add_option("--batch-size", e.batch_size, "Evaluation batch size")
-      ->check(CLI::Range(int64_t(1), int64_t(65536)))
+      ->check(integer_range(int64_t(1), int64_t(65536)))
       ->capture_default_str();
   ev->add_option("--test-limit", e.test_limit, "Evaluate on the first N test images (0 = all)")->check(kCount);
   return ev;
@@ -180,7 +183,7 @@ CLI::App* add_predict(CLI::App& app, PredictOptions& p) {
   pr->add_flag("--quiet", p.quiet, "No per-image lines");
   pr->add_option("--device", p.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
   pr->add_option("--batch-size", p.batch_size, "Batch size")
-      ->check(CLI::Range(int64_t(1), int64_t(65536)))
+      ->check(integer_range(int64_t(1), int64_t(65536)))
       ->capture_default_str();
   return pr;
 }
