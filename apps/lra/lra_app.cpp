@@ -10,6 +10,7 @@
 #include "apps/data/loader.h"
 #include "apps/data/sequence_batches.h"
 #include "engine/attention.h"
+#include "engine/file_io.h"
 #include "engine/mixgrad.h"
 #include "nn/mixer.h"
 #include "nn/serialize.h"
@@ -377,6 +378,7 @@ EvalResult run_eval(const EvalOptions& o) {
 
 int64_t run_predict(const PredictOptions& o) {
   MIXGRAD_CHECK(!o.out.empty(), "--out FILE is required");
+  io::require_replaceable(o.out);  // before any work: --out must be a regular file or nothing (not /dev/full)
   const Device dev = resolve_device(o.eval.device);
   Loaded l = load_for_eval(o.eval, dev);
   const data::SequenceBatches batches(*l.set, padding_for(l.model->config()));

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "apps/data/cifar_gray.h"
+#include "apps/data/file_bytes.h"
 #include "apps/data/lra_text.h"
 #include "engine/error.h"
 
@@ -167,8 +168,8 @@ fs::path ensure_generated(const std::string& task, const GeneratorConfig& g, con
   const fs::path dir = cache / "lra" / generated_name(task, g);
   const std::string params = generator_params(task, g);
   if (fs::exists(dir / "generator.txt")) {
-    std::ifstream in(dir / "generator.txt");
-    const std::string stamp((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::vector<uint8_t> bytes = data::read_file_bytes(dir / "generator.txt");  // a regular file, or an error
+    const std::string stamp(bytes.begin(), bytes.end());
     MIXGRAD_CHECK(stamp == params,
                   "{}: generator.txt does not match the generator settings of this run (remove the "
                   "folder to regenerate it)",

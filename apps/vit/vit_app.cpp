@@ -16,6 +16,7 @@
 #include "apps/data/loader.h"
 #include "apps/data/split.h"
 #include "engine/attention.h"
+#include "engine/file_io.h"
 #include "engine/mixgrad.h"
 #include "nn/mixer.h"
 #include "nn/serialize.h"
@@ -504,6 +505,8 @@ Tensor predict_logits(LoadedModel& lm, const data::ImageDataset& ds, int64_t bat
 
 std::vector<Prediction> predict_images(const PredictOptions& o) {
   MIXGRAD_CHECK(!o.images.empty(), "--images is required");
+  // before any work: --out must be a regular file or nothing (not /dev/full)
+  if (!o.out.empty()) io::require_replaceable(o.out);
   const Device dev = resolve_device(o.device);
   LoadedModel lm = load_checkpoint(o.checkpoint, dev);
   const models::ViTConfig& cfg = lm.model->config();
