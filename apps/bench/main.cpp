@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "apps/bench/allreduce_case.h"
 #include "apps/bench/measure.h"
 #include "apps/common/blas_core.h"
 #include "apps/bench/op_cases.h"
@@ -45,6 +46,24 @@ nlohmann::ordered_json rate_or_null(double work, double ms) {
   return work / (ms * 1e6);  // per-ms work -> GB/s or GFLOP/s
 }
 
+// bench --allreduce: one line per size (rank 0 prints).
+int run_reporting_errors_allreduce(const std::vector<int64_t>& bytes, const MeasureConfig& cfg) {
+  try {
+    dist::Communicator& comm = dist::world();
+    const auto times = time_all_reduce(comm, bytes, cfg.repeats, cfg.warmup);
+    if (!comm.is_root()) return 0;
+    fmt::print("all-reduce ({}, {} ranks, f32 sum in place, median of {} after {} warm-up)\n", comm.backend(),
+               comm.size(), cfg.repeats, cfg.warmup);
+    fmt::print("{:>12} {:>10} {:>12} {:>12}\n", "bytes", "ms", "algbw GB/s", "busbw GB/s");
+    for (const AllReduceTime& t : times)
+      fmt::print("{:>12} {:>10.4f} {:>12.3f} {:>12.3f}\n", t.bytes, t.ms, t.algbw_gbps, t.busbw_gbps);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -77,7 +96,13 @@ int main(int argc, char** argv) {
   app.add_flag("--no-backward", no_backward, "Time forward passes only");
   app.add_flag("--smoke", smoke, "Run the AFT cases at tiny sizes: checks that they run (the numbers mean nothing)");
   app.add_option("--json", json_path, "Write the records to this JSON file");
+  std::vector<int64_t> allreduce_bytes;
+  app.add_option("--allreduce", allreduce_bytes,
+                 "Instead of the ops: time the trainer's all-reduce of f32 buffers of these byte sizes over this "
+                 "process's ranks (run under mpirun)")
+      ->check(CLI::Range(int64_t(4), int64_t(1) << 31));
   CLI11_PARSE(app, argc, argv);
+  if (!allreduce_bytes.empty()) return run_reporting_errors_allreduce(allreduce_bytes, cfg);
 
   try {
     std::set<std::string> wanted;

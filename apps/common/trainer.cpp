@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 
+#include "apps/common/distributed.h"
 #include "apps/common/options.h"
 #include "apps/data/loader.h"
 #include "engine/mixgrad.h"
@@ -170,33 +171,46 @@ struct Tally {
 // ever saved) and adds them to the tallies one step at a time, so where the flushes fall changes no sum.
 class PendingSteps {
  public:
-  void add(Tensor loss, Tensor pred, const std::vector<int64_t>& labels, int64_t batch, int64_t global_step) {
+  // Data-parallel: `loss` is this rank's part of the global batch's mean loss (its loss sum / the global batch
+  // size), `pred` and `labels` its rows, `batch` the global batch size and `units` this rank's units; flush() sums
+  // them over the ranks.
+  void add(Tensor loss, Tensor pred, const std::vector<int64_t>& labels, int64_t batch, int64_t units,
+           int64_t global_step) {
     losses_.push_back(reshape(loss, {1}));
-    preds_.push_back(std::move(pred));
+    if (pred.numel() > 0) preds_.push_back(std::move(pred));
     labels_.insert(labels_.end(), labels.begin(), labels.end());
     sizes_.push_back(batch);
+    units_ += units;
     steps_.push_back(global_step);
   }
   // `where(global step)` describes the step in a divergence message; `diverged(what)` makes that message.
-  void flush(Tally& interval, Tally& epoch, const std::function<std::string(int64_t)>& where,
-             const std::function<std::string(const std::string&)>& diverged) {
-    if (losses_.empty()) return;
-    const std::vector<float> loss = cat(losses_, 0).to(kCPU).to_vector<float>();
-    const std::vector<int64_t> pred = cat(preds_, 0).to(kCPU).to_vector<int64_t>();
+  // Returns the units of the flushed steps (all ranks).
+  int64_t flush(Tally& interval, Tally& epoch, const std::function<std::string(int64_t)>& where,
+                const std::function<std::string(const std::string&)>& diverged, dist::Communicator& comm) {
+    if (losses_.empty()) return 0;
+    const std::vector<float> loss_f = cat(losses_, 0).to(kCPU).to_vector<float>();
+    const std::vector<int64_t> pred =
+        preds_.empty() ? std::vector<int64_t>{} : cat(preds_, 0).to(kCPU).to_vector<int64_t>();
+    std::vector<double> loss(loss_f.begin(), loss_f.end());
+    std::vector<int64_t> counts{0, units_};
+    for (size_t i = 0; i < pred.size(); ++i) counts[0] += pred[i] == labels_[i];
+    comm.all_reduce_sum(loss);  // the global batches' mean losses (in double, from each rank's float part)
+    comm.all_reduce_sum(counts);
     for (size_t i = 0; i < loss.size(); ++i) {
       if (!std::isfinite(loss[i]))
         throw Error(diverged(fmt::format("the loss is {} at {}", loss[i], where(steps_[i] + 1))));
-      for (Tally* t : {&interval, &epoch}) t->loss += double(loss[i]) * double(sizes_[i]), t->n += sizes_[i];
+      for (Tally* t : {&interval, &epoch}) t->loss += loss[i] * double(sizes_[i]), t->n += sizes_[i];
     }
-    int64_t correct = 0;
-    for (size_t i = 0; i < pred.size(); ++i) correct += pred[i] == labels_[i];
-    interval.correct += correct, epoch.correct += correct;
-    losses_.clear(), preds_.clear(), labels_.clear(), sizes_.clear(), steps_.clear();
+    interval.correct += counts[0], epoch.correct += counts[0];
+    interval.units += counts[1], epoch.units += counts[1];
+    losses_.clear(), preds_.clear(), labels_.clear(), sizes_.clear(), steps_.clear(), units_ = 0;
+    return counts[1];
   }
 
  private:
   std::vector<Tensor> losses_, preds_;
   std::vector<int64_t> labels_, sizes_, steps_;
+  int64_t units_ = 0;
 };
 
 class Trainer {
@@ -226,12 +240,17 @@ class Trainer {
   TrainSummary summarize(bool stopped) const;
   void finish(TrainSummary& s);
   double lr_at(int64_t step) const;
+  bool writer() const { return comm_.is_root(); }  // rank 0 writes files and prints
+  void record(const Json& rec);                    // a metrics.jsonl record (rank 0) and its curve point
+  EvalResult evaluate_sharded(const data::Dataset& data, const std::vector<int64_t>& idx);
   void say(const std::string& line) const {
-    if (!run_.quiet) std::printf("%s\n", line.c_str()), std::fflush(stdout);
+    if (!run_.quiet && writer()) std::printf("%s\n", line.c_str()), std::fflush(stdout);
   }
   void add_curve(const Json& r);
 
   const TrainTask& task_;
+  dist::Communicator& comm_ = dist::current();
+  std::unique_ptr<dist::GradientBuckets> buckets_;
   Recipe r_;
   RunOptions run_;
   fs::path last_path_, state_path_, best_path_, metrics_path_;
@@ -262,6 +281,10 @@ Trainer::Trainer(const TrainTask& task, const Recipe& recipe, const RunOptions& 
   MIXGRAD_CHECK(!task.train_idx.empty(), "{}: the training set is empty", task.app);
   MIXGRAD_CHECK(!task.val_idx.empty(), "{}: the validation set is empty", task.app);
   MIXGRAD_CHECK(!task.test_idx.empty(), "{}: the test set is empty", task.app);
+  MIXGRAD_CHECK(r_.batch_size % comm_.size() == 0,
+                "{}: --batch-size {} is not divisible by the {} processes of this run (each process takes an equal "
+                "share of every global batch; expected a multiple of {})",
+                task.app, r_.batch_size, comm_.size(), comm_.size());
   last_path_ = run.out_dir / "last.safetensors";
   state_path_ = run.out_dir / "last_state.safetensors";
   best_path_ = run.out_dir / "best.safetensors";
@@ -277,14 +300,22 @@ Trainer::Trainer(const TrainTask& task, const Recipe& recipe, const RunOptions& 
   opt_ = std::make_unique<nn::AdamW>(task.model->parameters(),
                                      AdamWHyper{r_.lr, r_.beta1, r_.beta2, r_.eps, r_.weight_decay}, task.decay);
   params_ = task.model->num_parameters();
-  fs::create_directories(run.out_dir);
-  if (const int64_t stale = remove_stale_temporaries(run.out_dir))
-    say(fmt::format("{}: removed {} stale temporary file(s) of an interrupted save from {}", task.app, stale,
-                    run.out_dir.string()));
+  if (writer()) {
+    fs::create_directories(run.out_dir);
+    if (const int64_t stale = remove_stale_temporaries(run.out_dir))
+      say(fmt::format("{}: removed {} stale temporary file(s) of an interrupted save from {}", task.app, stale,
+                      run.out_dir.string()));
+  }
   if (resume)
     restore(*resume);
-  else
+  else if (writer())
     discard_previous_run();
+  // Data-parallel: every rank starts from rank 0's weights and sums its gradients with the others' in buckets.
+  std::vector<Tensor> state;
+  for (const auto& [name, t] : task.model->state_dict()) state.push_back(t);
+  dist::broadcast_tensors(comm_, state);
+  buckets_ = std::make_unique<dist::GradientBuckets>(task.model->parameters());
+  if (!writer()) return;
   open_metrics(resume != nullptr);
   if (!resume) write_config();
   if (resume) write_views(host_copies(task.model->state_dict()));  // last / best as the committed state has them
@@ -302,7 +333,7 @@ void Trainer::restore(const ResumeState& rs) {
   restore_position(rs.state_meta, rs.state_path.string());
   restore_optimizer(rs);
   best_pending_ = best_step_ >= 0 && best_step_ == global_step_;  // killed before best.safetensors was written
-  if (best_step_ >= 0 && !best_pending_ && !fs::exists(best_path_))
+  if (writer() && best_step_ >= 0 && !best_pending_ && !fs::exists(best_path_))
     say(fmt::format("{}: warning: {} (global step {}) is missing; the next better validation writes it again",
                     task_.app, best_path_.string(), best_step_));
   resumed_ = true;
@@ -383,6 +414,23 @@ void Trainer::add_curve(const Json& r) {
   }
 }
 
+void Trainer::record(const Json& rec) {
+  if (!writer()) return;
+  metrics_->write(rec);
+  add_curve(rec);
+}
+
+// Each rank evaluates its contiguous part of `idx` (possibly none); the counts and loss sums are summed.
+EvalResult Trainer::evaluate_sharded(const data::Dataset& data, const std::vector<int64_t>& idx) {
+  const dist::Shard sh = dist::shard_of(int64_t(idx.size()), comm_.rank(), comm_.size());
+  EvalResult local;
+  if (sh.end > sh.begin)
+    local = evaluate(*task_.model, task_.logits, task_.num_classes, data,
+                     std::vector<int64_t>(idx.begin() + sh.begin, idx.begin() + sh.end),
+                     std::max<int64_t>(r_.batch_size, task_.eval_batch_size));
+  return dist::reduce_eval(comm_, local, task_.num_classes);
+}
+
 // On resume only the records up to the checkpoint's step are kept.
 void Trainer::open_metrics(bool resumed) {
   const fs::path& path = metrics_path_;
@@ -453,6 +501,10 @@ void Trainer::save_checkpoint() {
   for (const auto& [name, t] : host_copies(opt_->state())) state.emplace_back("optim." + name, t);
   if (const auto bad = first_non_finite(state))
     throw Error(diverged(fmt::format("after global step {} the training state is not finite: {}", global_step_, *bad)));
+  if (!writer()) {  // every rank holds the same state; rank 0 commits it
+    last_good_step_ = global_step_;
+    return;
+  }
   fsync_file(metrics_path_);
   commit_tensors(state_path_, state, state_metadata(), run_.save_hook);
   last_good_step_ = global_step_;
@@ -481,21 +533,32 @@ std::string Trainer::diverged(const std::string& what) const {
 void Trainer::train_step(const data::Batch& b) {
   const auto t0 = Clock::now();
   const Device dev = run_.device;
-  Tensor logits = task_.logits(b);
-  Tensor loss = cross_entropy(logits, from_vector(b.labels, {b.size}).to(dev), -100, r_.label_smoothing);
+  const int64_t global_rows = std::min<int64_t>(
+      r_.batch_size, int64_t(task_.train_idx.size()) - step_in_epoch_ * r_.batch_size);  // this global batch's rows
   opt_->zero_grad();
-  loss.backward();
+  Tensor loss = zeros({1}, TensorOptions(dev)), pred = zeros({0}, TensorOptions(DType::i64, dev));
+  if (b.size > 0) {  // an empty shard (a short last batch over many ranks) adds zero gradients
+    Tensor logits = task_.logits(b);
+    const Tensor labels = from_vector(b.labels, {b.size}).to(dev);
+    // One process: the batch mean as ever. Several: this rank's share of the global mean (sum / global rows),
+    // so that the sum over the ranks is the global batch's mean loss and gradient.
+    loss = comm_.size() == 1
+               ? cross_entropy(logits, labels, -100, r_.label_smoothing)
+               : cross_entropy(logits, labels, -100, r_.label_smoothing, "sum") * (1.0 / double(global_rows));
+    loss.backward();
+    pred = argmax(logits.detach(), 1);
+  }
+  buckets_->all_reduce(comm_);  // after the backward, before clipping and the optimiser (no-op for one process)
   if (r_.clip_norm > 0) (void)nn::clip_grad_norm(task_.model->parameters(), r_.clip_norm);
   opt_->set_lr(lr_at(global_step_));
   opt_->step();
   // The loss and the predictions stay on the device until the next flush, so the host never waits for the GPU
   // inside an interval and keeps queueing the next steps' kernels.
-  pending_.add(loss.detach(), argmax(logits.detach(), 1), b.labels, b.size, global_step_);
+  const int64_t units = b.size == 0 ? 0 : task_.units ? task_.units(b) : b.size;
+  pending_.add(loss.detach(), pred, b.labels, global_rows, units, global_step_);
   ++global_step_, ++step_in_epoch_;
-  const int64_t units = task_.units ? task_.units(b) : b.size;
   const double dt = seconds_since(t0);
   train_time_ += dt, interval_.time += dt, epoch_tally_.time += dt;
-  train_units_ += units, interval_.units += units, epoch_tally_.units += units;
   ++epoch_tally_.steps;
 }
 
@@ -510,12 +573,12 @@ void Trainer::after_step(bool stop_now) {
 
 void Trainer::flush_pending() {
   const auto t0 = Clock::now();
-  pending_.flush(
+  train_units_ += pending_.flush(
       interval_, epoch_tally_,
       [&](int64_t step) {
         return fmt::format("epoch {}, global step {} ({} steps per epoch)", epoch_ + 1, step, steps_per_epoch_);
       },
-      [&](const std::string& what) { return diverged(what); });
+      [&](const std::string& what) { return diverged(what); }, comm_);
   const double dt = seconds_since(t0);
   train_time_ += dt, interval_.time += dt, epoch_tally_.time += dt;
 }
@@ -542,8 +605,7 @@ void Trainer::log_interval() {
            {"memory_bytes", ms.bytes_in_use},
            {"peak_memory_bytes", ms.peak_bytes},
            {"wall_s", seconds_since(t_start_)}};
-  metrics_->write(rec);
-  add_curve(rec);
+  record(rec);
   interval_ = Tally{};
   t_interval_ = Clock::now();
 }
@@ -552,8 +614,7 @@ void Trainer::log_interval() {
 // the save that follows (after the state that records them is committed).
 EvalResult Trainer::validate() {
   flush_pending();
-  const EvalResult val = evaluate(*task_.model, task_.logits, task_.num_classes, *task_.train_data, task_.val_idx,
-                                  std::max<int64_t>(r_.batch_size, task_.eval_batch_size));
+  const EvalResult val = evaluate_sharded(*task_.train_data, task_.val_idx);
   if (!std::isfinite(val.loss))
     throw Error(diverged(fmt::format("the validation loss is {} at epoch {}, global step {} (accuracy {:.4f})",
                                      val.loss, epoch_ + 1, global_step_, val.accuracy)));
@@ -571,8 +632,7 @@ EvalResult Trainer::validate() {
             {"accuracy", val.accuracy},
             {"best_accuracy", best_val_},
             {"wall_s", seconds_since(t_start_)}};
-  metrics_->write(vrec);
-  add_curve(vrec);
+  record(vrec);
   return val;
 }
 
@@ -596,6 +656,7 @@ bool Trainer::run_epoch() {
   lcfg.seed = r_.seed;
   lcfg.epoch = uint64_t(epoch_);
   lcfg.start_batch = step_in_epoch_;
+  lcfg.shard_rank = comm_.rank(), lcfg.shard_count = comm_.size();
   data::BatchLoader loader(*task_.train_data, task_.train_idx, lcfg);
   if (step_in_epoch_ == 0) epoch_tally_ = Tally{};  // mid-epoch (a resume): the restored sums go on
   t_epoch_ = Clock::now();
@@ -640,11 +701,14 @@ TrainSummary Trainer::summarize(bool stopped) const {
 
 // Test accuracy of the best-validation checkpoint, summary.json, curves.png and report.html.
 void Trainer::finish(TrainSummary& s) {
-  if (fs::exists(best_path_)) nn::load_state_dict(*task_.model, best_path_);
-  s.test = evaluate(*task_.model, task_.logits, task_.num_classes, *task_.test_data, task_.test_idx,
-                    std::max<int64_t>(r_.batch_size, task_.eval_batch_size));
+  if (writer() && fs::exists(best_path_)) nn::load_state_dict(*task_.model, best_path_);
+  std::vector<Tensor> weights;  // rank 0 read best.safetensors; the others get its weights
+  for (const auto& [name, t] : task_.model->state_dict()) weights.push_back(t);
+  dist::broadcast_tensors(comm_, weights);
+  s.test = evaluate_sharded(*task_.test_data, task_.test_idx);
   s.test_accuracy = s.test.accuracy;
   s.wall_s = seconds_since(t_start_);
+  if (!writer()) return;
   Json summary = task_.summary;
   const Json common{{"test_accuracy", s.test_accuracy},
                     {"test_loss", s.test.loss},

@@ -24,6 +24,11 @@
 // An interruption at any point of a save (kill, full disk) leaves the previous commit or the new one, never a mix;
 // `--resume` continues from it and cleans the stale "*.tmp" files. Non-finite weights, optimiser state, training or
 // validation losses stop the run with an error naming the last good checkpoint; nothing non-finite is saved.
+//
+// Data-parallel (docs/distributed.md; `mpirun -np W <app> train ...`, apps/common/distributed.h): every rank takes its
+// contiguous share of each global batch of --batch-size rows (which W must divide), starts from rank 0's weights,
+// and sums its gradients with the others' in flat buckets after the backward, before clipping and the optimiser;
+// losses, accuracies, validation and test are summed over the ranks. Rank 0 alone writes the run folder and prints.
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -16,6 +16,9 @@ BatchLoader::BatchLoader(const Dataset& dataset, std::vector<int64_t> indices, L
     throw Error("BatchLoader: batch_size " + std::to_string(config_.batch_size) + " must be > 0");
   if (config_.queue_capacity < 1 || config_.queue_capacity > 64)
     throw Error("BatchLoader: queue_capacity " + std::to_string(config_.queue_capacity) + " must be in [1, 64]");
+  if (config_.shard_count < 1 || config_.shard_rank < 0 || config_.shard_rank >= config_.shard_count)
+    throw Error("BatchLoader: shard " + std::to_string(config_.shard_rank) + " of " +
+                std::to_string(config_.shard_count) + " (expected 0 <= shard_rank < shard_count)");
   for (size_t i = 0; i < indices.size(); ++i)
     if (indices[i] < 0 || indices[i] >= dataset.size())
       throw Error("BatchLoader: index " + std::to_string(indices[i]) + " at position " + std::to_string(i) +
@@ -39,14 +42,17 @@ BatchLoader::~BatchLoader() {
 }
 
 Batch BatchLoader::make_batch(int64_t b) const {
-  const int64_t begin = b * config_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + config_.batch_size, static_cast<int64_t>(order_.size()));
+  const int64_t first = b * config_.batch_size;
+  const int64_t n = std::min<int64_t>(first + config_.batch_size, static_cast<int64_t>(order_.size())) - first;
+  const int64_t begin = first + n * config_.shard_rank / config_.shard_count;
+  const int64_t end = first + n * (config_.shard_rank + 1) / config_.shard_count;
   Batch batch;
   batch.size = end - begin;
   batch.indices.assign(order_.begin() + begin, order_.begin() + end);
   batch.labels.resize(static_cast<size_t>(batch.size));
   for (int64_t r = 0; r < batch.size; ++r) batch.labels[size_t(r)] = dataset_.label(batch.indices[size_t(r)]);
-  dataset_.fill(batch, batch.indices, BatchRequest{config_.augment, config_.seed, config_.epoch});
+  if (batch.size > 0)  // an empty shard of a short last batch has no inputs to fill
+    dataset_.fill(batch, batch.indices, BatchRequest{config_.augment, config_.seed, config_.epoch});
   if (config_.on_batch) config_.on_batch(batch);
   return batch;
 }

@@ -24,6 +24,9 @@ struct LoaderConfig {
   uint64_t epoch = 0;
   int64_t start_batch = 0;     // resume: first batch to produce; batches k.. equal those of an uninterrupted epoch
   int64_t queue_capacity = 3;  // batches prepared ahead, 1..64
+  // Data-parallel training: each batch is the contiguous part shard_rank of shard_count (sizes differing by at most
+  // one, possibly empty) of the global batch of batch_size rows that one process would get.
+  int64_t shard_rank = 0, shard_count = 1;
   // Optional extra step run on the worker thread for each assembled batch; an exception it throws (like any
   // other in the worker) is rethrown by next().
   std::function<void(Batch&)> on_batch;
@@ -42,7 +45,7 @@ class BatchLoader {
   // after it rethrows it again).
   std::optional<Batch> next();
 
-  int64_t num_batches() const { return num_batches_; }      // in the whole epoch, counting skipped ones
+  int64_t num_batches() const { return num_batches_; }          // in the whole epoch, counting skipped ones
   const std::vector<int64_t>& order() const { return order_; }  // the epoch's index order
 
  private:
