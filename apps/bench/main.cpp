@@ -47,7 +47,7 @@ nlohmann::ordered_json rate_or_null(double work, double ms) {
 }
 
 // bench --allreduce: one line per size (rank 0 prints).
-int run_reporting_errors_allreduce(const std::vector<int64_t>& bytes, const MeasureConfig& cfg) {
+int run_allreduce_bench(const std::vector<int64_t>& bytes, const MeasureConfig& cfg) {
   try {
     dist::Communicator& comm = dist::world();
     const auto times = time_all_reduce(comm, bytes, cfg.repeats, cfg.warmup);
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
                  "process's ranks (run under mpirun)")
       ->check(CLI::Range(int64_t(4), int64_t(1) << 31));
   CLI11_PARSE(app, argc, argv);
-  if (!allreduce_bytes.empty()) return run_reporting_errors_allreduce(allreduce_bytes, cfg);
+  if (!allreduce_bytes.empty()) return run_allreduce_bench(allreduce_bytes, cfg);
 
   try {
     std::set<std::string> wanted;

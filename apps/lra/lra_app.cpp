@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <exception>
 
+#include "apps/common/distributed.h"
 #include "apps/common/options.h"
 #include "apps/data/loader.h"
 #include "apps/data/sequence_batches.h"
@@ -85,9 +87,28 @@ fs::path resolve_data_dir(const TaskInfo& t, const DataFlags& d, const Generator
   MIXGRAD_CHECK(t.generated, "task {} needs --data: {} (the project cannot generate this data set)", t.name,
                 t.data_layout);
   const fs::path cache = d.cache_dir.empty() ? default_cache_dir() : fs::path(d.cache_dir);
-  return fs::absolute(ensure_generated(t.name, g, cache, [&](const std::string& s) {
-    if (!quiet) std::printf("%s\n", s.c_str()), std::fflush(stdout);
-  }));
+  const auto generate = [&] {
+    return fs::absolute(ensure_generated(t.name, g, cache, [&](const std::string& s) {
+      if (!quiet) std::printf("%s\n", s.c_str()), std::fflush(stdout);
+    }));
+  };
+  // Data-parallel runs: rank 0 generates the cache, the other ranks then find it (the ranks share the cache folder).
+  dist::Communicator& comm = dist::current();
+  if (comm.is_root()) {
+    fs::path dir;
+    std::exception_ptr error;  // the other ranks wait at the barrier even when generating fails
+    try {
+      dir = generate();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    comm.barrier();
+    if (error) std::rethrow_exception(error);
+    return dir;
+  }
+  comm.barrier();
+  quiet = true;
+  return generate();
 }
 
 // A batch on the device: token ids as int64 (or intensities as float32 for a pixel embedding), lengths int32.
