@@ -19,13 +19,15 @@ void put_be32(std::ofstream& f, uint32_t v) {
   f.write(b, 4);
 }
 
-void write_idx_pair(const fs::path& dir, const std::string& prefix, int per_class) {
+}  // namespace
+
+void write_bar_idx(const fs::path& dir, const std::string& prefix, int per_class, uint32_t seed) {
   const int n = 10 * per_class;
   std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
   std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
   put_be32(img, 2051), put_be32(img, uint32_t(n)), put_be32(img, 28), put_be32(img, 28);
   put_be32(lab, 2049), put_be32(lab, uint32_t(n));
-  uint32_t s = 12345;
+  uint32_t s = seed;
   std::vector<char> px(784);
   for (int i = 0; i < n; ++i) {
     const int c = i % 10;
@@ -42,12 +44,10 @@ void write_idx_pair(const fs::path& dir, const std::string& prefix, int per_clas
   REQUIRE((img.good() && lab.good()));
 }
 
-}  // namespace
-
 fs::path write_bar_dataset(const fs::path& dir) {
   fs::create_directories(dir);
-  write_idx_pair(dir, "train", 540);
-  write_idx_pair(dir, "t10k", 10);
+  write_bar_idx(dir, "train", 540);
+  write_bar_idx(dir, "t10k", 10);
   return dir;
 }
 

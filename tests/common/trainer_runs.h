@@ -15,6 +15,10 @@ namespace mixgrad::testing {
 // validation; t10k: 10 per class): class c is a bright bar at rows 2c+4.. over deterministic noise. Returns dir.
 std::filesystem::path write_bar_dataset(const std::filesystem::path& dir);
 
+// One IDX pair of that data set: `<prefix>-images-idx3-ubyte` and `<prefix>-labels-idx1-ubyte` with per_class images
+// of each of the 10 classes (labels 0..9 in turn), noise drawn from `seed`.
+void write_bar_idx(const std::filesystem::path& dir, const std::string& prefix, int per_class, uint32_t seed = 12345);
+
 // A tiny ViT (patch 7, D 32, depth 1) on that data set: 2 epochs x 6 steps of batch 32, warm-up 3, a log line every
 // 4 steps, validation on 100 images, test on 60, CPU, quiet; 12 optimiser steps in all.
 app::TrainOptions tiny_vit_run(const std::filesystem::path& data, const std::filesystem::path& out);

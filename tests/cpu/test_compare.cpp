@@ -14,6 +14,7 @@
 #include "apps/lra/lra_app.h"
 #include "apps/vit/vit_app.h"
 #include "tests/common/temp_files.h"
+#include "tests/common/trainer_runs.h"
 
 namespace fs = std::filesystem;
 using namespace mixgrad;
@@ -24,32 +25,6 @@ namespace {
 struct TempDir : testing::TempDir {
   TempDir() : testing::TempDir("mixgrad_test_compare_") {}
 };
-
-void put_be32(std::ofstream& f, uint32_t v) {
-  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-  f.write(b, 4);
-}
-
-// A learnable Fashion-MNIST look-alike in IDX files: class c is a bright bar at rows 2c+4.. over noise.
-void write_idx_pair(const fs::path& dir, const std::string& prefix, int per_class) {
-  const int n = 10 * per_class;
-  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
-  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
-  put_be32(img, 2051), put_be32(img, uint32_t(n)), put_be32(img, 28), put_be32(img, 28);
-  put_be32(lab, 2049), put_be32(lab, uint32_t(n));
-  uint32_t s = 777;
-  std::vector<char> px(784);
-  for (int i = 0; i < n; ++i) {
-    const int c = i % 10;
-    for (int p = 0; p < 784; ++p) {
-      s = s * 1664525u + 1013904223u;
-      const int row = p / 28;
-      px[size_t(p)] = char(uint8_t(int(s >> 27) + (row >= 2 * c + 4 && row < 2 * c + 7 ? 180 : 0)));
-    }
-    img.write(px.data(), 784);
-    lab.put(char(c));
-  }
-}
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -97,8 +72,8 @@ TEST_CASE("vit compare: two mixers x two seeds write the three reports; a rerun 
   TempDir tmp;
   const fs::path data = tmp / "data", out = tmp / "cmp";
   fs::create_directories(data);
-  write_idx_pair(data, "train", 504);  // 500 per class validate (vit.md §9), 4 per class train
-  write_idx_pair(data, "t10k", 2);
+  testing::write_bar_idx(data, "train", 504, 777);  // 500 per class validate (vit.md §9), 4 per class train
+  testing::write_bar_idx(data, "t10k", 2, 777);
   const app::CompareResult r = app::run_compare(tiny_vit_compare(data, out));
   REQUIRE(statuses(r) ==
           std::vector<std::string>{"softmax/0:trained", "softmax/1:trained", "csp/0:trained", "csp/1:trained"});

@@ -16,6 +16,7 @@
 #include "apps/vit/vit_app.h"
 #include "nn/serialize.h"
 #include "tests/common/check.h"
+#include "tests/common/trainer_runs.h"
 
 namespace fs = std::filesystem;
 using namespace mixgrad;
@@ -37,61 +38,6 @@ struct TempDir {
   }
 };
 
-void put_be32(std::ofstream& f, uint32_t v) {
-  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-  f.write(b, 4);
-}
-
-// Synthetic learnable Fashion-MNIST look-alike: class c = a bright bar at rows 2c+4.. plus deterministic noise.
-void write_idx_pair(const fs::path& dir, const std::string& prefix, int per_class) {
-  const int n = 10 * per_class;
-  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
-  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
-  put_be32(img, 2051), put_be32(img, uint32_t(n)), put_be32(img, 28), put_be32(img, 28);
-  put_be32(lab, 2049), put_be32(lab, uint32_t(n));
-  uint32_t s = 12345;
-  for (int i = 0; i < n; ++i) {
-    const int c = i % 10;
-    std::vector<char> px(784);
-    for (int p = 0; p < 784; ++p) {
-      s = s * 1664525u + 1013904223u;
-      const int row = p / 28;
-      int v = int(s >> 27);  // 0..31 noise
-      if (row >= 2 * c + 4 && row < 2 * c + 7) v += 180;
-      px[size_t(p)] = char(uint8_t(v));
-    }
-    img.write(px.data(), 784);
-    lab.put(char(c));
-  }
-}
-
-fs::path make_dataset(const fs::path& dir) {
-  fs::create_directories(dir);
-  write_idx_pair(dir, "train", 540);  // 500 per class go to validation, 40 per class to training
-  write_idx_pair(dir, "t10k", 10);
-  return dir;
-}
-
-app::TrainOptions tiny_options(const fs::path& data, const fs::path& out) {
-  app::TrainOptions o;
-  o.data_dir = data.string();
-  o.out_dir = out.string();
-  o.device = "cpu";
-  o.epochs = 2;
-  o.batch_size = 32;
-  o.lr = 2e-3;
-  o.warmup = 3;
-  o.train_limit = 192;  // 6 steps per epoch
-  o.val_limit = 100;
-  o.test_limit = 60;
-  o.log_every = 4;
-  o.quiet = true;
-  models::ViTConfig cfg = models::vit_preset("fmnist-tiny");
-  cfg.patch_size = 7, cfg.embed_dim = 32, cfg.depth = 1, cfg.num_heads = 2, cfg.mlp_hidden = 64;
-  o.model_override = cfg;
-  return o;
-}
-
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   std::stringstream ss;
@@ -111,13 +57,13 @@ app::CliCommand parse(std::vector<const char*> args, std::string* err_text = nul
 
 TEST_CASE("vit app: a run interrupted by --max-steps and resumed equals an uninterrupted run bit for bit", "[vit-app]") {
   TempDir tmp;
-  const fs::path data = make_dataset(tmp.path / "data");
-  const app::TrainSummary a = app::run_training(tiny_options(data, tmp.path / "a"));
+  const fs::path data = testing::write_bar_dataset(tmp.path / "data");
+  const app::TrainSummary a = app::run_training(testing::tiny_vit_run(data, tmp.path / "a"));
   REQUIRE(a.finished);
   REQUIRE(a.global_step == 12);
   REQUIRE(a.total_steps == 12);
 
-  app::TrainOptions b = tiny_options(data, tmp.path / "b");
+  app::TrainOptions b = testing::tiny_vit_run(data, tmp.path / "b");
   b.max_steps = 4;  // mid epoch 1
   app::TrainSummary sb = app::run_training(b);
   REQUIRE_FALSE(sb.finished);
@@ -172,7 +118,7 @@ TEST_CASE("vit app: a run interrupted by --max-steps and resumed equals an unint
   REQUIRE(app::Json::parse(slurp(tmp.path / "a" / "config.json"))["total_steps"] == 12);
 
   // A fresh run into an existing run folder is refused unless --overwrite.
-  REQUIRE_THROWS_WITH(app::run_training(tiny_options(data, tmp.path / "a")), Contains("--resume"));
+  REQUIRE_THROWS_WITH(app::run_training(testing::tiny_vit_run(data, tmp.path / "a")), Contains("--resume"));
 
   // predict: tensor "logits" [N, 10], equal to the eval path's predictions.
   app::PredictOptions p;
@@ -206,8 +152,8 @@ TEST_CASE("vit app: a run interrupted by --max-steps and resumed equals an unint
 
 TEST_CASE("vit app: a diverging run stops with a clear error and saves nothing after the divergence", "[vit-app]") {
   TempDir tmp;
-  const fs::path data = make_dataset(tmp.path / "data");
-  app::TrainOptions o = tiny_options(data, tmp.path / "run");
+  const fs::path data = testing::write_bar_dataset(tmp.path / "data");
+  app::TrainOptions o = testing::tiny_vit_run(data, tmp.path / "run");
   o.lr = 1e30;  // the first update overflows the weights
   o.warmup = 0;
   REQUIRE_THROWS_WITH(app::run_training(o), Contains("training diverged: the loss is") && Contains("try a lower --lr"));
