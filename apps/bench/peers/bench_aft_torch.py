@@ -298,11 +298,7 @@ def main():
                 print(f"{name:<7} {label:<18} {case.shape:<30} {pass_name:<16} {ms:>10.4f} {show(r['gbps']):>9} "
                       f"{show(r['gflops']):>9} {calls:>6}", flush=True)
                 records.append(r)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-            f.write("\n")
-        print(f"wrote {len(records)} records to {args.json}")
+    common.write_records(args.json, records)
 
 
 if __name__ == "__main__":

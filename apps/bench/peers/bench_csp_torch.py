@@ -18,7 +18,6 @@ Path-X uses B = --pathx-batch-cpu (4) on the CPU and --pathx-batch-cuda (60, the
 the shape string, as in the C++ cases (call csp_op_cases(4) there for the CPU numbers).
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -146,11 +145,7 @@ def main():
                 print(f"{name:<7} {case.op:<6} {case.shape:<34} {pass_name:<8} {ms:>10.4f} {gb:>9} {calls:>6}",
                       flush=True)
                 records.append(r)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-            f.write("\n")
-        print(f"wrote {len(records)} records to {args.json}")
+    common.write_records(args.json, records)
 
 
 if __name__ == "__main__":

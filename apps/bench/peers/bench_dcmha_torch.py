@@ -20,7 +20,6 @@ Usage:
   python3 apps/bench/peers/bench_dcmha_torch.py --self-check   # the Compose expression vs explicit H×H matrices
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -210,11 +209,7 @@ def main():
                 print(f"{name:<7} {case.op:<8} {case.shape:<28} {pass_name:<17} {ms:>10.4f} ms  {calls:>5} calls",
                       flush=True)
                 records.append(r)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-            f.write("\n")
-        print(f"wrote {len(records)} records to {args.json}")
+    common.write_records(args.json, records)
 
 
 if __name__ == "__main__":

@@ -241,6 +241,16 @@ def resolve_devices(args, script):
     return [device]
 
 
+def write_records(path, records):
+    """Writes the JSON records to `path` (nothing when path is empty) and says so: every peer's --json output."""
+    if not path:
+        return
+    with open(path, "w") as f:
+        json.dump(records, f, indent=1)
+        f.write("\n")
+    print(f"wrote {len(records)} records to {path}")
+
+
 def rate(work, ms):
     return work / (ms * 1e6) if work > 0 and ms > 0 else None
 
@@ -285,11 +295,7 @@ def main():
                 print(f"{name:<7} {case.op:<14} {case.shape:<24} {pass_name:<8} {ms:>10.4f} {show(r['gbps']):>9} "
                       f"{show(r['gflops']):>9} {calls:>6}", flush=True)
                 records.append(r)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-            f.write("\n")
-        print(f"wrote {len(records)} records to {args.json}")
+    write_records(args.json, records)
 
 
 if __name__ == "__main__":
