@@ -1,0 +1,285 @@
+// CPU gated-attention scores (see kernels/cpu/gated_attention.h for the math, the tiling and the determinism).
+#include "kernels/cpu/gated_attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/vec_math.h"
+
+namespace mixgrad::kernels::cpu {
+namespace {
+
+constexpr int64_t kTile = 64;    // queries (or keys) per tile and keys (or queries) per inner block
+constexpr int64_t kGroups = 64;  // drel_bias partial rows: tasks are dealt to groups round-robin
+
+// Everything a tile reads. D (softmax backward) = dout_i·out_i per row.
+template <class T>
+struct Operands {
+  const T *q = nullptr, *k = nullptr, *v = nullptr, *bias = nullptr, *out = nullptr, *dout = nullptr, *lse = nullptr;
+  const T* D = nullptr;
+  const int32_t* lengths = nullptr;
+  GattSizes s;
+};
+
+// One task: sample b, the valid block of its span, and positions [r0, r1) of that span (queries in the forward and in
+// pass A, keys in pass B); [r0, r_valid) are the valid ones.
+struct Tile {
+  int64_t b = 0, r0 = 0, r1 = 0, r_valid = 0;
+  GattBlock blk{0, 0};
+};
+
+int64_t tiles_per_span(const GattSizes& s) { return (s.span + kTile - 1) / kTile; }
+int64_t task_count(const GattSizes& s) { return s.batch * s.spans() * tiles_per_span(s); }
+
+Tile tile_of(const GattSizes& s, const int32_t* lengths, int64_t task) {
+  const int64_t tps = tiles_per_span(s);
+  const int64_t ti = task % tps, si = (task / tps) % s.spans();
+  Tile t;
+  t.b = task / (tps * s.spans());
+  t.blk = gatt_block(s, si, gatt_valid_length(lengths, t.b, s.length));
+  const int64_t span_end = std::min(s.length, (si + 1) * s.span);
+  t.r0 = std::min(span_end, si * s.span + ti * kTile);
+  t.r1 = std::min(span_end, t.r0 + kTile);
+  t.r_valid = std::clamp(t.blk.hi, t.r0, t.r1);
+  return t;
+}
+
+// out[c] = exp(in[c] − shift): float through vec::exp (vectorised), double through std::exp.
+template <class T>
+void exp_shifted(T* out, const T* in, T shift, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd
+    for (int64_t c = 0; c < n; ++c) out[c] = vec::exp(in[c] - shift);
+  } else {
+    for (int64_t c = 0; c < n; ++c) out[c] = std::exp(in[c] - shift);
+  }
+}
+
+// S[r·kTile + c] = scale·q_{i0+r}·k_{j0+c} + rel_bias[P − 1 + j − i] for r < rows, c < cols.
+template <class T>
+void score_tile(T* S, const Operands<T>& o, int64_t b, int64_t i0, int64_t rows, int64_t j0, int64_t cols, T scale) {
+  const GattSizes& s = o.s;
+  gemm_strided_batched<T>(false, true, rows, cols, s.zdim, scale, o.q + (b * s.length + i0) * s.zdim, s.zdim, 0,
+                          o.k + (b * s.length + j0) * s.zdim, s.zdim, 0, T(0), S, kTile, 0, 1);
+  if (o.bias == nullptr) return;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* w = o.bias + (s.bias_half - 1 + j0 - (i0 + r));  // w[c] = bias at offset j0 + c − i
+    T* row = S + r * kTile;
+    for (int64_t c = 0; c < cols; ++c) row[c] += w[c];
+  }
+}
+
+// dP[r·kTile + c] = dout_{i0+r}·v_{j0+c}.
+template <class T>
+void dprob_tile(T* dP, const Operands<T>& o, int64_t b, int64_t i0, int64_t rows, int64_t j0, int64_t cols) {
+  const GattSizes& s = o.s;
+  gemm_strided_batched<T>(false, true, rows, cols, s.vdim, T(1), o.dout + (b * s.length + i0) * s.vdim, s.vdim, 0,
+                          o.v + (b * s.length + j0) * s.vdim, s.vdim, 0, T(0), dP, kTile, 0, 1);
+}
+
+// From the scores S and dP to the attention weights A (into S) and ds (into dP).
+template <class T>
+void grad_tile(T* S, T* dP, const Operands<T>& o, int64_t b, int64_t i0, int64_t rows, int64_t cols) {
+  const GattSizes& s = o.s;
+  for (int64_t r = 0; r < rows; ++r) {
+    T* a = S + r * kTile;
+    T* d = dP + r * kTile;
+    if (s.fn == GattFn::softmax) {
+      const int64_t row = b * s.length + i0 + r;
+      exp_shifted(a, a, o.lse[row], cols);
+      const T Dr = o.D[row];
+      for (int64_t c = 0; c < cols; ++c) d[c] = a[c] * (d[c] - Dr);
+    } else {
+      for (int64_t c = 0; c < cols; ++c) {
+        const T x = a[c];
+        a[c] = gatt_value(s.fn, x);
+        d[c] *= gatt_grad(s.fn, x);
+      }
+    }
+  }
+}
+
+// Online softmax over one key block: rescales the rows' running sums l and accumulators acc [rows, E] to the new
+// running max m, and turns S into exp(S − m).
+template <class T>
+void online_softmax(T* S, T* acc, T* m, T* l, int64_t rows, int64_t cols, int64_t E) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = S + r * kTile;
+    const T mx = std::max(m[r], *std::max_element(row, row + cols));
+    const T corr = std::exp(m[r] - mx);  // 0 on the first block (m = −inf)
+    exp_shifted(row, row, mx, cols);
+    T sum = 0;
+    for (int64_t c = 0; c < cols; ++c) sum += row[c];
+    l[r] = l[r] * corr + sum;
+    m[r] = mx;
+    if (corr != T(1))
+      for (int64_t e = 0; e < E; ++e) acc[r * E + e] *= corr;
+  }
+}
+
+template <class T>
+struct Scratch {
+  std::vector<T> S, dP, m, l;
+  Scratch() : S(kTile * kTile), dP(kTile * kTile), m(kTile), l(kTile) {}
+};
+
+template <class T>
+void forward_tile(T* out, T* lse, const Operands<T>& o, const Tile& t, Scratch<T>& w) {
+  const GattSizes& s = o.s;
+  T* acc = out + (t.b * s.length + t.r0) * s.vdim;
+  std::fill(acc, acc + (t.r1 - t.r0) * s.vdim, T(0));  // padded rows stay 0
+  const int64_t rows = t.r_valid - t.r0;
+  if (rows <= 0) return;
+  const T scale = gatt_scale<T>(s, t.blk);
+  std::fill(w.m.begin(), w.m.end(), -std::numeric_limits<T>::infinity());
+  std::fill(w.l.begin(), w.l.end(), T(0));
+  for (int64_t j0 = t.blk.lo; j0 < t.blk.hi; j0 += kTile) {
+    const int64_t cols = std::min(kTile, t.blk.hi - j0);
+    score_tile(w.S.data(), o, t.b, t.r0, rows, j0, cols, scale);
+    if (s.fn == GattFn::softmax) {
+      online_softmax(w.S.data(), acc, w.m.data(), w.l.data(), rows, cols, s.vdim);
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) w.S[r * kTile + c] = gatt_value(s.fn, w.S[r * kTile + c]);
+    }
+    gemm_strided_batched<T>(false, false, rows, s.vdim, cols, T(1), w.S.data(), kTile, 0,
+                            o.v + (t.b * s.length + j0) * s.vdim, s.vdim, 0, T(1), acc, s.vdim, 0, 1);
+  }
+  if (s.fn != GattFn::softmax) return;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T inv = T(1) / w.l[r];
+    for (int64_t e = 0; e < s.vdim; ++e) acc[r * s.vdim + e] *= inv;
+    lse[t.b * s.length + t.r0 + r] = w.m[r] + std::log(w.l[r]);
+  }
+}
+
+// D_i = dout_i·out_i for every row (0 on padded rows, which no valid query reads).
+template <class T>
+void row_dots(T* D, const T* dout, const T* out, const GattSizes& s) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < s.batch * s.length; ++row) {
+    T acc = 0;
+    for (int64_t e = 0; e < s.vdim; ++e) acc += dout[row * s.vdim + e] * out[row * s.vdim + e];
+    D[row] = acc;
+  }
+}
+
+// Pass A, one query tile: dq for its rows, and its ds summed along the diagonals into `part` [2P − 1].
+template <class T>
+void dq_tile(T* dq, T* part, const Operands<T>& o, const Tile& t, Scratch<T>& w) {
+  const GattSizes& s = o.s;
+  const int64_t rows = t.r_valid - t.r0;
+  if (rows <= 0) return;
+  const T scale = gatt_scale<T>(s, t.blk);
+  for (int64_t j0 = t.blk.lo; j0 < t.blk.hi; j0 += kTile) {
+    const int64_t cols = std::min(kTile, t.blk.hi - j0);
+    score_tile(w.S.data(), o, t.b, t.r0, rows, j0, cols, scale);
+    dprob_tile(w.dP.data(), o, t.b, t.r0, rows, j0, cols);
+    grad_tile(w.S.data(), w.dP.data(), o, t.b, t.r0, rows, cols);
+    if (part != nullptr)
+      for (int64_t r = 0; r < rows; ++r) {
+        T* p = part + (s.bias_half - 1 + j0 - (t.r0 + r));
+        const T* d = w.dP.data() + r * kTile;
+        for (int64_t c = 0; c < cols; ++c) p[c] += d[c];
+      }
+    gemm_strided_batched<T>(false, false, rows, s.zdim, cols, scale, w.dP.data(), kTile, 0,
+                            o.k + (t.b * s.length + j0) * s.zdim, s.zdim, 0, T(1),
+                            dq + (t.b * s.length + t.r0) * s.zdim, s.zdim, 0, 1);
+  }
+}
+
+// Pass B, one key tile: dk and dv for its keys from every valid query of the span.
+template <class T>
+void dkv_tile(T* dk, T* dv, const Operands<T>& o, const Tile& t, Scratch<T>& w) {
+  const GattSizes& s = o.s;
+  const int64_t cols = t.r_valid - t.r0, j0 = t.r0;
+  if (cols <= 0) return;
+  const T scale = gatt_scale<T>(s, t.blk);
+  for (int64_t i0 = t.blk.lo; i0 < t.blk.hi; i0 += kTile) {
+    const int64_t rows = std::min(kTile, t.blk.hi - i0);
+    score_tile(w.S.data(), o, t.b, i0, rows, j0, cols, scale);
+    dprob_tile(w.dP.data(), o, t.b, i0, rows, j0, cols);
+    grad_tile(w.S.data(), w.dP.data(), o, t.b, i0, rows, cols);
+    const int64_t qrow = t.b * s.length + i0, krow = t.b * s.length + j0;
+    gemm_strided_batched<T>(true, false, cols, s.vdim, rows, T(1), w.S.data(), kTile, 0, o.dout + qrow * s.vdim, s.vdim,
+                            0, T(1), dv + krow * s.vdim, s.vdim, 0, 1);
+    gemm_strided_batched<T>(true, false, cols, s.zdim, rows, scale, w.dP.data(), kTile, 0, o.q + qrow * s.zdim, s.zdim,
+                            0, T(1), dk + krow * s.zdim, s.zdim, 0, 1);
+  }
+}
+
+// dbias[x] = Σ_g part[g][x], groups added in order.
+template <class T>
+void reduce_groups(T* dbias, const T* part, int64_t groups, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t x = 0; x < n; ++x) {
+    T acc = 0;
+    for (int64_t g = 0; g < groups; ++g) acc += part[g * n + x];
+    dbias[x] = acc;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void gated_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const T* bias, const int32_t* lengths,
+                             const GattSizes& s) {
+  Operands<T> o;
+  o.q = q, o.k = k, o.v = v, o.bias = bias, o.lengths = lengths, o.s = s;
+  const int64_t ntask = task_count(s);
+#pragma omp parallel
+  {
+    Scratch<T> w;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntask; ++task) forward_tile(out, lse, o, tile_of(s, lengths, task), w);
+  }
+}
+
+int64_t gated_attention_backward_workspace(const GattSizes& s) { return s.batch * s.length + kGroups * s.bias_len(); }
+
+template <class T>
+void gated_attention_backward(T* dq, T* dk, T* dv, T* dbias, T* workspace, const T* dout, const T* q, const T* k,
+                              const T* v, const T* out, const T* lse, const T* bias, const int32_t* lengths,
+                              const GattSizes& s) {
+  const int64_t rows = s.batch * s.length;
+  std::fill(dq, dq + rows * s.zdim, T(0));
+  std::fill(dk, dk + rows * s.zdim, T(0));
+  std::fill(dv, dv + rows * s.vdim, T(0));
+  T* D = workspace;
+  T* part = workspace + rows;
+  if (s.fn == GattFn::softmax) row_dots(D, dout, out, s);
+  Operands<T> o;
+  o.q = q, o.k = k, o.v = v, o.bias = bias, o.out = out, o.dout = dout, o.lse = lse, o.D = D, o.lengths = lengths;
+  o.s = s;
+  const int64_t ntask = task_count(s), nb = bias != nullptr ? s.bias_len() : 0;
+  const int64_t groups = std::min(ntask, kGroups);
+  std::fill(part, part + groups * nb, T(0));
+#pragma omp parallel
+  {
+    Scratch<T> w;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t task = g; task < ntask; task += groups)
+        dq_tile(dq, nb > 0 ? part + g * nb : nullptr, o, tile_of(s, lengths, task), w);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntask; ++task) dkv_tile(dk, dv, o, tile_of(s, lengths, task), w);
+  }
+  if (nb > 0) reduce_groups(dbias, part, groups, nb);
+}
+
+#define MIXGRAD_GATT_INSTANTIATE(T)                                                                               \
+  template void gated_attention_forward<T>(T*, T*, const T*, const T*, const T*, const T*, const int32_t*,        \
+                                           const GattSizes&);                                                     \
+  template void gated_attention_backward<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
+                                            const T*, const T*, const int32_t*, const GattSizes&);
+MIXGRAD_GATT_INSTANTIATE(float)
+MIXGRAD_GATT_INSTANTIATE(double)
+#undef MIXGRAD_GATT_INSTANTIATE
+
+}  // namespace mixgrad::kernels::cpu

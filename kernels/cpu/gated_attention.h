@@ -1,0 +1,44 @@
+// MEGA / GAU gated-attention scores (specs/lra.md §6.2 steps 6-7, §6.4), the CPU reference for
+// kernels/cuda/gated_attention.h. Layout, spans and the functions f, f': kernels/gated_attention_math.h.
+//
+// Per sample b with valid prefix n_b, the sequence is cut into spans of `span` positions (one span for full
+// attention); query i of span [lo, end) sees the keys j of [lo, hi), hi = min(end, n_b), with
+//   s_ij = scale · q_i·k_j + rel_bias[P − 1 + j − i]
+//   softmax:        A_ij = exp(s_ij − lse_i),  lse_i = log Σ_j exp(s_ij),  scale = 1/sqrt(zdim)
+//   laplace, relu²: A_ij = f(s_ij),                                         scale = 1/(hi − lo)
+//   out_i = Σ_j A_ij v_j for i < hi; out_i = 0 for padded queries (i >= n_b).
+// Gradients: dP_ij = dout_i·v_j; ds_ij = A_ij (dP_ij − D_i), D_i = dout_i·out_i (softmax) or f'(s_ij) dP_ij; then
+// dv_j = Σ_i A_ij dout_i, dq_i = scale Σ_j ds_ij k_j, dk_j = scale Σ_i ds_ij q_i, drel_bias[P − 1 + d] = Σ_{j − i = d}
+// ds_ij. Padded rows get zero gradients.
+//
+// Memory: never a span × span tensor. Work is cut into 64-query × 64-key tiles (score tiles and the products with V,
+// dout, K, Q as single-threaded GEMM calls of kernels/cpu/gemm.h); softmax is online (flash-style: running max and
+// sum per row, the row's lse saved for the backward, which recomputes the scores). The backward runs pass A over
+// query tiles (dq and drel_bias) and pass B over key tiles (dk, dv). drel_bias is summed per task group — tasks are
+// dealt to a fixed number of groups, each group adds its tasks in order into its own partial row, and the partials
+// are added in group order — so every result is bitwise the same for any number of OpenMP threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/gated_attention_math.h"
+
+namespace mixgrad::kernels::cpu {
+
+// out [B, L, E]; lse [B, L] (softmax only: written for valid rows; may be null for laplace/relu²). bias [2P − 1] or
+// null, lengths [B] or null.
+template <class T>
+void gated_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const T* bias, const int32_t* lengths,
+                             const GattSizes& s);
+
+// Elements of T the backward's workspace needs (D per row and the per-group drel_bias partials).
+int64_t gated_attention_backward_workspace(const GattSizes& s);
+
+// dq [B, L, Z], dk [B, L, Z], dv [B, L, E] and dbias [2P − 1] (when bias is given; may be null otherwise), all
+// overwritten, from dout and the forward's inputs, out and lse.
+template <class T>
+void gated_attention_backward(T* dq, T* dk, T* dv, T* dbias, T* workspace, const T* dout, const T* q, const T* k,
+                              const T* v, const T* out, const T* lse, const T* bias, const int32_t* lengths,
+                              const GattSizes& s);
+
+}  // namespace mixgrad::kernels::cpu
