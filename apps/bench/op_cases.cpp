@@ -9,6 +9,7 @@
 #include "apps/bench/csp_cases.h"
 #include "apps/bench/dcmha_cases.h"
 #include "apps/bench/ema_cases.h"
+#include "apps/bench/gated_attention_cases.h"
 #include "apps/bench/s2mlp_cases.h"
 #include "apps/bench/lstm_cases.h"
 
@@ -203,6 +204,8 @@ std::vector<OpCase> all_op_cases(bool smoke) {
   for (OpCase c : dcmha_op_cases()) cases.push_back(std::move(c));
   // MEGA's EMA at L = 1K, 4K, 16K, scan and convolution paths (apps/bench/ema_cases.h).
   for (OpCase c : ema_op_cases()) cases.push_back(std::move(c));
+  // MEGA's / GAU's gated attention (softmax, laplace, relu²), full and chunked (apps/bench/gated_attention_cases.h).
+  for (OpCase c : gated_attention_op_cases(smoke)) cases.push_back(std::move(c));
   // Combiner (specs/mixers.md §5): every variant, non-causal and causal, L 1024 / 4096 (16384 on CUDA only).
   for (OpCase c : combiner_op_cases()) cases.push_back(std::move(c));
   // S2-MLPv2: the spatial shift and the split-attention passes (GB/s), on both devices.
