@@ -170,58 +170,168 @@ void row_dots(T* D, const T* dout, const T* out, const GattSizes& s) {
   }
 }
 
-// Pass A, one query tile: dq for its rows, and its ds summed along the diagonals into `part` [2P − 1].
+// Partial drel_bias rows: ds(i, j) is added at row[half − 1 + j − i] of the row the task owns.
 template <class T>
-void dq_tile(T* dq, T* part, const Operands<T>& o, const Tile& t, Scratch<T>& w) {
+struct BiasPartials {
+  T* rows = nullptr;  // null: no bias
+  int64_t count = 0, width = 0, half = 0;
+};
+
+// The tile's weights A (into w.S) and ds (into w.dP) for queries [i0, i0 + rows) and keys [j0, j0 + cols).
+template <class T>
+void grad_step(const Operands<T>& o, int64_t b, int64_t i0, int64_t rows, int64_t j0, int64_t cols, T scale,
+               Scratch<T>& w) {
+  score_tile(w.S.data(), o, b, i0, rows, j0, cols, scale);
+  dprob_tile(w.dP.data(), o, b, i0, rows, j0, cols);
+  grad_tile(w.S.data(), w.dP.data(), o, b, i0, rows, cols);
+}
+
+// row[half − 1 + j − i] += ds(i, j) over the tile.
+template <class T>
+void add_diagonals(T* row, int64_t half, const T* ds, int64_t i0, int64_t rows, int64_t j0, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* p = row + (half - 1 + j0 - (i0 + r));
+    const T* d = ds + r * kTile;
+    for (int64_t c = 0; c < cols; ++c) p[c] += d[c];
+  }
+}
+
+// dq rows [i0, i0 + rows) += scale·ds·K_j.
+template <class T>
+void add_dq(T* dq, const Operands<T>& o, int64_t b, int64_t i0, int64_t rows, int64_t j0, int64_t cols, T scale,
+            const Scratch<T>& w) {
   const GattSizes& s = o.s;
+  gemm_strided_batched<T>(false, false, rows, s.zdim, cols, scale, w.dP.data(), kTile, 0,
+                          o.k + (b * s.length + j0) * s.zdim, s.zdim, 0, T(1), dq + (b * s.length + i0) * s.zdim,
+                          s.zdim, 0, 1);
+}
+
+// dv rows [j0, j0 + cols) += Aᵀ·dout_i and dk rows += scale·dsᵀ·Q_i.
+template <class T>
+void add_dkv(T* dk, T* dv, const Operands<T>& o, int64_t b, int64_t i0, int64_t rows, int64_t j0, int64_t cols, T scale,
+             const Scratch<T>& w) {
+  const GattSizes& s = o.s;
+  const int64_t qrow = b * s.length + i0, krow = b * s.length + j0;
+  gemm_strided_batched<T>(true, false, cols, s.vdim, rows, T(1), w.S.data(), kTile, 0, o.dout + qrow * s.vdim, s.vdim,
+                          0, T(1), dv + krow * s.vdim, s.vdim, 0, 1);
+  gemm_strided_batched<T>(true, false, cols, s.zdim, rows, scale, w.dP.data(), kTile, 0, o.q + qrow * s.zdim, s.zdim, 0,
+                          T(1), dk + krow * s.zdim, s.zdim, 0, 1);
+}
+
+// Two-pass schedule, pass A, one query tile: dq for its rows and its diagonal sums into `part` (or null).
+template <class T>
+void dq_tile(T* dq, T* part, int64_t half, const Operands<T>& o, const Tile& t, Scratch<T>& w) {
   const int64_t rows = t.r_valid - t.r0;
   if (rows <= 0) return;
-  const T scale = gatt_scale<T>(s, t.blk);
+  const T scale = gatt_scale<T>(o.s, t.blk);
   for (int64_t j0 = t.blk.lo; j0 < t.blk.hi; j0 += kTile) {
     const int64_t cols = std::min(kTile, t.blk.hi - j0);
-    score_tile(w.S.data(), o, t.b, t.r0, rows, j0, cols, scale);
-    dprob_tile(w.dP.data(), o, t.b, t.r0, rows, j0, cols);
-    grad_tile(w.S.data(), w.dP.data(), o, t.b, t.r0, rows, cols);
-    if (part != nullptr)
-      for (int64_t r = 0; r < rows; ++r) {
-        T* p = part + (s.bias_half - 1 + j0 - (t.r0 + r));
-        const T* d = w.dP.data() + r * kTile;
-        for (int64_t c = 0; c < cols; ++c) p[c] += d[c];
-      }
-    gemm_strided_batched<T>(false, false, rows, s.zdim, cols, scale, w.dP.data(), kTile, 0,
-                            o.k + (t.b * s.length + j0) * s.zdim, s.zdim, 0, T(1),
-                            dq + (t.b * s.length + t.r0) * s.zdim, s.zdim, 0, 1);
+    grad_step(o, t.b, t.r0, rows, j0, cols, scale, w);
+    if (part != nullptr) add_diagonals(part, half, w.dP.data(), t.r0, rows, j0, cols);
+    add_dq(dq, o, t.b, t.r0, rows, j0, cols, scale, w);
   }
 }
 
-// Pass B, one key tile: dk and dv for its keys from every valid query of the span.
+// Two-pass schedule, pass B, one key tile: dk and dv for its keys from every valid query of the span.
 template <class T>
 void dkv_tile(T* dk, T* dv, const Operands<T>& o, const Tile& t, Scratch<T>& w) {
-  const GattSizes& s = o.s;
   const int64_t cols = t.r_valid - t.r0, j0 = t.r0;
   if (cols <= 0) return;
-  const T scale = gatt_scale<T>(s, t.blk);
+  const T scale = gatt_scale<T>(o.s, t.blk);
   for (int64_t i0 = t.blk.lo; i0 < t.blk.hi; i0 += kTile) {
     const int64_t rows = std::min(kTile, t.blk.hi - i0);
-    score_tile(w.S.data(), o, t.b, i0, rows, j0, cols, scale);
-    dprob_tile(w.dP.data(), o, t.b, i0, rows, j0, cols);
-    grad_tile(w.S.data(), w.dP.data(), o, t.b, i0, rows, cols);
-    const int64_t qrow = t.b * s.length + i0, krow = t.b * s.length + j0;
-    gemm_strided_batched<T>(true, false, cols, s.vdim, rows, T(1), w.S.data(), kTile, 0, o.dout + qrow * s.vdim, s.vdim,
-                            0, T(1), dv + krow * s.vdim, s.vdim, 0, 1);
-    gemm_strided_batched<T>(true, false, cols, s.zdim, rows, scale, w.dP.data(), kTile, 0, o.q + qrow * s.zdim, s.zdim,
-                            0, T(1), dk + krow * s.zdim, s.zdim, 0, 1);
+    grad_step(o, t.b, i0, rows, j0, cols, scale, w);
+    add_dkv(dk, dv, o, t.b, i0, rows, j0, cols, scale, w);
   }
 }
 
-// dbias[x] = Σ_g part[g][x], groups added in order.
+// One-pass schedule, one (sample, span): every tile's ds computed once and used for dq, dk, dv and the diagonal sums.
+// Each dq, dk and dv element is added in the same order and by the same GEMM calls as in the two-pass schedule.
 template <class T>
-void reduce_groups(T* dbias, const T* part, int64_t groups, int64_t n) {
+void span_backward(T* dq, T* dk, T* dv, T* part, int64_t half, const Operands<T>& o, int64_t b, GattBlock blk,
+                   Scratch<T>& w) {
+  const T scale = gatt_scale<T>(o.s, blk);
+  for (int64_t i0 = blk.lo; i0 < blk.hi; i0 += kTile) {
+    const int64_t rows = std::min(kTile, blk.hi - i0);
+    for (int64_t j0 = blk.lo; j0 < blk.hi; j0 += kTile) {
+      const int64_t cols = std::min(kTile, blk.hi - j0);
+      grad_step(o, b, i0, rows, j0, cols, scale, w);
+      if (part != nullptr) add_diagonals(part, half, w.dP.data(), i0, rows, j0, cols);
+      add_dq(dq, o, b, i0, rows, j0, cols, scale, w);
+      add_dkv(dk, dv, o, b, i0, rows, j0, cols, scale, w);
+    }
+  }
+}
+
+// One task per (sample, span) when there are at least this many: enough to keep the threads busy. The choice depends
+// on the shapes only, never on the thread count, so results stay bitwise the same for any number of threads.
+constexpr int64_t kOnePassMinTasks = 16;
+
+bool one_pass(const GattSizes& s) { return s.batch * s.spans() >= kOnePassMinTasks; }
+
+// The partial rows: one per (sample, span) of width 2·span − 1 in the one-pass schedule (memory about 2·B·L), one per
+// task group of width 2P − 1 in the two-pass schedule.
+template <class T>
+BiasPartials<T> bias_partials(T* base, const GattSizes& s, bool has_bias) {
+  BiasPartials<T> p;
+  if (!has_bias) return p;
+  p.rows = base;
+  if (one_pass(s)) {
+    p.count = s.batch * s.spans(), p.half = s.span;
+  } else {
+    p.count = std::min(task_count(s), kGroups), p.half = s.bias_half;
+  }
+  p.width = 2 * p.half - 1;
+  return p;
+}
+
+// dbias[x] = Σ_rows row[x − (P − 1) + half − 1] (0 where that falls outside the rows), rows added in order.
+template <class T>
+void reduce_partials(T* dbias, const BiasPartials<T>& p, int64_t bias_half) {
+  const int64_t n = 2 * bias_half - 1;
 #pragma omp parallel for schedule(static)
   for (int64_t x = 0; x < n; ++x) {
+    const int64_t idx = x - (bias_half - 1) + (p.half - 1);
     T acc = 0;
-    for (int64_t g = 0; g < groups; ++g) acc += part[g * n + x];
+    if (idx >= 0 && idx < p.width)
+      for (int64_t r = 0; r < p.count; ++r) acc += p.rows[r * p.width + idx];
     dbias[x] = acc;
+  }
+}
+
+// The two schedules (see kernels/cpu/gated_attention.h).
+template <class T>
+void run_one_pass(T* dq, T* dk, T* dv, const BiasPartials<T>& p, const Operands<T>& o) {
+  const GattSizes& s = o.s;
+  const int64_t ntask = s.batch * s.spans();
+#pragma omp parallel
+  {
+    Scratch<T> w;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntask; ++task) {
+      const int64_t b = task / s.spans();
+      const GattBlock blk = gatt_block(s, task % s.spans(), gatt_valid_length(o.lengths, b, s.length));
+      T* row = p.rows != nullptr ? p.rows + task * p.width : nullptr;
+      span_backward(dq, dk, dv, row, p.half, o, b, blk, w);
+    }
+  }
+}
+
+template <class T>
+void run_two_pass(T* dq, T* dk, T* dv, const BiasPartials<T>& p, const Operands<T>& o) {
+  const GattSizes& s = o.s;
+  const int64_t ntask = task_count(s), groups = std::min(ntask, kGroups);
+#pragma omp parallel
+  {
+    Scratch<T> w;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t task = g; task < ntask; task += groups) {
+        T* row = p.rows != nullptr ? p.rows + g * p.width : nullptr;
+        dq_tile(dq, row, p.half, o, tile_of(s, o.lengths, task), w);
+      }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntask; ++task) dkv_tile(dk, dv, o, tile_of(s, o.lengths, task), w);
   }
 }
 
@@ -241,7 +351,10 @@ void gated_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v,
   }
 }
 
-int64_t gated_attention_backward_workspace(const GattSizes& s) { return s.batch * s.length + kGroups * s.bias_len(); }
+int64_t gated_attention_backward_workspace(const GattSizes& s) {
+  const BiasPartials<float> p = bias_partials<float>(nullptr, s, s.bias_half > 0);
+  return s.batch * s.length + p.count * p.width;
+}
 
 template <class T>
 void gated_attention_backward(T* dq, T* dk, T* dv, T* dbias, T* workspace, const T* dout, const T* q, const T* k,
@@ -252,27 +365,18 @@ void gated_attention_backward(T* dq, T* dk, T* dv, T* dbias, T* workspace, const
   std::fill(dk, dk + rows * s.zdim, T(0));
   std::fill(dv, dv + rows * s.vdim, T(0));
   T* D = workspace;
-  T* part = workspace + rows;
   if (s.fn == GattFn::softmax) row_dots(D, dout, out, s);
   Operands<T> o;
   o.q = q, o.k = k, o.v = v, o.bias = bias, o.out = out, o.dout = dout, o.lse = lse, o.D = D, o.lengths = lengths;
   o.s = s;
-  const int64_t ntask = task_count(s), nb = bias != nullptr ? s.bias_len() : 0;
-  const int64_t groups = std::min(ntask, kGroups);
-  std::fill(part, part + groups * nb, T(0));
-#pragma omp parallel
-  {
-    Scratch<T> w;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t g = 0; g < groups; ++g)
-      for (int64_t task = g; task < ntask; task += groups)
-        dq_tile(dq, nb > 0 ? part + g * nb : nullptr, o, tile_of(s, lengths, task), w);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < ntask; ++task) dkv_tile(dk, dv, o, tile_of(s, lengths, task), w);
-  }
-  if (nb > 0) reduce_groups(dbias, part, groups, nb);
+  const BiasPartials<T> p = bias_partials<T>(workspace + rows, s, bias != nullptr);
+  std::fill(workspace + rows, workspace + rows + p.count * p.width, T(0));
+  if (one_pass(s))
+    run_one_pass(dq, dk, dv, p, o);
+  else
+    run_two_pass(dq, dk, dv, p, o);
+  if (p.rows != nullptr) reduce_partials(dbias, p, s.bias_half);
 }
-
 #define MIXGRAD_GATT_INSTANTIATE(T)                                                                               \
   template void gated_attention_forward<T>(T*, T*, const T*, const T*, const T*, const T*, const int32_t*,        \
                                            const GattSizes&);                                                     \

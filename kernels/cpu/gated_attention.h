@@ -13,10 +13,16 @@
 //
 // Memory: never a span × span tensor. Work is cut into 64-query × 64-key tiles (score tiles and the products with V,
 // dout, K, Q as single-threaded GEMM calls of kernels/cpu/gemm.h); softmax is online (flash-style: running max and
-// sum per row, the row's lse saved for the backward, which recomputes the scores). The backward runs pass A over
-// query tiles (dq and drel_bias) and pass B over key tiles (dk, dv). drel_bias is summed per task group — tasks are
-// dealt to a fixed number of groups, each group adds its tasks in order into its own partial row, and the partials
-// are added in group order — so every result is bitwise the same for any number of OpenMP threads.
+// sum per row, the row's lse saved for the backward, which recomputes the scores). The forward runs one OpenMP task
+// per query tile. The backward has two schedules, chosen from the shapes alone:
+//  - one-pass (at least 16 (sample, span) pairs): one task per (sample, span) walks its query × key tiles once,
+//    computing each ds once for dq, dk, dv and drel_bias; drel_bias partial rows are per (sample, span), width
+//    2·span − 1 (about 2·B·L values in all).
+//  - two-pass (fewer pairs, e.g. full attention on a small batch): pass A over query tiles (dq and drel_bias), pass B
+//    over key tiles (dk, dv), recomputing the scores; drel_bias partial rows are per task group (tasks are dealt to
+//    64 groups round-robin, each group adding its tasks in order into its own row of width 2P − 1).
+// Every dq, dk and dv element is added in the same order by the same GEMM calls in both schedules, and the partial
+// rows are added in a fixed order, so every result is bitwise the same for any number of OpenMP threads.
 #pragma once
 #include <cstddef>
 #include <cstdint>

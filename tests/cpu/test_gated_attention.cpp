@@ -164,6 +164,8 @@ TEST_CASE("gated_attention: float64 finite differences for q, k, v and rel_bias"
   std::vector<GattCase> cases = grid(2, 7, 3, 2, 3, {7, 4});
   cases.push_back({1, 70, 2, 2, GatedAttentionFn::softmax, -1, {67}, 71});  // two tiles of queries and keys
   cases.push_back({1, 70, 2, 1, GatedAttentionFn::relu2, 66, {}, 66});
+  // 16 or more (sample, span) pairs: the backward's one-pass schedule (the cases above run the two-pass one).
+  for (GatedAttentionFn fn : kFns) cases.push_back({2, 21, 2, 2, fn, 2, {21, 12}, 3});
   for (const GattCase& c : cases) {
     INFO(c.name());
     const TensorInputs t = to_tensors(c, make_inputs(c, 37), DType::f64, true);
@@ -204,21 +206,25 @@ TEST_CASE("gated_attention: padded positions never reach valid outputs and get z
 }
 
 TEST_CASE("gated_attention: results are bitwise the same for any thread count", "[gated_attention]") {
-  const GattCase c{3, 200, 8, 6, GatedAttentionFn::softmax, 90, {200, 150, 33}, 95};
-  const Inputs in = make_inputs(c, 5);
-  auto once = [&](int threads) {
-    const int before = omp_get_max_threads();
-    omp_set_num_threads(threads);
-    const TensorInputs t = to_tensors(c, in, DType::f32, true);
-    const Tensor out = run(c, t);
-    sum(mul(out, full({c.B, c.L, c.E}, 0.75))).backward();
-    omp_set_num_threads(before);
-    return std::vector<Tensor>{out.detach(), t.q.grad(), t.k.grad(), t.v.grad(), t.bias.grad()};
-  };
-  const std::vector<Tensor> one = once(1), two = once(2);
-  for (size_t i = 0; i < one.size(); ++i) {
-    INFO("tensor " << i << " (out, dq, dk, dv, drel_bias)");
-    REQUIRE_CLOSE(bit_equal(two[i], one[i]));
+  // Chunk 90: 9 (sample, span) pairs, the two-pass backward; chunk 20: 30 pairs, the one-pass backward.
+  for (const GattCase& c : {GattCase{3, 200, 8, 6, GatedAttentionFn::softmax, 90, {200, 150, 33}, 95},
+                            GattCase{3, 200, 8, 6, GatedAttentionFn::laplace, 20, {200, 150, 33}, 21}}) {
+    INFO(c.name());
+    const Inputs in = make_inputs(c, 5);
+    auto once = [&](int threads) {
+      const int before = omp_get_max_threads();
+      omp_set_num_threads(threads);
+      const TensorInputs t = to_tensors(c, in, DType::f32, true);
+      const Tensor out = run(c, t);
+      sum(mul(out, full({c.B, c.L, c.E}, 0.75))).backward();
+      omp_set_num_threads(before);
+      return std::vector<Tensor>{out.detach(), t.q.grad(), t.k.grad(), t.v.grad(), t.bias.grad()};
+    };
+    const std::vector<Tensor> one = once(1), two = once(2);
+    for (size_t i = 0; i < one.size(); ++i) {
+      INFO("tensor " << i << " (out, dq, dk, dv, drel_bias)");
+      REQUIRE_CLOSE(bit_equal(two[i], one[i]));
+    }
   }
 }
 
