@@ -133,7 +133,7 @@ __device__ void online_softmax(float (&x)[kCols], const bool (&ok)[kCols], float
   for (int m = 0; m < kCols; ++m)
     if (ok[m]) mx = fmaxf(mx, x[m]);
   const float m_new = fmaxf(m_run, quad_max(mx));
-  const float corr = m_new == kNegInf ? 1.f : __expf(m_run - m_new);  // m_run = −inf: corr 0 (acc and l are 0)
+  const float corr = m_new == kNegInf ? 1.f : expf(m_run - m_new);  // m_run = −inf: corr 0 (acc and l are 0)
   float sum = 0.f;
   const int r = tile_row(), sub = tile_sub();
 #pragma unroll
