@@ -83,6 +83,46 @@ void dprob_tile(T* dP, const Operands<T>& o, int64_t b, int64_t i0, int64_t rows
                           o.v + (b * s.length + j0) * s.vdim, s.vdim, 0, T(0), dP, kTile, 0, 1);
 }
 
+// a[c] = f(a[c]) for c < n. Float laplace goes through vec::erf (vectorises; |error| < 5e-7, kernels/cpu/vec_math.h),
+// float64 and relu² through the shared formula.
+template <class T>
+void fn_values(GattFn fn, T* a, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (fn == GattFn::laplace) {
+      const float mu = float(kGattLaplaceMu), k = float(kInvSqrt2 / kGattLaplaceSigma);
+#pragma omp simd
+      for (int64_t c = 0; c < n; ++c) a[c] = 0.5f * (1.0f + vec::erf((a[c] - mu) * k));
+      return;
+    }
+  }
+  for (int64_t c = 0; c < n; ++c) a[c] = gatt_value(fn, a[c]);
+}
+
+// a[c] = f(a[c]) and d[c] *= f'(a[c]) for c < n; float laplace takes the density from the same vec::erf call
+// (f'(x) = e^(−z²)/(σ·√(2π)) with z = (x − μ)/(σ·√2)).
+template <class T>
+void fn_values_grads(GattFn fn, T* a, T* d, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (fn == GattFn::laplace) {
+      const float mu = float(kGattLaplaceMu), k = float(kInvSqrt2 / kGattLaplaceSigma);
+      const float density = float(kInvSqrt2Pi / kGattLaplaceSigma);
+#pragma omp simd
+      for (int64_t c = 0; c < n; ++c) {
+        float gauss;
+        const float e = vec::erf((a[c] - mu) * k, gauss);
+        a[c] = 0.5f * (1.0f + e);
+        d[c] *= density * gauss;
+      }
+      return;
+    }
+  }
+  for (int64_t c = 0; c < n; ++c) {
+    const T x = a[c];
+    a[c] = gatt_value(fn, x);
+    d[c] *= gatt_grad(fn, x);
+  }
+}
+
 // From the scores S and dP to the attention weights A (into S) and ds (into dP).
 template <class T>
 void grad_tile(T* S, T* dP, const Operands<T>& o, int64_t b, int64_t i0, int64_t rows, int64_t cols) {
@@ -96,11 +136,7 @@ void grad_tile(T* S, T* dP, const Operands<T>& o, int64_t b, int64_t i0, int64_t
       const T Dr = o.D[row];
       for (int64_t c = 0; c < cols; ++c) d[c] = a[c] * (d[c] - Dr);
     } else {
-      for (int64_t c = 0; c < cols; ++c) {
-        const T x = a[c];
-        a[c] = gatt_value(s.fn, x);
-        d[c] *= gatt_grad(s.fn, x);
-      }
+      fn_values_grads(s.fn, a, d, cols);
     }
   }
 }
@@ -145,8 +181,7 @@ void forward_tile(T* out, T* lse, const Operands<T>& o, const Tile& t, Scratch<T
     if (s.fn == GattFn::softmax) {
       online_softmax(w.S.data(), acc, w.m.data(), w.l.data(), rows, cols, s.vdim);
     } else {
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c) w.S[r * kTile + c] = gatt_value(s.fn, w.S[r * kTile + c]);
+      for (int64_t r = 0; r < rows; ++r) fn_values(s.fn, w.S.data() + r * kTile, cols);
     }
     gemm_strided_batched<T>(false, false, rows, s.vdim, cols, T(1), w.S.data(), kTile, 0,
                             o.v + (t.b * s.length + j0) * s.vdim, s.vdim, 0, T(1), acc, s.vdim, 0, 1);
