@@ -1,5 +1,7 @@
 // The gated_attention op (specs/lra.md §6.2 steps 6-7, §6.4): validation once into a plan, device dispatch, and a
 // tape node whose backward reuses the forward's output and row log-sum-exp.
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -49,7 +51,9 @@ struct CpuGatt {
                const kernels::GattSizes& s) const {
     kernels::cpu::gated_attention_forward<T>(out, lse, q, k, v, bias, lengths, s);
   }
-  int64_t workspace(const kernels::GattSizes& s) const { return kernels::cpu::gated_attention_backward_workspace(s); }
+  size_t workspace_bytes(const kernels::GattSizes& s) const {
+    return kernels::cpu::gated_attention_backward_workspace_bytes<T>(s);
+  }
   template <class... A>
   void backward(A... a) const {
     kernels::cpu::gated_attention_backward<T>(a...);
@@ -64,7 +68,9 @@ struct CudaGatt {
   void forward(A... a) const {
     kernels::cuda::gated_attention_forward(a..., stream);
   }
-  int64_t workspace(const kernels::GattSizes& s) const { return kernels::cuda::gated_attention_backward_workspace(s); }
+  size_t workspace_bytes(const kernels::GattSizes& s) const {
+    return kernels::cuda::gated_attention_backward_workspace_bytes(s);
+  }
   template <class... A>
   void backward(A... a) const {
     kernels::cuda::gated_attention_backward(a..., stream);
@@ -200,7 +206,8 @@ std::vector<Tensor> run_backward(const K& k, const Tensor& dout, const GattArgs&
   const TensorOptions opt(a.q.dtype(), a.q.device());
   Tensor dq = empty_like(a.q), dk = empty_like(a.k), dv = empty_like(a.v);
   Tensor dbias = a.bias.defined() ? empty_like(a.bias) : Tensor();
-  Tensor workspace = empty({std::max<int64_t>(1, k.workspace(s))}, opt);
+  const int64_t elements = static_cast<int64_t>(k.workspace_bytes(s) / sizeof(T));
+  Tensor workspace = empty({std::max<int64_t>(1, elements)}, opt);
   k.backward(ptr<T>(dq), ptr<T>(dk), ptr<T>(dv), ptr<T>(dbias), ptr<T>(workspace), ptr<T>(dout), ptr<T>(a.q),
              ptr<T>(a.k), ptr<T>(a.v), ptr<T>(saved.out), ptr<T>(saved.lse), ptr<T>(a.bias), ptr<int32_t>(p.lengths),
              s);

@@ -386,9 +386,10 @@ void gated_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v,
   }
 }
 
-int64_t gated_attention_backward_workspace(const GattSizes& s) {
-  const BiasPartials<float> p = bias_partials<float>(nullptr, s, s.bias_half > 0);
-  return s.batch * s.length + p.count * p.width;
+template <class T>
+size_t gated_attention_backward_workspace_bytes(const GattSizes& s) {
+  const BiasPartials<T> p = bias_partials<T>(nullptr, s, s.bias_half > 0);
+  return size_t(s.batch * s.length + p.count * p.width) * sizeof(T);
 }
 
 template <class T>
@@ -415,6 +416,7 @@ void gated_attention_backward(T* dq, T* dk, T* dv, T* dbias, T* workspace, const
 #define MIXGRAD_GATT_INSTANTIATE(T)                                                                               \
   template void gated_attention_forward<T>(T*, T*, const T*, const T*, const T*, const T*, const int32_t*,        \
                                            const GattSizes&);                                                     \
+  template size_t gated_attention_backward_workspace_bytes<T>(const GattSizes&);                                  \
   template void gated_attention_backward<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
                                             const T*, const T*, const int32_t*, const GattSizes&);
 MIXGRAD_GATT_INSTANTIATE(float)

@@ -37,11 +37,13 @@ template <class T>
 void gated_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const T* bias, const int32_t* lengths,
                              const GattSizes& s);
 
-// Elements of T the backward's workspace needs (D per row and the per-group drel_bias partials).
-int64_t gated_attention_backward_workspace(const GattSizes& s);
+// Bytes of scratch gated_attention_backward needs (D per row and the drel_bias partial rows, all of type T).
+template <class T>
+size_t gated_attention_backward_workspace_bytes(const GattSizes& s);
 
 // dq [B, L, Z], dk [B, L, Z], dv [B, L, E] and dbias [2P − 1] (when bias is given; may be null otherwise), all
-// overwritten, from dout and the forward's inputs, out and lse.
+// overwritten, from dout and the forward's inputs, out and lse. workspace holds at least
+// gated_attention_backward_workspace_bytes<T>(s) bytes.
 template <class T>
 void gated_attention_backward(T* dq, T* dk, T* dv, T* dbias, T* workspace, const T* dout, const T* q, const T* k,
                               const T* v, const T* out, const T* lse, const T* bias, const int32_t* lengths,

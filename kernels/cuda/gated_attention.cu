@@ -355,8 +355,8 @@ void gated_attention_forward(float* out, float* lse, const float* q, const float
   MIXGRAD_CUDA_LAUNCH_CHECK();
 }
 
-int64_t gated_attention_backward_workspace(const GattSizes& s) {
-  return s.batch * s.length + s.batch * dq_groups(s) * s.bias_len();
+size_t gated_attention_backward_workspace_bytes(const GattSizes& s) {
+  return size_t(s.batch * s.length + s.batch * dq_groups(s) * s.bias_len()) * sizeof(float);
 }
 
 void gated_attention_backward(float* dq, float* dk, float* dv, float* dbias, float* workspace, const float* dout,

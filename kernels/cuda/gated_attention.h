@@ -13,6 +13,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/gated_attention_math.h"
@@ -23,10 +24,11 @@ namespace mixgrad::kernels::cuda {
 void gated_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const float* bias,
                              const int32_t* lengths, const GattSizes& s, cudaStream_t stream);
 
-// Floats the backward's workspace needs (D per row and the drel_bias partial rows).
-int64_t gated_attention_backward_workspace(const GattSizes& s);
+// Bytes of scratch gated_attention_backward needs (floats: D per row and the drel_bias partial rows).
+size_t gated_attention_backward_workspace_bytes(const GattSizes& s);
 
-// dq, dk [B, L, Z], dv [B, L, E] and dbias [2P − 1] (when bias is given), all overwritten.
+// dq, dk [B, L, Z], dv [B, L, E] and dbias [2P − 1] (when bias is given), all overwritten; workspace holds at least
+// gated_attention_backward_workspace_bytes(s) bytes.
 void gated_attention_backward(float* dq, float* dk, float* dv, float* dbias, float* workspace, const float* dout,
                               const float* q, const float* k, const float* v, const float* out, const float* lse,
                               const float* bias, const int32_t* lengths, const GattSizes& s, cudaStream_t stream);
