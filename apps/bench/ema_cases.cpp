@@ -54,11 +54,14 @@ OpCase ema_case(const EmaSize& s) {
 
 }  // namespace
 
-std::vector<OpCase> ema_op_cases() {
-  const std::vector<EmaSize> sizes = {
-      {50, 1024, 160, 0},    {50, 1024, 160, 256}, {16, 4096, 128, 0},
-      {16, 4096, 128, 1024}, {4, 16384, 64, 0},    {4, 16384, 64, 4096, false},
-  };
+std::vector<OpCase> ema_op_cases(bool smoke) {
+  const std::vector<EmaSize> sizes =
+      smoke ? std::vector<EmaSize>{{2, 16, 8, 0}, {2, 16, 8, 5}}
+            : std::vector<EmaSize>{
+                  {8, 2000, 80, 1024},  {4, 4000, 128, 1024}, {8, 1024, 160, 1024},
+                  {50, 1024, 160, 0},   {50, 1024, 160, 256}, {16, 4096, 128, 0},
+                  {16, 4096, 128, 1024}, {4, 16384, 64, 0},   {4, 16384, 64, 4096, false},
+              };
   std::vector<OpCase> cases;
   for (const EmaSize& s : sizes) cases.push_back(ema_case(s));
   return cases;

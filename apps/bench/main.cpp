@@ -95,8 +95,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 4096))->capture_default_str();
   app.add_flag("--no-backward", no_backward, "Time forward passes only");
   app.add_flag("--smoke", smoke,
-               "Run the AFT, LSTM and gated-attention cases at tiny sizes: checks that they run (the numbers mean "
-               "nothing)");
+               "Run the AFT, EMA, LSTM and gated-attention cases at tiny sizes: checks that they run (the numbers "
+               "mean nothing)");
   app.add_option("--json", json_path, "Write the records to this JSON file");
   std::vector<int64_t> allreduce_bytes;
   app.add_option("--allreduce", allreduce_bytes,

@@ -202,8 +202,8 @@ std::vector<OpCase> all_op_cases(bool smoke) {
   for (OpCase c : aft_op_cases(smoke)) cases.push_back(std::move(c));
   // DCMHA: Compose alone (GB/s) and the dcmha mixer forward + backward (apps/bench/dcmha_cases.h).
   for (OpCase c : dcmha_op_cases()) cases.push_back(std::move(c));
-  // MEGA's EMA at L = 1K, 4K, 16K, scan and convolution paths (apps/bench/ema_cases.h).
-  for (OpCase c : ema_op_cases()) cases.push_back(std::move(c));
+  // MEGA's EMA at the LRA sizes and L = 4K, 16K, scan and convolution paths (apps/bench/ema_cases.h).
+  for (OpCase c : ema_op_cases(smoke)) cases.push_back(std::move(c));
   // MEGA's / GAU's gated attention (softmax, laplace, relu²), full and chunked (apps/bench/gated_attention_cases.h).
   for (OpCase c : gated_attention_op_cases(smoke)) cases.push_back(std::move(c));
   // Combiner (specs/mixers.md §5): every variant, non-causal and causal, L 1024 / 4096 (16384 on CUDA only).

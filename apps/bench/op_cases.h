@@ -34,7 +34,8 @@ struct OpCase {
   bool report_peak_memory = false;
 };
 
-// Every case, in the order they are run. smoke: the AFT cases at tiny sizes (checks that they run; not for timing).
+// Every case, in the order they are run. smoke: the AFT, EMA, LSTM and gated-attention cases at tiny sizes (checks
+// that they run; not for timing).
 std::vector<OpCase> all_op_cases(bool smoke = false);
 // The distinct op names of all_op_cases(), in order.
 std::vector<std::string> op_names();
