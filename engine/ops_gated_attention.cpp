@@ -33,7 +33,8 @@ struct GattPlan {
   Tensor lengths;
 };
 
-// What the forward computed that the backward reuses: the output and (softmax) the row log-sum-exp.
+// What the forward computed that the softmax backward reuses: the output and the row log-sum-exp (both undefined for
+// laplace and relu², whose backward recomputes everything from q, k, v).
 struct GattSaved {
   Tensor out, lse;
 };
@@ -226,7 +227,8 @@ Tensor gated_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   with_backend(op, q, [&](const auto& be) { out = run_forward(be, args, plan, saved); });
   if (autograd::needs_grad({q, k, v, rel_bias})) {
     GattArgs kept{q.detach(), k.detach(), v.detach(), rel_bias.defined() ? rel_bias.detach() : Tensor()};
-    saved.out = saved.out.detach();
+    // Only the softmax backward reads the output (D_i = dout_i·out_i); laplace / relu² keep nothing but the inputs.
+    saved.out = plan.sizes.fn == kernels::GattFn::softmax ? saved.out.detach() : Tensor();
     autograd::record(op, {q, k, v, rel_bias}, {out},
                      [a = std::move(kept), plan = std::move(plan),
                       saved = std::move(saved)](const std::vector<Tensor>& g) -> std::vector<Tensor> {
