@@ -62,13 +62,15 @@ struct CudaNorms {
   }
   void scale_backward(float* dx, float* dg, const float* dy, const float* x, const float* rstd, const float* g,
                       int64_t rows, int64_t cols) const {
-    Tensor ws = workspace(dg ? kernels::cuda::scale_norm_backward_workspace_bytes(rows) : 0);
+    Tensor ws;  // the per-row partials of dg
+    if (dg) ws = workspace(kernels::cuda::scale_norm_backward_workspace_bytes(rows));
     kernels::cuda::scale_norm_backward(dx, dg, dy, x, rstd, g, rows, cols, dg ? ws.raw_data() : nullptr, stream);
   }
   void bn_forward(float* y, float* mean, float* rstd, float* running_mean, float* running_var, const float* x,
                   const int32_t* lengths, const float* weight, const float* bias, const kernels::BatchNormSizes& s,
                   bool training, double momentum, double eps, int32_t* too_few) const {
-    Tensor ws = workspace(training ? kernels::cuda::batch_norm_workspace_bytes(s) : 0);
+    Tensor ws;  // the column sums of the batch statistics (eval mode needs none)
+    if (training) ws = workspace(kernels::cuda::batch_norm_workspace_bytes(s));
     kernels::cuda::batch_norm_forward(y, mean, rstd, running_mean, running_var, x, lengths, weight, bias, s, training,
                                       float(momentum), float(eps), training ? ws.raw_data() : nullptr, too_few, stream);
   }
