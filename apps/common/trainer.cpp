@@ -13,6 +13,7 @@
 
 #include "apps/common/distributed.h"
 #include "apps/common/options.h"
+#include "apps/common/thread_governor.h"
 #include "apps/data/loader.h"
 #include "engine/mixgrad.h"
 #include "nn/optim/optimizer.h"
@@ -270,10 +271,15 @@ class Trainer {
   double train_time_ = 0;
   int64_t train_units_ = 0;
   Clock::time_point t_start_, t_interval_, t_epoch_;
+  ThreadGovernor governor_;  // the OpenMP thread count on a busy CPU (apps/common/thread_governor.h)
 };
 
 Trainer::Trainer(const TrainTask& task, const Recipe& recipe, const RunOptions& run, const ResumeState* resume)
-    : task_(task), r_(recipe), run_(run), t_start_(Clock::now()) {
+    : task_(task),
+      r_(recipe),
+      run_(run),
+      t_start_(Clock::now()),
+      governor_(ThreadGovernor::from_environment(run.adaptive_threads && run.device.is_cpu() && comm_.size() == 1)) {
   MIXGRAD_CHECK(task.model && task.logits && task.train_data && task.test_data, "{}: incomplete training task",
                 task.app);
   MIXGRAD_CHECK(run.log_every >= 1, "--log-every must be at least 1");
@@ -666,6 +672,7 @@ bool Trainer::run_epoch() {
     if (!b) break;
     train_step(*b);
     after_step(run_.max_steps > 0 && global_step_ >= run_.max_steps);
+    if (const std::optional<int> threads = governor_.after_step()) say(governor_.describe_change(*threads));
     const bool epoch_over = step_in_epoch_ == steps_per_epoch_ || global_step_ == total_steps_;
     if (!epoch_over && r_.eval_every > 0 && global_step_ % r_.eval_every == 0) {
       const EvalResult val = validate();

@@ -97,6 +97,9 @@ struct RunOptions {
   int64_t log_every = 50;
   int64_t max_steps = 0;  // stop after this many optimiser steps in total (0: no limit); the schedule is unchanged
   bool quiet = false;
+  // Fit the OpenMP thread count to the cores other processes leave free (apps/common/thread_governor.h; CPU only,
+  // off when OMP_NUM_THREADS or MIXGRAD_ADAPTIVE_THREADS=0 is set). The apps turn it on; library users opt in.
+  bool adaptive_threads = false;
   SaveHook save_hook;  // tests: sees (and may fail or stop) every step of every checkpoint save
 };
 

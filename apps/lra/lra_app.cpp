@@ -323,6 +323,7 @@ TrainSummary run_training(const TrainOptions& o) {
   run.log_every = o.log_every;
   run.max_steps = o.max_steps;
   run.quiet = o.quiet;
+  run.adaptive_threads = true;
   run.save_hook = o.save_hook;
   return train(t, r.recipe, run, r.resume ? &*r.resume : nullptr);
 }
