@@ -5,147 +5,10 @@
 #include <cmath>
 
 #include "engine/sequence.h"
-#include "models/config_metadata.h"
 #include "nn/init.h"
 #include "nn/mixer.h"
 
 namespace mixgrad::models {
-
-// ---- config ---------------------------------------------------------------------------------------------------
-std::map<std::string, std::string> LraConfig::to_metadata() const {
-  Metadata m = {{"arch", "lra-transformer"},
-                {"task", task},
-                {"input", input},
-                {"vocab_size", std::to_string(vocab_size)},
-                {"pixel_mean", meta_double(pixel_mean)},
-                {"pixel_std", meta_double(pixel_std)},
-                {"max_len", std::to_string(max_len)},
-                {"embed_dim", std::to_string(embed_dim)},
-                {"depth", std::to_string(depth)},
-                {"num_heads", std::to_string(num_heads)},
-                {"qkv_dim", std::to_string(qkv_dim)},
-                {"mlp_dim", std::to_string(mlp_dim)},
-                {"pool", pool},
-                {"pos", pos},
-                {"dropout", meta_double(dropout)},
-                {"attn_dropout", meta_double(attn_dropout)},
-                {"ln_eps", meta_double(ln_eps)},
-                {"mixer", mixer},
-                {"causal", meta_bool(causal)},
-                {"grid_h", std::to_string(grid_h)},
-                {"grid_w", std::to_string(grid_w)},
-                {"num_classes", std::to_string(num_classes)},
-                {"dual", dual},
-                {"head_dim", std::to_string(head_dim)}};
-  put_mixer_options(m, "LraConfig", mixer, mixer_options);
-  return m;
-}
-
-LraConfig LraConfig::from_metadata(const std::map<std::string, std::string>& meta) {
-  // Every field is read with its bounds (the error names the key) before validate() checks how they fit together,
-  // and before anything is built.
-  using namespace limits;
-  const MetaReader r{meta, "LraConfig"};
-  (void)r.choice("arch", {"lra-transformer"});
-  const double below_one = std::nextafter(1.0, 0.0);
-  LraConfig c;
-  c.task = r.get("task");
-  c.input = r.choice("input", {"tokens", "pixels"});
-  c.vocab_size = r.integer_in("vocab_size", c.input == "tokens" ? 2 : 0, kMaxSequence);
-  c.pixel_mean = r.real("pixel_mean");
-  c.pixel_std = r.real_in("pixel_std", 0.0, 1e30, true);
-  c.max_len = r.integer_in("max_len", 1, kMaxSequence);
-  c.embed_dim = r.integer_in("embed_dim", 1, kMaxWidth);
-  c.depth = r.integer_in("depth", 1, kMaxDepth);
-  c.qkv_dim = r.integer_in("qkv_dim", 0, kMaxWidth);
-  c.num_heads = r.integer_in("num_heads", 1, std::min(c.qkv_dim > 0 ? c.qkv_dim : c.embed_dim, kMaxHeads));
-  c.mlp_dim = r.integer_in("mlp_dim", 1, kMaxWidth);
-  c.pool = r.choice("pool", {"cls", "mean"});
-  c.pos = r.choice("pos", {"sinusoidal", "learned", "none"});
-  c.dropout = r.real_in("dropout", 0.0, below_one);
-  c.attn_dropout = r.real_in("attn_dropout", 0.0, below_one);
-  c.ln_eps = r.real_in("ln_eps", 0.0, 1.0, true);
-  c.mixer = r.choice("mixer", nn::mixer_names());
-  c.causal = r.boolean("causal");
-  c.grid_h = r.integer_in("grid_h", 0, kMaxSequence);
-  c.grid_w = r.integer_in("grid_w", 0, kMaxSequence);
-  c.num_classes = r.integer_in("num_classes", 2, kMaxClasses);
-  c.dual = r.choice("dual", {"none", "nli", "concat"});
-  c.head_dim = r.integer_in("head_dim", 0, kMaxWidth);
-  c.mixer_options = get_mixer_options(r, c.mixer);
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    throw Error(fmt::format("LraConfig::from_metadata: {}", e.what()));
-  }
-  return c;
-}
-
-double LraConfig::approx_parameters() const {
-  const double d = double(embed_dim), q = double(qkv_dim > 0 ? qkv_dim : embed_dim), m = double(mlp_dim);
-  const double h = double(head_dim > 0 ? head_dim : mlp_dim), n = double(seq_len());
-  const double embedding = input == "tokens" ? double(vocab_size) * d : 2 * d;
-  const double positions = pos == "none" ? 0 : n * d;  // learned, or the sinusoid table (not a parameter, but held)
-  const double block = 4 * d * q + 2 * d * m + 6 * d + m + q;
-  const double head_in = dual == "nli" ? 4 * d : dual == "concat" ? 2 * d : d;
-  return embedding + positions + double(depth) * block + head_in * h + h * h + h * double(num_classes) + 4 * d;
-}
-
-void LraConfig::validate() const {
-  auto fail = [](const std::string& what) { throw Error("LraConfig: " + what); };
-  constexpr int64_t kMaxSize = int64_t(1) << 24;
-  const auto in_range = [&](int64_t v, int64_t lo) { return v >= lo && v <= kMaxSize; };
-  const auto width_ok = [](int64_t v, int64_t lo) { return v >= lo && v <= limits::kMaxWidth; };
-  if (input != "tokens" && input != "pixels") fail(fmt::format("input must be tokens or pixels, got \"{}\"", input));
-  if (input == "tokens" && !in_range(vocab_size, 2)) fail(fmt::format("vocab_size {} must be >= 2", vocab_size));
-  if (input == "pixels" && !(std::isfinite(pixel_mean) && std::isfinite(pixel_std) && pixel_std > 0))
-    fail(fmt::format("pixel normalisation ({}, {}) needs a finite mean and a std > 0", pixel_mean, pixel_std));
-  if (!in_range(max_len, 1) || !in_range(embed_dim, 1) || !in_range(depth, 1) || !in_range(mlp_dim, 1) ||
-      !in_range(num_classes, 2) || qkv_dim < 0 || head_dim < 0)
-    fail(
-        fmt::format("max_len ({}), embed_dim ({}), depth ({}), mlp_dim ({}) must be >= 1 and num_classes ({}) >= 2, "
-                    "all at most 2^24",
-                    max_len, embed_dim, depth, mlp_dim, num_classes));
-  if (!width_ok(embed_dim, 1) || !width_ok(mlp_dim, 1) || !width_ok(qkv_dim, 0) || !width_ok(head_dim, 0) ||
-      depth > limits::kMaxDepth || num_classes > limits::kMaxClasses)
-    fail(
-        fmt::format("embed_dim ({}), mlp_dim ({}), qkv_dim ({}) and head_dim ({}) must be at most {}, depth ({}) at "
-                    "most {}, num_classes ({}) at most {}",
-                    embed_dim, mlp_dim, qkv_dim, head_dim, limits::kMaxWidth, depth, limits::kMaxDepth, num_classes,
-                    limits::kMaxClasses));
-  const int64_t inner = qkv_dim > 0 ? qkv_dim : embed_dim;
-  if (num_heads < 1 || inner % num_heads != 0)
-    fail(fmt::format("num_heads ({}) must be >= 1 and divide the qkv width ({})", num_heads, inner));
-  if (pool != "cls" && pool != "mean") fail(fmt::format("pool must be cls or mean, got \"{}\"", pool));
-  if (pos != "sinusoidal" && pos != "learned" && pos != "none")
-    fail(fmt::format("pos must be sinusoidal, learned or none, got \"{}\"", pos));
-  if (pos == "sinusoidal" && embed_dim % 2 != 0) fail(fmt::format("sinusoidal positions need an even embed_dim"));
-  for (double p : {dropout, attn_dropout})
-    if (!(p >= 0 && p < 1)) fail(fmt::format("dropout rates must be in [0, 1), got {}", p));
-  if (!(ln_eps > 0 && std::isfinite(ln_eps))) fail(fmt::format("ln_eps must be positive, got {}", ln_eps));
-  if (dual != "none" && dual != "nli" && dual != "concat")
-    fail(fmt::format("dual must be none, nli or concat, got \"{}\"", dual));
-  if (grid_h < 0 || grid_w < 0 || grid_h > kMaxSize || grid_w > kMaxSize ||
-      (grid_h * grid_w != 0 && grid_h * grid_w != max_len))
-    fail(fmt::format("a pixel grid {}x{} must hold max_len = {} tokens", grid_h, grid_w, max_len));
-  if (grid_h * grid_w == 0 && nn::mixer_info(mixer).needs_grid)
-    fail(
-        fmt::format("mixer {} needs a token grid (it shifts along rows and columns): only the pixel tasks (image, "
-                    "pathfinder) have one, task {} with {} input has none",
-                    mixer, task, input));
-  if (num_heads > limits::kMaxHeads)
-    fail(fmt::format("num_heads ({}) must be at most {}", num_heads, limits::kMaxHeads));
-  if (approx_parameters() > limits::kMaxParameters)
-    fail(
-        fmt::format("the model would hold about {:.3g} parameters, more than the limit of 2^32 (vocab_size {}, "
-                    "max_len {}, embed_dim {}, depth {}, mlp_dim {})",
-                    approx_parameters(), vocab_size, max_len, embed_dim, depth, mlp_dim));
-  (void)resolved_mixer_options();
-}
-
-std::map<std::string, std::string> LraConfig::resolved_mixer_options() const {
-  return nn::resolve_mixer_options(mixer, mixer_options).values();
-}
 
 Tensor sinusoidal_positions(int64_t n, int64_t d) {
   MIXGRAD_CHECK(n >= 0 && d > 0 && d % 2 == 0, "sinusoidal_positions: need n >= 0 and an even d, got {} x {}", n, d);
@@ -204,7 +67,9 @@ std::shared_ptr<nn::Sequential> make_head(int64_t in, int64_t hidden, int64_t cl
 }
 }  // namespace
 
-LraTransformer::LraTransformer(const LraConfig& cfg) : Module("LraTransformer"), cfg_(cfg) {
+LraTransformer::LraTransformer(const LraConfig& cfg) : LraModel("LraTransformer", cfg) {
+  MIXGRAD_CHECK(cfg_.model == "transformer", "LraTransformer: the config is of model family {}, not transformer",
+                cfg_.model);
   cfg_.validate();
   const int64_t d = cfg_.embed_dim;
   if (cfg_.input == "tokens") {

@@ -190,10 +190,19 @@ CompareRow make_row(const std::vector<CompareRunResult>& runs) {
 CompareResult run_comparison(const CompareSpec& spec) {
   MIXGRAD_CHECK(!spec.models.empty() && !spec.mixers.empty() && !spec.seeds.empty() && spec.train && spec.cost,
                 "{} compare: nothing to compare (models, mixers and seeds must each be non-empty)", spec.app);
-  fs::create_directories(spec.out_dir);
   CompareResult res;
   for (const std::string& model : spec.models)
+    for (const std::string& mixer : spec.mixers)
+      if (const std::string why = spec.skip_reason ? spec.skip_reason(model, mixer) : ""; !why.empty())
+        res.skipped.push_back(fmt::format("{} × {}: {}", model, mixer, why));
+  MIXGRAD_CHECK(res.skipped.size() < spec.models.size() * spec.mixers.size(),
+                "{} compare: no model × mixer pair can run ({})", spec.app, fmt::join(res.skipped, "; "));
+  fs::create_directories(spec.out_dir);
+  for (const std::string& skipped : res.skipped)
+    if (!spec.quiet) std::printf("%s compare: skipped %s\n", spec.app.c_str(), skipped.c_str());
+  for (const std::string& model : spec.models)
     for (const std::string& mixer : spec.mixers) {
+      if (spec.skip_reason && !spec.skip_reason(model, mixer).empty()) continue;
       std::vector<CompareRunResult> runs;
       for (uint64_t seed : spec.seeds)
         runs.push_back(run_one(spec, CompareRun{model, mixer, seed, compare_run_dir(spec, model, mixer, seed)}));
@@ -314,7 +323,7 @@ Json compare_json(const CompareSpec& spec, const CompareResult& res) {
                         {"wall_s", r.wall_s}});
   return Json{{"app", spec.app},       {"title", spec.title},   {"command", spec.command}, {"settings", spec.settings},
               {"models", spec.models}, {"mixers", spec.mixers}, {"seeds", spec.seeds},     {"rows", rows},
-              {"runs", runs},          {"notes", notes(spec)}};
+              {"runs", runs},          {"notes", notes(spec)},  {"skipped", res.skipped}};
 }
 
 std::string render_compare_md(const CompareSpec& spec, const CompareResult& res) {
@@ -325,6 +334,7 @@ std::string render_compare_md(const CompareSpec& spec, const CompareResult& res)
   for (size_t i = 0; i < h.size(); ++i) s += i < (spec.model_in_folder_name ? 2u : 1u) ? "---|" : "---:|";
   s += "\n";
   for (const CompareRow& r : res.rows) s += "| " + fmt::format("{}", fmt::join(row_cells(spec, r), " | ")) + " |\n";
+  if (!res.skipped.empty()) s += fmt::format("\nSkipped: {}.\n", fmt::join(res.skipped, "; "));
   return s + "\n" + notes(spec) + "\n";
 }
 

@@ -52,6 +52,9 @@ struct CompareSpec {
   std::function<TrainSummary(const CompareRun& run, bool resume)> train;
   // The cost of a model × mixer of this comparison, from a finished run's folder (its config.json).
   std::function<ModelCost(const CompareRun& run)> cost;
+  // Optional: why a model × mixer pair cannot run (empty = it can). Such pairs are left out, each with a note in the
+  // reports and compare.json ("skipped"); nothing left to run is an error listing the reasons.
+  std::function<std::string(const std::string& model, const std::string& mixer)> skip_reason;
   bool quiet = false;
 };
 
@@ -76,6 +79,7 @@ struct CompareRow {
 struct CompareResult {
   std::vector<CompareRunResult> runs;  // models × mixers × seeds, in that order
   std::vector<CompareRow> rows;        // models × mixers
+  std::vector<std::string> skipped;    // "model × mixer: why" for each pair left out (CompareSpec::skip_reason)
 };
 
 // Every run (trained, resumed or reused as above), then compare.md, compare.json and compare.html in out_dir.

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
@@ -36,12 +37,39 @@ void ModelFlags::apply(models::LraConfig& m) const {
   if (!embedding.empty()) m.input = embedding;
   if (!dual.empty()) m.dual = dual;
   if (causal) m.causal = true;
+  if (head_dim) m.head_dim = *head_dim;
+  if (hidden_dropout) m.hidden_dropout = *hidden_dropout;
+  if (zdim) m.zdim = *zdim;
+  if (hdim) m.hdim = *hdim;
+  if (ema_ndim) m.ema_ndim = *ema_ndim;
+  if (truncation) m.truncation = *truncation;
+  if (chunk) m.chunk = *chunk;
+  if (lstm_hidden) m.lstm_hidden = *lstm_hidden;
+  if (prenorm) m.prenorm = *prenorm;
+  if (!norm.empty()) m.norm = norm;
+  if (!attn_fn.empty()) m.attn_fn = attn_fn;
+  if (!lstm_pool.empty()) m.lstm_pool = lstm_pool;
 }
 
 // The LRA app's default for the CSP mixer on sequences (spec csp.md §4.2): the exponential cross-layer schedule.
 const std::map<std::string, std::string>& app_mixer_defaults() {
   static const std::map<std::string, std::string> d = {{"csp_schedule", "exponential"}};
   return d;
+}
+
+std::string resolve_mixer(const std::string& model, const std::string& mixer) {
+  return mixer.empty() ? models::lra_family(model, false).default_mixer : mixer;
+}
+
+std::map<std::string, std::string> run_mixer_options(const std::string& mixer,
+                                                     const std::map<std::string, std::string>& given) {
+  const std::vector<std::string> registry = nn::mixer_names();
+  if (std::find(registry.begin(), registry.end(), mixer) == registry.end()) {
+    MIXGRAD_CHECK(given.empty(), "--mixer-opt {}: mixer {} takes no options", given.begin()->first, mixer);
+    return {};
+  }
+  // Every option written out (the app's defaults included), so the checkpoint names them all.
+  return nn::resolve_mixer_options(mixer, given, app_mixer_defaults()).values();
 }
 
 GeneratorConfig generator_config(const std::string& task, const std::string& preset, const DataFlags& data,
@@ -130,7 +158,7 @@ DeviceBatch to_device(const data::Batch& b, Device dev, bool pixels) {
   return d;
 }
 
-LogitsFn logits_fn(models::LraTransformer& m, Device dev) {
+LogitsFn logits_fn(models::LraModel& m, Device dev) {
   const bool pixels = m.config().input == "pixels";
   return [&m, dev, pixels](const data::Batch& b) {
     const DeviceBatch d = to_device(b, dev, pixels);
@@ -173,12 +201,13 @@ Metadata recipe_metadata(const LraRun& r) {
 }
 
 void fresh_run(const TrainOptions& o, LraRun& r) {
-  const LraPreset p = lra_preset(o.task, o.preset);
+  const std::string mixer = resolve_mixer(o.model, o.mixer);
+  if (const std::string why = models::lra_mixer_mismatch(o.model, mixer); !why.empty())
+    throw Error(fmt::format("--mixer {}: {}", mixer, why));
+  const LraPreset p = lra_preset(o.task, o.preset, o.model, mixer);
   r.preset = o.preset;
   r.cfg = p.model;
-  r.cfg.mixer = o.mixer;
-  // Every option written out (the app's defaults included), so the checkpoint names them all.
-  r.cfg.mixer_options = nn::resolve_mixer_options(o.mixer, o.mixer_options, app_mixer_defaults()).values();
+  r.cfg.mixer_options = run_mixer_options(r.cfg.mixer, o.mixer_options);
   o.model_flags.apply(r.cfg);
   Recipe& rc = r.recipe;
   rc = p.recipe;
@@ -245,7 +274,7 @@ Json read_report_json(const TaskData& d) {
               {"split", d.split}};
 }
 
-TrainTask make_task(const LraRun& r, models::LraTransformer& model, Device dev, const data::Dataset& train_data,
+TrainTask make_task(const LraRun& r, models::LraModel& model, Device dev, const data::Dataset& train_data,
                     const data::Dataset& test_data, const TrainOptions& o) {
   const TaskInfo& info = task_info(r.cfg.task);
   TrainTask t;
@@ -273,19 +302,19 @@ TrainTask make_task(const LraRun& r, models::LraTransformer& model, Device dev, 
                   {"mixer", r.cfg.mixer},
                   {"data", data_metadata(r.data_dir, r.difficulty, r.split_seed)},
                   {"data_read", read_report_json(r.data)}};
-  t.summary = Json{{"title", fmt::format("LRA {} / {} / transformer / {}", r.cfg.task, r.preset, r.cfg.mixer)},
+  t.summary = Json{{"title", fmt::format("LRA {} / {} / {} / {}", r.cfg.task, r.preset, r.cfg.model, r.cfg.mixer)},
                    {"task", r.cfg.task},
-                   {"model", "transformer"},
+                   {"model", r.cfg.model},
                    {"preset", r.preset},
                    {"mixer", r.cfg.mixer},
                    {"split", r.data.split},
                    {"data_dir", r.data_dir.string()},
                    {"skipped_records", r.data.report.skipped}};
   t.describe = fmt::format(
-      "lra: {} / {} / transformer / {}: {} parameters, device {}, data {} ({} train, {} val, {} "
+      "lra: {} / {} / {} / {}: {} parameters, device {}, data {} ({} train, {} val, {} "
       "test samples{}{})",
-      r.cfg.task, r.preset, r.cfg.mixer, model.num_parameters(), dev.str(), r.data_dir.string(), t.train_idx.size(),
-      t.val_idx.size(), t.test_idx.size(),
+      r.cfg.task, r.preset, r.cfg.model, r.cfg.mixer, model.num_parameters(), dev.str(), r.data_dir.string(),
+      t.train_idx.size(), t.val_idx.size(), t.test_idx.size(),
       r.data.report.skipped ? fmt::format(", {} records skipped", r.data.report.skipped) : "",
       r.data.truncated ? fmt::format(", {} cut to {} tokens", r.data.truncated, r.cfg.max_len) : "");
   return t;
@@ -294,10 +323,10 @@ TrainTask make_task(const LraRun& r, models::LraTransformer& model, Device dev, 
 }  // namespace
 
 TrainSummary run_training(const TrainOptions& o) {
-  const fs::path out = o.out_dir.empty()
-                           ? fs::path("runs") / fmt::format("lra-{}-{}-{}-{}", o.task, o.preset, o.model, o.mixer)
-                           : fs::path(o.out_dir);
-  MIXGRAD_CHECK(o.model == "transformer", "--model {}: this build has the transformer model family only", o.model);
+  (void)models::lra_family(o.model, true);  // unknown or not built yet: the error lists the families
+  const fs::path out = o.out_dir.empty() ? fs::path("runs") / fmt::format("lra-{}-{}-{}-{}", o.task, o.preset, o.model,
+                                                                          resolve_mixer(o.model, o.mixer))
+                                         : fs::path(o.out_dir);
   const Device dev = resolve_device(o.device);
   set_allow_tf32(o.tf32);
   const AttentionBackendGuard attention_backend(attention_backend_named(o.attention));
@@ -311,12 +340,12 @@ TrainSummary run_training(const TrainOptions& o) {
   r.cfg.validate();
   r.recipe.validate();
   manual_seed(r.recipe.seed);
-  models::LraTransformer model(r.cfg);
-  model.to(dev);
+  const std::unique_ptr<models::LraModel> model = models::make_lra_model(r.cfg);
+  model->to(dev);
   const data::SequenceBatches train_data(r.data.train_set, padding_for(r.cfg));
   const data::SequenceBatches separate_test(r.data.test_in_train_set ? r.data.train_set : r.data.test_set,
                                             padding_for(r.cfg));
-  const TrainTask t = make_task(r, model, dev, train_data, separate_test, o);
+  const TrainTask t = make_task(r, *model, dev, train_data, separate_test, o);
   RunOptions run;
   run.out_dir = out;
   run.device = dev;
@@ -332,7 +361,7 @@ TrainSummary run_training(const TrainOptions& o) {
 namespace {
 
 struct Loaded {
-  std::unique_ptr<models::LraTransformer> model;
+  std::unique_ptr<models::LraModel> model;
   Metadata meta;
   TaskData data;
   std::vector<int64_t> indices;
@@ -358,7 +387,7 @@ Loaded load_for_eval(const EvalOptions& o, Device dev) {
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: not an lra checkpoint: {}", o.checkpoint, e.what()));
   }
-  l.model = std::make_unique<models::LraTransformer>(cfg);
+  l.model = models::make_lra_model(cfg);
   try {
     l.model->load_state_dict(tensors, true);
   } catch (const std::exception& e) {
@@ -429,34 +458,51 @@ int64_t run_predict(const PredictOptions& o) {
 }
 
 // ---- info / generate ------------------------------------------------------------------------------------------
-std::string model_info(const std::string& task, const std::string& preset, const std::string& mixer,
-                       const ModelFlags& flags, const std::map<std::string, std::string>& mixer_options) {
-  const LraPreset p = lra_preset(task, preset);
-  models::LraConfig cfg = p.model;
-  cfg.mixer = mixer;
-  cfg.mixer_options = nn::resolve_mixer_options(mixer, mixer_options, app_mixer_defaults()).values();
-  flags.apply(cfg);
-  cfg.validate();
-  models::LraTransformer model(cfg);
-  const TaskInfo& t = task_info(task);
-  std::string s = fmt::format("LRA task {} ({}), preset {}: {}\n", task, t.description, preset, p.note);
-  s += fmt::format("  transformer: {} {} of length <= {}{}, dim {}, depth {}, heads {}, qkv {}, MLP {}, {} classes\n",
-                   cfg.input == "pixels" ? "real-valued pixels" : "tokens",
-                   cfg.input == "pixels" ? "" : fmt::format("(vocab {})", cfg.vocab_size), cfg.max_len,
-                   cfg.pool == "cls" ? " + class token" : "", cfg.embed_dim, cfg.depth, cfg.num_heads,
-                   cfg.qkv_dim > 0 ? cfg.qkv_dim : cfg.embed_dim, cfg.mlp_dim, cfg.num_classes);
-  s += fmt::format("  pool {}, positions {}, dropout {} (attention {}), LayerNorm eps {}{}\n", cfg.pool, cfg.pos,
-                   cfg.dropout, cfg.attn_dropout, cfg.ln_eps,
-                   cfg.dual != "none" ? fmt::format(", dual encoder ({})", cfg.dual) : "");
-  s += fmt::format(
+namespace {
+
+std::string recipe_line(const LraPreset& p) {
+  return fmt::format(
       "  recipe: batch {}, lr {} ({}), warm-up {}, weight decay {}, {}\n", p.recipe.batch_size, p.recipe.lr,
       p.recipe.schedule,
       p.warmup_epochs > 0 ? fmt::format("{} epoch", p.warmup_epochs) : fmt::format("{} steps", p.recipe.warmup_steps),
       p.recipe.weight_decay,
       p.recipe.updates > 0 ? fmt::format("{} updates", p.recipe.updates) : fmt::format("{} epochs", p.recipe.epochs));
+}
+
+std::string transformer_lines(const models::LraConfig& cfg) {
+  std::string s =
+      fmt::format("  transformer: {} {} of length <= {}{}, dim {}, depth {}, heads {}, qkv {}, MLP {}, {} classes\n",
+                  cfg.input == "pixels" ? "real-valued pixels" : "tokens",
+                  cfg.input == "pixels" ? "" : fmt::format("(vocab {})", cfg.vocab_size), cfg.max_len,
+                  cfg.pool == "cls" ? " + class token" : "", cfg.embed_dim, cfg.depth, cfg.num_heads,
+                  cfg.qkv_dim > 0 ? cfg.qkv_dim : cfg.embed_dim, cfg.mlp_dim, cfg.num_classes);
+  s += fmt::format("  pool {}, positions {}, dropout {} (attention {}), LayerNorm eps {}{}\n", cfg.pool, cfg.pos,
+                   cfg.dropout, cfg.attn_dropout, cfg.ln_eps,
+                   cfg.dual != "none" ? fmt::format(", dual encoder ({})", cfg.dual) : "");
+  return s;
+}
+
+}  // namespace
+
+std::string model_info(const std::string& task, const std::string& preset, const std::string& mixer,
+                       const ModelFlags& flags, const std::map<std::string, std::string>& mixer_options,
+                       const std::string& model) {
+  const std::string resolved = resolve_mixer(model, mixer);
+  if (const std::string why = models::lra_mixer_mismatch(model, resolved); !why.empty())
+    throw Error(fmt::format("--mixer {}: {}", resolved, why));
+  const LraPreset p = lra_preset(task, preset, model, resolved);
+  models::LraConfig cfg = p.model;
+  cfg.mixer_options = run_mixer_options(cfg.mixer, mixer_options);
+  flags.apply(cfg);
+  cfg.validate();
+  const std::unique_ptr<models::LraModel> built = models::make_lra_model(cfg);
+  const TaskInfo& t = task_info(task);
+  std::string s = fmt::format("LRA task {} ({}), preset {}: {}\n", task, t.description, preset, p.note);
+  s += cfg.model == "transformer" ? transformer_lines(cfg) : built->describe();
+  s += recipe_line(p);
   for (const auto& [k, v] : cfg.resolved_mixer_options()) s += fmt::format("  mixer option {} = {}\n", k, v);
-  s += describe_mixer(mixer);
-  return s + parameter_listing(model);
+  if (cfg.model == "transformer") s += describe_mixer(cfg.mixer);
+  return s + parameter_listing(*built);
 }
 
 fs::path run_generate(const GenerateOptions& o) {

@@ -1,6 +1,7 @@
-// The `lra` app (train / eval / predict / info / generate on the six Long Range Arena tasks with the Transformer
-// encoder and any token mixer). Training runs in the shared harness (apps/common/trainer.h, which also describes
-// the run folder); logic lives outside main() so that the tests drive it directly.
+// The `lra` app (train / eval / predict / info / generate / compare on the six Long Range Arena tasks with the model
+// families of models/lra_config.h: the Transformer encoder with any token mixer, MEGA and CSP-MEGA, FLASH, the LSTM).
+// Training runs in the shared harness (apps/common/trainer.h, which also describes the run folder); logic lives outside
+// main() so that the tests drive it directly.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -14,16 +15,20 @@
 #include "apps/common/metrics.h"
 #include "apps/common/trainer.h"
 #include "apps/lra/lra_presets.h"
-#include "models/lra_transformer.h"
+#include "models/lra_model.h"
 
 namespace mixgrad::app::lra {
 
 // Model overrides on top of a preset (unset / empty = the preset's).
 struct ModelFlags {
-  std::optional<int64_t> embed_dim, depth, num_heads, qkv_dim, mlp_dim, max_len;
-  std::optional<double> dropout, attn_dropout;
+  std::optional<int64_t> embed_dim, depth, num_heads, qkv_dim, mlp_dim, max_len, head_dim;
+  std::optional<double> dropout, attn_dropout, hidden_dropout;
   std::string pool, pos, embedding, dual;
   bool causal = false;
+  // The families other than the transformer (models/lra_config.h says which reads which).
+  std::optional<int64_t> zdim, hdim, ema_ndim, truncation, chunk, lstm_hidden;
+  std::optional<bool> prenorm;
+  std::string norm, attn_fn, lstm_pool;
   void apply(models::LraConfig& m) const;
 };
 
@@ -37,7 +42,8 @@ struct DataFlags {
 };
 
 struct TrainOptions {
-  std::string task = "listops", model = "transformer", preset = "mini", mixer = "softmax";
+  // mixer empty: the model family's default (transformer: softmax; mega: gated).
+  std::string task = "listops", model = "transformer", preset = "mini", mixer;
   std::map<std::string, std::string> mixer_options;
   ModelFlags model_flags;
   DataFlags data;
@@ -70,9 +76,17 @@ struct PredictOptions {
 };
 int64_t run_predict(const PredictOptions& opts);
 
-// The task, the model with its mixer and options, every parameter name with its shape, and the total.
+// The task, the model with its mixer and options, every parameter name with its shape, and the total. mixer empty:
+// the family's default.
 std::string model_info(const std::string& task, const std::string& preset, const std::string& mixer,
-                       const ModelFlags& flags = {}, const std::map<std::string, std::string>& mixer_options = {});
+                       const ModelFlags& flags = {}, const std::map<std::string, std::string>& mixer_options = {},
+                       const std::string& model = "transformer");
+// The mixer a run uses: `mixer`, or the family's default when empty.
+std::string resolve_mixer(const std::string& model, const std::string& mixer);
+// The mixer options a run records: --mixer-opt resolved against the mixer's declaration with the app's defaults; a
+// mixer outside the token-mixer registry (MEGA's gated attention, the LSTM's none) takes none.
+std::map<std::string, std::string> run_mixer_options(const std::string& mixer,
+                                                     const std::map<std::string, std::string>& given);
 
 struct GenerateOptions {
   std::string task = "listops", preset = "mini", out_dir;  // out_dir empty: into the cache (as train does)
@@ -86,7 +100,8 @@ GeneratorConfig generator_config(const std::string& task, const std::string& pre
                                  const GenerateOptions* flags = nullptr);
 std::filesystem::path run_generate(const GenerateOptions& opts);
 
-// `lra compare`: every model of `models` × mixer of `mixers` trained on one task with the same preset, data and recipe
+// `lra compare`: every model of `models` × mixer of `mixers` (a pair the model does not take is skipped, with a note;
+// "all" mixers = each model's own) trained on one task with the same preset, data and recipe
 // (`base`; its model, mixer, seed, out_dir, resume and overwrite are set per run) for seeds 0 .. seeds-1, each run in
 // <out>/<model>-<mixer>/seed-<s>; then compare.md, compare.json and compare.html in <out> (apps/common/compare.h).
 struct CompareOptions {
@@ -97,7 +112,8 @@ struct CompareOptions {
   std::string command;  // the command line, shown in the reports
 };
 CompareResult run_compare(const CompareOptions& opts);
-// Parameters and matmul FLOPs per sample at the longest sequence (max_len; apps/common/flops.h says how).
+// Parameters and matmul FLOPs per sample at the longest sequence (max_len; apps/common/flops.h says how). Families
+// other than the transformer count their Linear layers only (flops_complete = false).
 ModelCost lra_cost(const models::LraConfig& cfg);
 
 struct CliCommand {
@@ -107,9 +123,9 @@ struct CliCommand {
   EvalOptions eval;
   PredictOptions predict;
   GenerateOptions generate;
-  std::string info_task = "listops", info_preset = "mini", info_mixer = "softmax";
+  std::string info_task = "listops", info_preset = "mini", info_mixer, info_model = "transformer";
   std::map<std::string, std::string> info_mixer_options;
-  ModelFlags info_model;
+  ModelFlags info_model_flags;
   int exit_code = -1;  // >= 0: parsing ended the program (--help: 0, bad flag or value: non-zero); message printed
 };
 CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err);

@@ -8,6 +8,7 @@
 #include "apps/common/options.h"
 #include "apps/lra/lra_app.h"
 #include "models/config_metadata.h"
+#include "models/lra_config.h"
 #include "nn/mixer.h"
 
 namespace mixgrad::app::lra {
@@ -22,6 +23,41 @@ template <class T>
 CLI::Option* optional_flag(CLI::App* sc, const std::string& name, std::optional<T>& into, const std::string& help) {
   return sc->add_option_function<T>(
       name, [&into](const T& v) { into = v; }, help);
+}
+
+// The flags of the families other than the transformer (models/lra_config.h says which family reads which).
+void add_family_flags(CLI::App* sc, ModelFlags& m) {
+  namespace lim = models::limits;
+  optional_flag(sc, "--zdim", m.zdim, "mega / flash: width of the shared representation Z (default: the preset's)")
+      ->check(integer_range(1, lim::kMaxWidth));
+  optional_flag(sc, "--hdim", m.hdim, "mega: value width; flash: expansion width (default: the preset's)")
+      ->check(integer_range(1, lim::kMaxWidth));
+  optional_flag(sc, "--ema-ndim", m.ema_ndim, "mega: EMA dimension per channel (default: the preset's)")
+      ->check(integer_range(1, 64));
+  optional_flag(sc, "--truncation", m.truncation, "mega: EMA kernel length (0 = the whole sequence)")
+      ->check(integer_range(0, lim::kMaxSequence));
+  optional_flag(sc, "--chunk", m.chunk, "mega / flash: attention within chunks of N positions (-1 = full attention)")
+      ->check(integer_range(-1, lim::kMaxSequence));
+  sc->add_option("--norm", m.norm, "mega / flash: layernorm, scalenorm or batchnorm (default: the preset's)")
+      ->check(CLI::IsMember({"layernorm", "scalenorm", "batchnorm"}));
+  optional_flag(sc, "--prenorm", m.prenorm, "mega: true = pre-norm blocks, false = post-norm (default: the preset's)");
+  sc->add_option("--attn-fn", m.attn_fn, "mega / flash attention function: softmax, laplace or relu2")
+      ->check(CLI::IsMember({"softmax", "laplace", "relu2"}));
+  optional_flag(sc, "--hidden-dropout", m.hidden_dropout,
+                "mega: dropout on V and in the FFN; lstm: between layers (default: the preset's)")
+      ->check(number_range(0.0, 0.999));
+  optional_flag(sc, "--lstm-hidden", m.lstm_hidden, "lstm: hidden width per direction (default: the preset's)")
+      ->check(integer_range(1, lim::kMaxWidth));
+  sc->add_option("--lstm-pool", m.lstm_pool, "lstm: mean (masked mean of the outputs) or last (final states)")
+      ->check(CLI::IsMember({"mean", "last"}));
+}
+
+std::string families_help() {
+  std::string s = "Model family:";
+  for (const models::LraFamily& f : models::lra_families())
+    s += fmt::format(" {} ({}{}; default mixer {});", f.name, f.description,
+                     f.unavailable.empty() ? "" : ", not built yet", f.default_mixer);
+  return s;
 }
 
 void add_model_flags(CLI::App* sc, ModelFlags& m) {
@@ -53,6 +89,9 @@ void add_model_flags(CLI::App* sc, ModelFlags& m) {
   sc->add_option("--dual", m.dual, "Retrieval head input: nli ([u, v, u*v, u-v]) or concat ([u, v])")
       ->check(CLI::IsMember({"nli", "concat"}));
   sc->add_flag("--causal", m.causal, "Causal token mixing (token i sees tokens j <= i)");
+  optional_flag(sc, "--head-dim", m.head_dim, "Classifier hidden width (MEGA's cls_out; default: the preset's)")
+      ->check(integer_range(0, lim::kMaxWidth));
+  add_family_flags(sc, m);
 }
 
 void add_data_flags(CLI::App* sc, DataFlags& d, bool generator_flags) {
@@ -124,10 +163,13 @@ void add_kernel_and_limit_flags(CLI::App* tr, TrainOptions& t) {
 void add_train(CLI::App& app, TrainOptions& t, std::vector<std::string>& mixer_opts) {
   CLI::App* tr = app.add_subcommand("train", "Train on an LRA task; checkpoints, metrics.jsonl and a report in --out");
   add_task_flags(tr, t);
-  tr->add_option("--model", t.model, "Model family (this build: transformer)")
-      ->check(CLI::IsMember({"transformer"}))
+  tr->add_option("--model", t.model, families_help())
+      ->check(CLI::IsMember(models::lra_model_names()))
       ->capture_default_str();
-  tr->add_option("--mixer", t.mixer, "Token mixer")->check(CLI::IsMember(nn::mixer_names()))->capture_default_str();
+  tr->add_option("--mixer", t.mixer,
+                 "Token mixer (default: the model's). transformer: any registered mixer; mega: gated (MEGA's "
+                 "attention) or csp (CSP-MEGA)")
+      ->check(CLI::IsMember(models::lra_all_mixer_names()));
   add_mixer_option_flag(tr, mixer_opts);
   add_model_flags(tr, t.model_flags);
   add_data_flags(tr, t.data, true);
@@ -149,11 +191,13 @@ void add_compare(CLI::App& app, CompareOptions& c, std::vector<std::string>& mix
       "Train every listed model x mixer on one task with the same preset, recipe and seeds (one run folder each, "
       "resumable), then write compare.md, compare.json and compare.html to --out");
   add_task_flags(cm, c.base);
-  cm->add_option("--models", c.models, "Comma-separated model families, or all (this build: transformer)")
-      ->check(name_list({"transformer"}, "--models"))
+  cm->add_option("--models", c.models, "Comma-separated model families, or all (every built family)")
+      ->check(name_list(models::lra_model_names(), "--models"))
       ->capture_default_str();
-  cm->add_option("--mixers", c.mixers, "Comma-separated token mixers, or all (every registered mixer)")
-      ->check(name_list(nn::mixer_names(), "--mixers"))
+  cm->add_option("--mixers", c.mixers,
+                 "Comma-separated token mixers, or all (each model's own: every registered mixer for the "
+                 "transformer, gated and csp for mega); a model x mixer pair the model does not take is skipped")
+      ->check(name_list(models::lra_all_mixer_names(), "--mixers"))
       ->capture_default_str();
   cm->add_option("--seeds", c.seeds, "Seeds per model x mixer (0 .. N-1)")
       ->check(integer_range(int64_t(1), int64_t(1000)))
@@ -218,11 +262,13 @@ CliCommand parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   CLI::App* in = app.add_subcommand("info", "The task, the model, every parameter name and shape, and the total");
   in->add_option("--task", c.info_task, "Task")->check(CLI::IsMember(task_names()))->capture_default_str();
   in->add_option("--preset", c.info_preset, "Preset")->check(CLI::IsMember(lra_preset_names()))->capture_default_str();
-  in->add_option("--mixer", c.info_mixer, "Token mixer")
-      ->check(CLI::IsMember(nn::mixer_names()))
+  in->add_option("--model", c.info_model, families_help())
+      ->check(CLI::IsMember(models::lra_model_names()))
       ->capture_default_str();
+  in->add_option("--mixer", c.info_mixer, "Token mixer (default: the model's)")
+      ->check(CLI::IsMember(models::lra_all_mixer_names()));
   add_mixer_option_flag(in, info_opts);
-  add_model_flags(in, c.info_model);
+  add_model_flags(in, c.info_model_flags);
   add_generate(app, c.generate);
   c.exit_code = parse_command_line(app, argc, argv, out, err, "lra", [&] {
     c.train.mixer_options = mixer_options(train_opts);
@@ -248,8 +294,10 @@ int lra_main(int argc, const char* const* argv) {
       const int64_t n = run_predict(c.predict);
       std::printf("predict: wrote logits for %lld samples to %s\n", (long long)n, c.predict.out.c_str());
     } else if (c.command == "info") {
-      std::fputs(model_info(c.info_task, c.info_preset, c.info_mixer, c.info_model, c.info_mixer_options).c_str(),
-                 stdout);
+      std::fputs(
+          model_info(c.info_task, c.info_preset, c.info_mixer, c.info_model_flags, c.info_mixer_options, c.info_model)
+              .c_str(),
+          stdout);
     } else if (c.command == "compare") {
       (void)run_compare(c.compare);
     } else if (c.command == "generate") {

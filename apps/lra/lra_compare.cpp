@@ -1,7 +1,8 @@
 // `lra compare`: models × mixers on one task with the same preset, data and recipe over several seeds, through the
-// shared comparison (apps/common/compare.h); and the LRA Transformer's parameter and FLOP count.
+// shared comparison (apps/common/compare.h); and the LRA models' parameter and FLOP counts.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "apps/common/flops.h"
@@ -12,8 +13,31 @@ namespace mixgrad::app::lra {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+bool registry_mixer(const std::string& mixer) {
+  const std::vector<std::string> names = nn::mixer_names();
+  return std::find(names.begin(), names.end(), mixer) != names.end();
+}
+
+// The families other than the transformer: every Linear outside the head acts on each token, the head on the pooled
+// vector(s); their token-to-token products are not counted (a lower bound).
+ModelCost family_cost(const models::LraConfig& cfg, const nn::Module& model) {
+  const double encodes = cfg.dual != "none" ? 2.0 : 1.0;
+  ModelCost c;
+  c.params = model.num_parameters();
+  for (const auto& [name, child] : model.named_children())
+    c.flops += (name == "head" ? 1.0 : encodes * double(cfg.max_len)) * linear_flops_per_row(*child);
+  c.flops_complete = false;
+  return c;
+}
+
+}  // namespace
+
 ModelCost lra_cost(const models::LraConfig& cfg) {
-  models::LraTransformer model(cfg);
+  const std::unique_ptr<models::LraModel> built = models::make_lra_model(cfg);
+  if (cfg.model != "transformer") return family_cost(cfg, *built);
+  const models::LraModel& model = *built;
   const int64_t n = cfg.seq_len(), inner = cfg.qkv_dim > 0 ? cfg.qkv_dim : cfg.embed_dim;
   const double encodes = cfg.dual != "none" ? 2.0 : 1.0;  // Retrieval encodes both documents
   ModelCost c;
@@ -53,9 +77,20 @@ Json settings_json(const CompareOptions& o) {
 CompareResult run_compare(const CompareOptions& o) {
   CompareSpec spec;
   spec.app = "lra";
-  spec.models = parse_name_list(o.models, {"transformer"}, "--models");
-  spec.mixers = parse_name_list(o.mixers, nn::mixer_names(), "--mixers");
-  check_mixer_options_declared(spec.mixers, o.base.mixer_options);
+  std::vector<std::string> built;
+  for (const models::LraFamily& f : models::lra_families())
+    if (f.unavailable.empty()) built.push_back(f.name);
+  spec.models = o.models == "all" ? built : parse_name_list(o.models, models::lra_model_names(), "--models");
+  spec.mixers = parse_name_list(o.mixers, models::lra_all_mixer_names(), "--mixers");
+  std::vector<std::string> registry_mixers;
+  for (const std::string& m : spec.mixers)
+    if (registry_mixer(m)) registry_mixers.push_back(m);
+  if (!o.base.mixer_options.empty()) check_mixer_options_declared(registry_mixers, o.base.mixer_options);
+  spec.skip_reason = [](const std::string& model, const std::string& mixer) -> std::string {
+    const models::LraFamily& f = models::lra_family(model, false);
+    if (!f.unavailable.empty()) return f.unavailable;
+    return models::lra_mixer_mismatch(model, mixer);
+  };
   spec.seeds = seed_list(o.seeds);
   spec.model_in_folder_name = true;
   spec.unit = "tokens", spec.per_sample = "sample";
@@ -69,7 +104,8 @@ CompareResult run_compare(const CompareOptions& o) {
     TrainOptions t = o.base;
     t.model = run.model;
     t.mixer = run.mixer;
-    t.mixer_options = mixer_options_for(run.mixer, o.base.mixer_options);
+    t.mixer_options = registry_mixer(run.mixer) ? mixer_options_for(run.mixer, o.base.mixer_options)
+                                                : std::map<std::string, std::string>{};
     t.seed = run.seed;
     t.out_dir = run.dir.string();
     t.resume = resume;

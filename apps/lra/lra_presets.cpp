@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "apps/lra/lra_family_presets.h"
 #include "engine/error.h"
 
 namespace mixgrad::app::lra {
@@ -87,8 +88,9 @@ LraPreset mini_preset(const TaskInfo& t) {
     r.epochs = 4;
     data::ListOpsConfig& g = p.generator.listops;
     g.min_length = 50, g.max_length = 250, g.train = 20000, g.val = 1000, g.test = 1000;
-    p.note = "ListOps with 51-249 tokens, 20,000 / 1,000 / 1,000 generated samples, a 2-layer D 64 encoder with "
-             "masked-mean pooling, 4 epochs at lr 3e-3";
+    p.note =
+        "ListOps with 51-249 tokens, 20,000 / 1,000 / 1,000 generated samples, a 2-layer D 64 encoder with "
+        "masked-mean pooling, 4 epochs at lr 3e-3";
   } else if (t.name == "text" || t.name == "retrieval") {
     set_sizes(m, {2, 64, 4, 64, 128, "cls", "sinusoidal", 0.1, 0.1});
     m.max_len = 1000;  // the length of LRA's released text configuration
@@ -117,17 +119,34 @@ LraPreset mini_preset(const TaskInfo& t) {
   return p;
 }
 
+// The presets of the families other than the transformer (apps/lra/lra_family_presets.h), by family.
+FamilyPreset family_preset(const std::string& model) {
+  (void)model;
+  return nullptr;
+}
+
 }  // namespace
 
 std::vector<std::string> lra_preset_names() { return {"paper", "mini"}; }
 
-LraPreset lra_preset(const std::string& task, const std::string& preset) {
+LraPreset lra_preset(const std::string& task, const std::string& preset, const std::string& model,
+                     const std::string& mixer) {
   const TaskInfo& t = task_info(task);
   MIXGRAD_CHECK(preset == "paper" || preset == "mini", "unknown LRA preset \"{}\" (known: paper, mini)", preset);
-  LraPreset p = preset == "paper" ? paper_preset(t) : mini_preset(t);
+  const models::LraFamily& family = models::lra_family(model, true);
+  LraPreset p;
+  p = preset == "paper" ? paper_preset(t) : mini_preset(t);
+  if (model != "transformer") {
+    const FamilyPreset make = family_preset(model);
+    MIXGRAD_CHECK(make != nullptr, "lra_preset: the LRA model family {} has no presets", model);
+    p = make(t, preset, mixer.empty() ? family.default_mixer : mixer, p);
+  }
   models::LraConfig& m = p.model;
+  m.model = model;
+  m.mixer = mixer.empty() ? family.default_mixer : mixer;
   m.task = t.name;
-  m.input = "tokens";
+  // The transformer reads pixel tasks as tokens (LRA's); the other families through a real-number embedding (MEGA's).
+  m.input = model != "transformer" && t.pixels ? "pixels" : "tokens";
   m.vocab_size = t.vocab_size;
   m.num_classes = t.num_classes;
   if (t.pixels) m.max_len = t.image_size * t.image_size, m.grid_h = m.grid_w = t.image_size;

@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "engine/mixgrad.h"
-#include "models/lra_transformer.h"
+#include "models/lra_model.h"
 #include "models/vit.h"
 #include "nn/serialize.h"
 #include "tests/common/temp_files.h"
@@ -97,8 +97,8 @@ std::vector<uint8_t> tiny_lra_checkpoint() {
   cfg.mlp_dim = 8;
   cfg.num_classes = 3;
   manual_seed(1);
-  models::LraTransformer m(cfg);
-  return checkpoint_bytes(m, cfg.to_metadata(), "lra");
+  const std::unique_ptr<models::LraModel> m = models::make_lra_model(cfg);
+  return checkpoint_bytes(*m, cfg.to_metadata(), "lra");
 }
 
 std::vector<uint8_t> cifar10_records(int n) {

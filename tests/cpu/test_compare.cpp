@@ -2,6 +2,8 @@
 // compare.md / .json / .html with one row per mixer (accuracy over the seeds, parameters, FLOPs checked against a
 // hand count, throughput, memory, wall time); a second invocation reuses the finished runs and resumes only the one
 // whose summary was deleted; the list and option helpers and the command lines.
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include "apps/common/flops.h"
 #include "apps/lra/lra_app.h"
 #include "apps/vit/vit_app.h"
+#include "nn/mixer.h"
 #include "tests/common/temp_files.h"
 #include "tests/common/trainer_runs.h"
 
@@ -134,7 +137,7 @@ TEST_CASE("vit compare: two mixers x two seeds write the three reports; a rerun 
 TEST_CASE("lra compare: models x mixers on generated ListOps, one row each", "[compare]") {
   TempDir tmp;
   app::lra::CompareOptions c;
-  c.mixers = "softmax,csp";
+  c.mixers = "softmax,csp,gated";  // transformer × gated cannot run: skipped, with a note
   c.seeds = 1;
   c.out_dir = (tmp / "cmp").string();
   app::lra::TrainOptions& b = c.base;
@@ -152,6 +155,9 @@ TEST_CASE("lra compare: models x mixers on generated ListOps, one row each", "[c
   const app::CompareResult r = app::lra::run_compare(c);
   REQUIRE(r.rows.size() == 2);
   REQUIRE(r.runs.size() == 2);
+  REQUIRE(r.skipped == std::vector<std::string>{"transformer × gated: model transformer has no mixer \"gated\" (it "
+                                                "takes: " +
+                                                fmt::format("{}", fmt::join(nn::mixer_names(), ", ")) + ")"});
   REQUIRE(r.rows[0].model == "transformer");
   REQUIRE(r.rows[1].mixer == "csp");
   REQUIRE(fs::exists(tmp / "cmp" / "transformer-csp" / "seed-0" / "summary.json"));
@@ -165,6 +171,9 @@ TEST_CASE("lra compare: models x mixers on generated ListOps, one row each", "[c
                        Contains("train tokens/s") && Contains("FLOPs / sample"));
   REQUIRE(app::Json::parse(slurp(tmp / "cmp" / "compare.json"))["rows"].size() == 2);
   REQUIRE_THAT(slurp(tmp / "cmp" / "compare.html"), Contains("transformer / softmax"));
+  REQUIRE_THAT(md, Contains("Skipped: transformer × gated"));
+  c.mixers = "gated";
+  REQUIRE_THROWS_WITH(app::lra::run_compare(c), Contains("no model × mixer pair can run"));
 }
 
 TEST_CASE("compare: lists, mixer options over several mixers, flop formulas and command lines", "[compare]") {
@@ -207,7 +216,7 @@ TEST_CASE("compare: lists, mixer options over several mixers, flop formulas and 
     REQUIRE(app::parse_cli(int(bad.size()), bad.data(), bo, be).exit_code > 0);
     REQUIRE_FALSE(be.str().empty());
   }
-  std::vector<const char*> lbad{"lra", "compare", "--models", "mega"};
+  std::vector<const char*> lbad{"lra", "compare", "--models", "rnn"};
   REQUIRE(app::lra::parse_cli(int(lbad.size()), lbad.data(), o, e).exit_code > 0);
 
   std::vector<const char*> largv{"lra",         "compare",  "--task", "listops", "--models",

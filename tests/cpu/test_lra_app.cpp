@@ -254,8 +254,19 @@ TEST_CASE("lra app: info, command line, and errors", "[lra-app]") {
   c = parse({"train", "--mixer-opt", "csp_k"}, &err);
   CHECK(c.exit_code != 0);
   CHECK_THAT(err, Contains("expected key=value"));
-  c = parse({"train", "--model", "mega"}, &err);
+  c = parse({"train", "--model", "rnn"}, &err);
   CHECK(c.exit_code != 0);
+  CHECK_THAT(err, Contains("--model"));
+  c = parse({"train", "--model", "mega", "--zdim", "32", "--norm", "scalenorm", "--prenorm", "true", "--chunk", "16"});
+  REQUIRE(c.exit_code == -1);
+  CHECK(c.train.model == "mega");
+  CHECK(c.train.mixer.empty());  // the family's default
+  CHECK(c.train.model_flags.zdim == std::optional<int64_t>(32));
+  CHECK(c.train.model_flags.prenorm == std::optional<bool>(true));
+  CHECK(c.train.model_flags.chunk == std::optional<int64_t>(16));
+  CHECK(c.train.model_flags.norm == "scalenorm");
+  CHECK(resolve_mixer("transformer", "") == "softmax");
+  CHECK(resolve_mixer("mega", "") == "gated");
   c = parse({"info", "--task", "image", "--preset", "mini"});
   CHECK(c.command == "info");
   CHECK(c.info_task == "image");

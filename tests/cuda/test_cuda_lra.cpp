@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "engine/mixgrad.h"
-#include "models/lra_transformer.h"
+#include "models/lra_model.h"
 #include "nn/mixer.h"
 #include "tests/common/check.h"
 
@@ -62,9 +62,10 @@ TEST_CASE("cuda: one LRA training step gives the CPU's loss and gradients", "[cu
       }
       const models::LraConfig cfg = config(mixer, v);
       manual_seed(900);
-      models::LraTransformer cpu(cfg);
+      const std::unique_ptr<models::LraModel> cpu_model = models::make_lra_model(cfg);
       manual_seed(901);
-      models::LraTransformer gpu(cfg);
+      const std::unique_ptr<models::LraModel> gpu_model = models::make_lra_model(cfg);
+      models::LraModel &cpu = *cpu_model, &gpu = *gpu_model;
       gpu.load_state_dict(cpu.state_dict());
       gpu.to(kCuda);
       const bool px = v.input == "pixels", dual = v.dual != "none";

@@ -56,7 +56,7 @@ inline void read_model_config(const std::filesystem::path& file, const nn::Metad
   if (arch == meta.end()) return;
   try {
     if (arch->second == "vit") (void)models::ViTConfig::from_metadata(meta);
-    if (arch->second == "lra-transformer") (void)models::LraConfig::from_metadata(meta);
+    if (arch->second.rfind("lra-", 0) == 0) (void)models::LraConfig::from_metadata(meta);
   } catch (const Error& e) {
     throw Error(file.string() + ": " + e.what());
   }
