@@ -101,7 +101,7 @@ std::vector<LraFamily> make_families() {
                "MEGA: EMA + single-head gated attention (specs/lra.md §6.2); --mixer csp = CSP-MEGA (§6.3)",
                "gated",
                {"gated", "csp"},
-               "the mega family is not built in this version yet",
+               "",
                validate_mega,
                mega_parameters});
   f.push_back({"flash",

@@ -13,4 +13,7 @@ namespace mixgrad::app::lra {
 using FamilyPreset = LraPreset (*)(const TaskInfo& task, const std::string& preset, const std::string& mixer,
                                    LraPreset base);
 
+// MEGA (specs/lra.md §7.2) and, with mixer csp, CSP-MEGA (§7.4); mini: a 2-layer MEGA (apps/lra/lra_presets_mega.cpp).
+LraPreset mega_preset(const TaskInfo& task, const std::string& preset, const std::string& mixer, LraPreset base);
+
 }  // namespace mixgrad::app::lra

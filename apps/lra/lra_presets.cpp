@@ -121,7 +121,7 @@ LraPreset mini_preset(const TaskInfo& t) {
 
 // The presets of the families other than the transformer (apps/lra/lra_family_presets.h), by family.
 FamilyPreset family_preset(const std::string& model) {
-  (void)model;
+  if (model == "mega") return mega_preset;
   return nullptr;
 }
 

@@ -34,6 +34,15 @@ std::vector<FamilyRow> families() {
                     c.embed_dim = 16, c.depth = 1, c.num_heads = 2, c.qkv_dim = 16, c.mlp_dim = 24, c.head_dim = 24;
                     c.dropout = c.attn_dropout = 0;
                   }});
+  // MEGA and CSP-MEGA on their mini presets (post-norm LayerNorm softmax on text, pre-norm BatchNorm laplace on
+  // pixels), shrunk; the pixel rows also run chunked attention.
+  const auto mega_tiny = [](models::LraConfig& c) {
+    c.embed_dim = 16, c.depth = 2, c.zdim = 8, c.hdim = 24, c.mlp_dim = 24, c.head_dim = 24, c.ema_ndim = 4;
+    c.dropout = c.hidden_dropout = 0;
+    if (c.input == "pixels" && c.mixer == "gated") c.chunk = 256;
+  };
+  rows.push_back({"mega", "gated", mega_tiny});
+  rows.push_back({"mega", "csp", mega_tiny});
   return rows;
 }
 
