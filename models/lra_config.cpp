@@ -9,6 +9,7 @@
 #include "engine/ema.h"
 #include "engine/error.h"
 #include "models/config_metadata.h"
+#include "models/lra_lstm.h"
 #include "nn/mixer.h"
 
 namespace mixgrad::models {
@@ -87,6 +88,16 @@ double mega_parameters(const LraConfig& c) {
   return embedding + double(c.depth) * layer + (c.prenorm ? norm : 0.0) + head_in * h + h + h * double(c.num_classes);
 }
 
+// ---- LSTM (specs/lra.md §6.5) -----------------------------------------------------------------------------------
+void validate_lstm(const LraConfig& c) {
+  if (c.pool != "mean")
+    fail(fmt::format("lstm pools by lstm_pool (mean or last): pool must be mean, got \"{}\"", c.pool));
+  if (c.pos != "none") fail(fmt::format("lstm has no absolute positions: pos must be none, got \"{}\"", c.pos));
+  if (c.causal) fail("lstm: causal is not supported (the LRA LSTM is bidirectional)");
+  if (c.hidden_dropout < 0 || c.hidden_dropout >= 1)
+    fail(fmt::format("lstm: hidden_dropout (between layers) must be in [0, 1), got {}", c.hidden_dropout));
+}
+
 // ---- the table --------------------------------------------------------------------------------------------------
 std::vector<LraFamily> make_families() {
   std::vector<LraFamily> f;
@@ -115,9 +126,9 @@ std::vector<LraFamily> make_families() {
                "a bidirectional multi-layer LSTM encoder (specs/lra.md §6.5)",
                "none",
                {"none"},
-               "the lstm family is not built in this version yet",
-               nullptr,
-               nullptr});
+               "",
+               validate_lstm,
+               lra_lstm_parameters});
   return f;
 }
 

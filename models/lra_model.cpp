@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "models/lra_lstm.h"
 #include "models/lra_mega.h"
 #include "models/lra_transformer.h"
 #include "nn/init.h"
@@ -14,6 +15,7 @@ std::unique_ptr<LraModel> make_lra_model(const LraConfig& cfg) {
   cfg.validate();
   if (cfg.model == "transformer") return std::make_unique<LraTransformer>(cfg);
   if (cfg.model == "mega") return std::make_unique<LraMega>(cfg);
+  if (cfg.model == "lstm") return std::make_unique<LraLstm>(cfg);
   throw Error(fmt::format("make_lra_model: no constructor for the LRA model family \"{}\"", cfg.model));
 }
 

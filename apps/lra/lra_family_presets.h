@@ -16,4 +16,8 @@ using FamilyPreset = LraPreset (*)(const TaskInfo& task, const std::string& pres
 // MEGA (specs/lra.md §7.2) and, with mixer csp, CSP-MEGA (§7.4); mini: a 2-layer MEGA (apps/lra/lra_presets_mega.cpp).
 LraPreset mega_preset(const TaskInfo& task, const std::string& preset, const std::string& mixer, LraPreset base);
 
+// The LSTM (ours, specs/lra.md §6.5): paper = MEGA's command line per task with --layer-type lstm; mini: a 1-layer
+// BiLSTM (apps/lra/lra_presets_lstm.cpp).
+LraPreset lstm_preset(const TaskInfo& task, const std::string& preset, const std::string& mixer, LraPreset base);
+
 }  // namespace mixgrad::app::lra

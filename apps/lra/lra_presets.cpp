@@ -122,6 +122,7 @@ LraPreset mini_preset(const TaskInfo& t) {
 // The presets of the families other than the transformer (apps/lra/lra_family_presets.h), by family.
 FamilyPreset family_preset(const std::string& model) {
   if (model == "mega") return mega_preset;
+  if (model == "lstm") return lstm_preset;
   return nullptr;
 }
 
