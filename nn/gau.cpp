@@ -1,4 +1,5 @@
-// GatedAttentionUnit: parameters, initialisation and forward (specs/lra.md §6.4).
+// GatedAttentionUnit (parameters, initialisation, forward), the pre-norm GAULayer and the layer list (specs/lra.md
+// §6.4).
 #include "nn/gau.h"
 
 #include "nn/init.h"
@@ -43,6 +44,28 @@ Tensor GatedAttentionUnit::forward(const Tensor& x, const Tensor& lengths) {
   const Tensor k = add(mul(uvz[2], scale[1]), offset[1]);
   const Tensor o = gated_attention(q, k, uvz[1], rel_pos_bias, lengths, {options.fn, options.chunk});
   return out_proj->forward(mul(uvz[0], o));
+}
+
+GAULayer::GAULayer(int64_t d, const GAUOptions& options, const std::string& norm_name, double eps, double drop)
+    : Module("GAULayer"), dropout(drop) {
+  MIXGRAD_CHECK(drop >= 0 && drop < 1, "GAULayer: dropout must be in [0, 1), got {}", drop);
+  norm = register_module("norm", std::make_shared<SequenceNorm>(norm_name, d, eps));
+  gau = register_module("gau", std::make_shared<GatedAttentionUnit>(d, options));
+}
+
+Tensor GAULayer::forward(const Tensor& x, const Tensor& lengths) {
+  return add(x, mixgrad::dropout(gau->forward(norm->forward(x, lengths), lengths), dropout, is_training()));
+}
+
+std::shared_ptr<GAULayer> GAULayers::push_back(std::shared_ptr<GAULayer> layer) {
+  layers_.push_back(layer);
+  return register_module(std::to_string(layers_.size() - 1), std::move(layer));
+}
+
+Tensor GAULayers::forward(const Tensor& x, const Tensor& lengths) {
+  Tensor h = x;
+  for (auto& l : layers_) h = l->forward(h, lengths);
+  return h;
 }
 
 }  // namespace mixgrad::nn

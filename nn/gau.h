@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/gated_attention.h"
 #include "nn/layers.h"
 #include "nn/module.h"
+#include "nn/norms.h"
 
 namespace mixgrad::nn {
 
@@ -41,6 +43,31 @@ class GatedAttentionUnit : public Module {
 
  private:
   int64_t span_;
+};
+
+// FLASH's layer, always pre-norm: x + Dropout(GAU(Norm(x))) with the norm a SequenceNorm ("layernorm", "scalenorm"
+// or "batchnorm"; BatchNorm leaves padded positions out of its statistics). Children "norm" and "gau".
+class GAULayer : public Module {
+ public:
+  GAULayer(int64_t dim, const GAUOptions& options, const std::string& norm = "layernorm", double eps = 1e-5,
+           double dropout = 0.0);
+  Tensor forward(const Tensor& x, const Tensor& lengths = Tensor());
+  std::shared_ptr<SequenceNorm> norm;
+  std::shared_ptr<GatedAttentionUnit> gau;
+  double dropout;
+};
+
+// GAU layers applied in order (children "0", "1", ..., like a torch.nn.ModuleList).
+class GAULayers : public Module {
+ public:
+  GAULayers() : Module("GAULayers") {}
+  std::shared_ptr<GAULayer> push_back(std::shared_ptr<GAULayer> layer);
+  Tensor forward(const Tensor& x, const Tensor& lengths = Tensor());
+  size_t size() const { return layers_.size(); }
+  GAULayer& operator[](size_t i) const { return *layers_.at(i); }
+
+ private:
+  std::vector<std::shared_ptr<GAULayer>> layers_;
 };
 
 }  // namespace mixgrad::nn

@@ -171,3 +171,42 @@ TEST_CASE("gau: sizes and options are checked", "[gau]") {
   REQUIRE(chunked.rel_pos_bias.size(0) == 5);
   REQUIRE(chunked.forward(zeros({1, 10, 4})).shape() == Shape{1, 10, 4});  // chunks span any length
 }
+
+TEST_CASE("gau layer: x + GAU(Norm(x)) for each norm, and finite differences for x and every parameter", "[gau]") {
+  const Tensor lengths = from_vector(kLengths, {kB});
+  for (const std::string norm : {"layernorm", "scalenorm", "batchnorm"})
+    for (int64_t chunk : {int64_t(-1), int64_t(3)}) {
+      INFO("norm " << norm << ", chunk " << chunk);
+      manual_seed(6);
+      nn::GAULayer layer(kD, nn::GAUOptions{kE, kS, GatedAttentionFn::relu2, chunk, 9}, norm, 1e-5, 0.0);
+      layer.to(DType::f64);
+      {
+        NoGradGuard ng;
+        for (Tensor p : layer.parameters()) p.copy_(mul_scalar(randn(p.shape(), TensorOptions(DType::f64)), 0.7));
+      }
+      const Tensor x = testing::rand_f64({kB, kL, kD}, -1.5, 1.5);
+      {
+        NoGradGuard ng;
+        const Tensor expected = add(x, layer.gau->forward(layer.norm->forward(x, lengths), lengths));
+        REQUIRE_CLOSE(testing::all_close(layer.forward(x, lengths), expected, tolerance(Compare::forward_f64)));
+      }
+      std::vector<Tensor> inputs = {x};
+      for (const auto& [name, p] : layer.named_parameters()) inputs.push_back(p);
+      REQUIRE_CLOSE(testing::gradcheck([&](const std::vector<Tensor>& in) { return layer.forward(in[0], lengths); },
+                                       inputs));
+    }
+}
+
+TEST_CASE("gau layers: children named 0, 1, ... with the unit's parameter names", "[gau]") {
+  nn::GAULayers layers;
+  for (int i = 0; i < 2; ++i)
+    layers.push_back(std::make_shared<nn::GAULayer>(4, nn::GAUOptions{6, 2, GatedAttentionFn::relu2, -1, 5}));
+  const auto names = layers.named_parameters();
+  REQUIRE(names.front().first == "0.norm.norm.weight");
+  bool found = false;
+  for (const auto& [name, p] : names) found = found || name == "1.gau.rel_pos_bias";
+  REQUIRE(found);
+  REQUIRE(layers.forward(zeros({2, 5, 4})).shape() == Shape{2, 5, 4});
+  REQUIRE_THROWS_WITH(nn::GAULayer(4, nn::GAUOptions{6, 2, GatedAttentionFn::relu2, -1, 5}, "rmsnorm"),
+                      Catch::Contains("layernorm"));
+}
