@@ -98,6 +98,34 @@ void validate_lstm(const LraConfig& c) {
     fail(fmt::format("lstm: hidden_dropout (between layers) must be in [0, 1), got {}", c.hidden_dropout));
 }
 
+// ---- FLASH / GAU (specs/lra.md §6.4) ----------------------------------------------------------------------------
+void validate_flash(const LraConfig& c) {
+  const auto width_ok = [](int64_t v) { return v >= 1 && v <= limits::kMaxWidth; };
+  if (!width_ok(c.zdim) || !width_ok(c.hdim))
+    fail(fmt::format("flash: zdim ({}) and hdim (the expansion e, {}) must be in [1, {}]", c.zdim, c.hdim,
+                     limits::kMaxWidth));
+  if (c.chunk != -1 && c.chunk < 1) fail(fmt::format("flash: chunk ({}) must be -1 (full attention) or >= 1", c.chunk));
+  if (c.pool != "mean") fail(fmt::format("flash pools by masked mean: pool must be mean, got \"{}\"", c.pool));
+  if (c.pos != "none")
+    fail(fmt::format("flash has no absolute positions (the GAU's relative bias): pos must be none, got \"{}\"", c.pos));
+  if (c.causal) fail("flash: causal is not supported (the LRA encoders are bidirectional)");
+  if (c.attn_dropout != 0)
+    fail(fmt::format("flash: attn_dropout must be 0, got {} (the fused gated attention drops nothing from A)",
+                     c.attn_dropout));
+}
+
+// Exact: what LraFlash builds (tests compare the two).
+double flash_parameters(const LraConfig& c) {
+  const double d = double(c.embed_dim), e = double(c.hdim), s = double(c.zdim);
+  const double positions = double(c.chunk > 0 ? c.chunk : c.max_len);
+  const double norm = c.norm == "scalenorm" ? 1.0 : 2 * d;
+  const double layer = norm + (d + 1) * (2 * e + s) + 4 * s + (2 * positions - 1) + (e * d + d);
+  const double embedding = c.input == "tokens" ? double(c.vocab_size) * d : 2 * d;
+  const double h = double(c.head_dim > 0 ? c.head_dim : c.mlp_dim);
+  const double head_in = c.dual == "nli" ? 4 * d : c.dual == "concat" ? 2 * d : d;
+  return embedding + double(c.depth) * layer + norm + head_in * h + h + h * double(c.num_classes);
+}
+
 // ---- the table --------------------------------------------------------------------------------------------------
 std::vector<LraFamily> make_families() {
   std::vector<LraFamily> f;
@@ -116,12 +144,12 @@ std::vector<LraFamily> make_families() {
                validate_mega,
                mega_parameters});
   f.push_back({"flash",
-               "FLASH / GAU: gated attention units with relu² attention (specs/lra.md §6.4)",
+               "FLASH / GAU: gated attention units with full or chunked quadratic relu² attention (specs/lra.md §6.4)",
                "gated",
                {"gated"},
-               "the flash family is not built in this version yet",
-               nullptr,
-               nullptr});
+               "",
+               validate_flash,
+               flash_parameters});
   f.push_back({"lstm",
                "a bidirectional multi-layer LSTM encoder (specs/lra.md §6.5)",
                "none",

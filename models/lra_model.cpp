@@ -5,6 +5,7 @@
 
 #include "models/lra_lstm.h"
 #include "models/lra_mega.h"
+#include "models/lra_flash.h"
 #include "models/lra_transformer.h"
 #include "nn/init.h"
 
@@ -16,6 +17,7 @@ std::unique_ptr<LraModel> make_lra_model(const LraConfig& cfg) {
   if (cfg.model == "transformer") return std::make_unique<LraTransformer>(cfg);
   if (cfg.model == "mega") return std::make_unique<LraMega>(cfg);
   if (cfg.model == "lstm") return std::make_unique<LraLstm>(cfg);
+  if (cfg.model == "flash") return std::make_unique<LraFlash>(cfg);
   throw Error(fmt::format("make_lra_model: no constructor for the LRA model family \"{}\"", cfg.model));
 }
 

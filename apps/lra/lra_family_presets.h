@@ -19,5 +19,7 @@ LraPreset mega_preset(const TaskInfo& task, const std::string& preset, const std
 // The LSTM (ours, specs/lra.md §6.5): paper = MEGA's command line per task with --layer-type lstm; mini: a 1-layer
 // BiLSTM (apps/lra/lra_presets_lstm.cpp).
 LraPreset lstm_preset(const TaskInfo& task, const std::string& preset, const std::string& mixer, LraPreset base);
+// FLASH / GAU (apps/lra/lra_presets_flash.cpp).
+LraPreset flash_preset(const TaskInfo& task, const std::string& preset, const std::string& mixer, LraPreset base);
 
 }  // namespace mixgrad::app::lra

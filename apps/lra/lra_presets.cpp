@@ -123,6 +123,7 @@ LraPreset mini_preset(const TaskInfo& t) {
 FamilyPreset family_preset(const std::string& model) {
   if (model == "mega") return mega_preset;
   if (model == "lstm") return lstm_preset;
+  if (model == "flash") return flash_preset;
   return nullptr;
 }
 
