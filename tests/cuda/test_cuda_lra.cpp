@@ -123,3 +123,49 @@ TEST_CASE("cuda: one LRA training step gives the CPU's loss and gradients", "[cu
     }
   }
 }
+
+TEST_CASE("cuda: one FLASH (GAU) training step gives the CPU's loss and gradients", "[cuda][lra][flash]") {
+  struct FlashVariant {
+    std::string input, norm, dual;
+    int64_t chunk;
+  };
+  const std::vector<FlashVariant> variants = {{"tokens", "scalenorm", "none", -1},
+                                              {"pixels", "batchnorm", "none", 5},
+                                              {"tokens", "layernorm", "nli", 7}};
+  const std::vector<int32_t> len = {24, 17, 5}, len2 = {9, 20, 13};
+  for (const FlashVariant& v : variants) {
+    INFO("input " << v.input << ", norm " << v.norm << ", dual " << v.dual << ", chunk " << v.chunk);
+    models::LraConfig cfg = config("softmax", Variant{"mean", v.input, v.dual});
+    cfg.model = "flash", cfg.mixer = "gated", cfg.pos = "none", cfg.attn_dropout = 0.0, cfg.dropout = 0.1;
+    cfg.zdim = 8, cfg.hdim = 24, cfg.head_dim = 16, cfg.norm = v.norm, cfg.chunk = v.chunk, cfg.attn_fn = "relu2";
+    cfg.validate();
+    manual_seed(910);
+    const auto cpu = models::make_lra_model(cfg);
+    manual_seed(911);
+    const auto gpu = models::make_lra_model(cfg);
+    gpu->load_state_dict(cpu->state_dict());
+    gpu->to(kCuda);
+    const bool px = v.input == "pixels", dual = v.dual != "none";
+    const std::vector<int32_t> lengths = px ? std::vector<int32_t>{24, 24, 24} : len;  // pixel images are whole
+    const Tensor x = inputs(lengths, 24, px, 0), x2 = dual ? inputs(len2, 20, px, 3) : Tensor();
+    const Tensor l = from_vector(lengths, {3}), l2 = dual ? from_vector(len2, {3}) : Tensor();
+    const Tensor labels = from_vector<int64_t>({3, 0, 2}, {3});
+    manual_seed(6);  // the same dropout masks on both devices (Philox)
+    const Tensor loss = cross_entropy(cpu->forward(x, l, x2, l2), labels);
+    loss.backward();
+    manual_seed(6);
+    const Tensor loss_c = cross_entropy(
+        gpu->forward(x.to(kCuda), l.to(kCuda), dual ? x2.to(kCuda) : Tensor(), dual ? l2.to(kCuda) : Tensor()),
+        labels.to(kCuda));
+    loss_c.backward();
+    REQUIRE(loss_c.device() == kCuda);
+    REQUIRE_CLOSE(testing::all_close(loss_c, loss, tolerance(Compare::cpu_vs_cuda)));
+    const auto pc = cpu->named_parameters(), pg = gpu->named_parameters();
+    REQUIRE(pc.size() == pg.size());
+    for (size_t i = 0; i < pc.size(); ++i) {
+      INFO("gradient of " << pc[i].first);
+      REQUIRE(pc[i].second.grad().defined());
+      REQUIRE_CLOSE(testing::all_close(pg[i].second.grad(), pc[i].second.grad(), tolerance(Compare::cpu_vs_cuda)));
+    }
+  }
+}
