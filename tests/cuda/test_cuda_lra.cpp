@@ -135,7 +135,7 @@ TEST_CASE("cuda: one FLASH (GAU) training step gives the CPU's loss and gradient
   const std::vector<int32_t> len = {24, 17, 5}, len2 = {9, 20, 13};
   for (const FlashVariant& v : variants) {
     INFO("input " << v.input << ", norm " << v.norm << ", dual " << v.dual << ", chunk " << v.chunk);
-    models::LraConfig cfg = config("softmax", Variant{"mean", v.input, v.dual});
+    models::LraConfig cfg = config(Row{"transformer", "softmax", Variant{"mean", v.input, v.dual}});
     cfg.model = "flash", cfg.mixer = "gated", cfg.pos = "none", cfg.attn_dropout = 0.0, cfg.dropout = 0.1;
     cfg.zdim = 8, cfg.hdim = 24, cfg.head_dim = 16, cfg.norm = v.norm, cfg.chunk = v.chunk, cfg.attn_fn = "relu2";
     cfg.validate();
