@@ -27,20 +27,42 @@ void gather_column(T* col, const T* x, int64_t b, int64_t j, int64_t n, const Em
   for (int64_t t = n; t < s.length; ++t) col[t] = T(0);
 }
 
-// Σ_{m=0}^{min(k−1, t)} w[m]·v[t − m] (causal taps) and Σ_{m=0}^{min(k−1, n−1−t)} w[m]·v[t + m] (anti-causal taps).
+// The tap sums as one vectorisable axpy per tap (taps outside, positions inside: the position loop has no
+// loop-carried dependence, unlike a per-position dot product over reversed taps).
+// y[t] += Σ_{m=0}^{min(k−1, t)} w[m]·v[t − m] for t < n (causal taps).
 template <class T>
-T causal_taps(const T* w, const T* v, int64_t t, int64_t k) {
-  const int64_t m_end = std::min(k - 1, t);
-  T acc = T(0);
-  for (int64_t m = 0; m <= m_end; ++m) acc += w[m] * v[t - m];
-  return acc;
+void add_causal_taps(T* y, const T* w, const T* v, int64_t n, int64_t k) {
+  const int64_t taps = std::min(k, n);
+  for (int64_t m = 0; m < taps; ++m) {
+    const T wm = w[m];
+    T* dst = y + m;  // dst[i] = y[m + i] += w[m]·v[i]
+    for (int64_t i = 0; i < n - m; ++i) dst[i] += wm * v[i];
+  }
 }
+// y[t] += Σ_{m=0}^{min(k−1, n−1−t)} w[m]·v[t + m] for t < n (anti-causal taps).
 template <class T>
-T anticausal_taps(const T* w, const T* v, int64_t t, int64_t n, int64_t k) {
-  const int64_t m_end = std::min(k - 1, n - 1 - t);
-  T acc = T(0);
-  for (int64_t m = 0; m <= m_end; ++m) acc += w[m] * v[t + m];
-  return acc;
+void add_anticausal_taps(T* y, const T* w, const T* v, int64_t n, int64_t k) {
+  const int64_t taps = std::min(k, n);
+  for (int64_t m = 0; m < taps; ++m) {
+    const T wm = w[m];
+    const T* src = v + m;
+    for (int64_t t = 0; t < n - m; ++t) y[t] += wm * src[t];
+  }
+}
+// Σ_{i<len} a[i]·b[i] with 32 independent partial sums (vector lanes and enough of them in flight to hide the FMA
+// latency), added in a fixed order: the result depends on len only, never on the thread count.
+template <class T>
+T dot(const T* a, const T* b, int64_t len) {
+  constexpr int kLanes = 32;
+  T acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  T tail = T(0);
+  for (; i < len; ++i) tail += a[i] * b[i];
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+  return acc[0] + tail;
 }
 
 // pre/out for one (b, j) column from y (the convolution or scan result) on rows < n; zero rows >= n.
@@ -168,10 +190,9 @@ void ema_conv_forward(T* out, T* pre, const T* x, const int32_t* lengths, const 
       for (int64_t b = 0; b < s.batch; ++b) {
         const int64_t n = ema_valid_length(lengths, b, L);
         gather_column(col.data(), x, b, j, n, s);
-        for (int64_t t = 0; t < n; ++t) {
-          y[t] = causal_taps(kf, col.data(), t, k);
-          if (s.bidirectional) y[t] += anticausal_taps(kb, col.data(), t, n, k);
-        }
+        std::fill(y.begin(), y.begin() + n, T(0));
+        add_causal_taps(y.data(), kf, col.data(), n, k);
+        if (s.bidirectional) add_anticausal_taps(y.data(), kb, col.data(), n, k);
         write_outputs(out, pre, x, y.data(), omega[j], b, j, n, s);
       }
     }
@@ -227,7 +248,7 @@ void ema_conv_backward(T* dx, T* dkernel, const T* dpre, const T* x, const int32
   const int64_t L = s.length, k = s.kernel_length, D = s.channels;
 #pragma omp parallel
   {
-    std::vector<T> col(static_cast<size_t>(L)), dz(static_cast<size_t>(L));
+    std::vector<T> col(static_cast<size_t>(L)), dz(static_cast<size_t>(L)), g(static_cast<size_t>(L));
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < D; ++j) {
       const T* kf = kernel + j * k;
@@ -242,22 +263,15 @@ void ema_conv_backward(T* dx, T* dkernel, const T* dpre, const T* x, const int32
         gather_column(col.data(), x, b, j, n, s);
         gather_column(dz.data(), dpre, b, j, n, s);
         T* dxb = dx + b * L * D + j;
-        for (int64_t t = 0; t < L; ++t) {
-          T g = T(0);
-          if (t < n) {
-            g = omega[j] * dz[t] + anticausal_taps(kf, dz.data(), t, n, k);
-            if (s.bidirectional) g += causal_taps(kb, dz.data(), t, k);
-          }
-          dxb[t * D] = g;
-        }
+        // dx̃[t] = Σ_m Kf[m]·dz[t + m] + Σ_m Kb[m]·dz[t − m] (the adjoint taps), then the ω term.
+        std::fill(g.begin(), g.begin() + n, T(0));
+        add_anticausal_taps(g.data(), kf, dz.data(), n, k);
+        if (s.bidirectional) add_causal_taps(g.data(), kb, dz.data(), n, k);
+        for (int64_t t = 0; t < L; ++t) dxb[t * D] = t < n ? omega[j] * dz[t] + g[t] : T(0);
         // dKf[m] += Σ_t dz[t]·x̃[t − m]; dKb[m] += Σ_t dz[t]·x̃[t + m] (= dKf with the roles of dz and x̃ swapped).
         for (int64_t m = 0; m < std::min(k, n); ++m) {
-          T af = T(0), ab = T(0);
-          for (int64_t t = m; t < n; ++t) af += dz[t] * col[t - m];
-          if (s.bidirectional)
-            for (int64_t t = m; t < n; ++t) ab += col[t] * dz[t - m];
-          dkf[m] += af;
-          if (s.bidirectional) dkb[m] += ab;
+          dkf[m] += dot(dz.data() + m, col.data(), n - m);
+          if (s.bidirectional) dkb[m] += dot(col.data() + m, dz.data(), n - m);
         }
       }
     }
