@@ -12,8 +12,10 @@
 #include <sstream>
 
 #include "apps/bench/allreduce_case.h"
+#include "apps/bench/mega_train_case.h"
 #include "apps/bench/measure.h"
 #include "apps/common/blas_core.h"
+#include "engine/file_io.h"
 #include "apps/bench/op_cases.h"
 
 using namespace mixgrad;
@@ -64,6 +66,30 @@ int run_allreduce_bench(const std::vector<int64_t>& bytes, const MeasureConfig& 
   return 0;
 }
 
+// bench --mega-train: MEGA training steps on random tokens, one line and (with --json) one record in the PyTorch
+// peer's format (apps/bench/peers/mega_train_torch.py takes the same sizes).
+int run_mega_train_bench(const MegaTrainOptions& o, const std::string& device_spec, const std::string& json_path) {
+  try {
+    nlohmann::ordered_json records = nlohmann::ordered_json::array();
+    for (const Device& device : resolve_devices(device_spec)) {
+      const MegaTrainResult r = run_mega_train(o, device);
+      fmt::print("mega_train {} {}: {:.1f} ms/step (median {:.1f}), {:.0f} tokens/s, {} parameters, peak {:.1f} MiB, "
+                 "loss {:.4f} -> {:.4f}\n",
+                 device.str(), mega_train_shape(o), r.ms_mean, r.ms_median, r.tokens_per_s, r.params,
+                 double(r.peak_bytes) / (1 << 20), r.loss_first, r.loss_last);
+      records.push_back({{"op", "mega_train"}, {"pass", "train_step"}, {"device", device.str()},
+                         {"shape", mega_train_shape(o)}, {"dtype", "float32"}, {"ms", r.ms_mean},
+                         {"ms_median", r.ms_median}, {"tokens_per_s", r.tokens_per_s}, {"params", r.params},
+                         {"peak_bytes", r.peak_bytes}, {"threads", omp_get_max_threads()}});
+    }
+    if (!json_path.empty()) io::write_file_atomic(json_path, records.dump(1) + "\n");
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -103,8 +129,24 @@ int main(int argc, char** argv) {
                  "Instead of the ops: time the trainer's all-reduce of f32 buffers of these byte sizes over this "
                  "process's ranks (run under mpirun)")
       ->check(CLI::Range(int64_t(4), int64_t(1) << 31));
+  bool mega_train = false;
+  MegaTrainOptions mega;
+  app.add_flag("--mega-train", mega_train,
+               "Instead of the ops: time training steps of the MEGA LRA model on random tokens (defaults: MEGA's "
+               "ListOps sizes at L 2000, batch 4, as apps/bench/peers/mega_train_torch.py)");
+  app.add_option("--mega-length", mega.length, "--mega-train: tokens per sample")->check(CLI::Range(2, 1 << 16));
+  app.add_option("--mega-batch", mega.batch, "--mega-train: samples per step")->check(CLI::Range(1, 4096));
+  app.add_option("--mega-steps", mega.steps, "--mega-train: timed steps")->check(CLI::Range(1, 100000));
+  app.add_option("--mega-warmup", mega.warmup_steps, "--mega-train: untimed steps first")->check(CLI::Range(0, 1000));
+  app.add_option("--mega-attention", mega.attention, "--mega-train: softmax, laplace or relu2")
+      ->check(CLI::IsMember({"softmax", "laplace", "relu2"}));
+  app.add_option("--mega-chunk", mega.chunk, "--mega-train: attention chunk (-1: full)")->check(CLI::Range(-1, 1 << 16));
   CLI11_PARSE(app, argc, argv);
   if (!allreduce_bytes.empty()) return run_allreduce_bench(allreduce_bytes, cfg);
+  if (mega_train) {
+    if (threads > 0) omp_set_num_threads(threads);
+    return run_mega_train_bench(mega, device_spec, json_path);
+  }
 
   try {
     std::set<std::string> wanted;
