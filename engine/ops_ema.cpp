@@ -13,6 +13,7 @@
 #include "engine/deferred_checks.h"
 #include "engine/ema.h"
 #include "engine/error.h"
+#include "engine/valid_lengths.h"
 #include "kernels/cpu/ema.h"
 #ifdef MIXGRAD_WITH_CUDA
 #include "kernels/cuda/csp.h"
@@ -161,39 +162,6 @@ void check_parameters(const char* op, const EmaArgs& a, int64_t rows, bool bidir
   detail::common_device(op, {a.x, a.delta, a.alpha, a.beta, a.gamma, a.omega});
 }
 
-// lengths as int32 on x's device; CPU values are checked here, device values on the device (reported at the next
-// read-back, with the lengths clamped to [0, L] by the kernels meanwhile).
-Tensor prepare_lengths(const char* op, const Tensor& lengths, const Tensor& x) {
-  const int64_t B = x.size(0), L = x.size(1);
-  MIXGRAD_CHECK(lengths.dtype() == DType::i32 || lengths.dtype() == DType::i64,
-                "{}: lengths has dtype {}, expected int32 or int64", op, lengths.dtype());
-  MIXGRAD_CHECK(lengths.dim() == 1 && lengths.size(0) == B, "{}: lengths has shape {}, expected [B] = [{}]", op,
-                shape_str(lengths.shape()), B);
-  const Device device = x.device();
-  if (!device.is_cpu() && !lengths.device().is_cpu()) {
-#ifdef MIXGRAD_WITH_CUDA
-    MIXGRAD_CHECK(lengths.device() == device, "{}: lengths is on {}, x on {} (expected the same device)", op,
-                  lengths.device(), device);
-    Tensor flag = zeros({1}, TensorOptions(DType::i32, device));
-    Tensor out = empty({B}, TensorOptions(DType::i32, device));
-    kernels::cuda::csp_prepare_lengths(out.data<int32_t>(), lengths.raw_data(), lengths.dtype() == DType::i64, B, L,
-                                       flag.data<int32_t>(), detail::stream_of(x));
-    detail::defer_check(flag, fmt::format("{}: a length is outside [1, L] = [1, {}] (lengths holds each sample's valid "
-                                          "token count)",
-                                          op, L));
-    return out;
-#endif
-  }
-  const Tensor host = lengths.to(kCPU).to(DType::i64);
-  const std::vector<int64_t> n = host.to_vector<int64_t>();
-  std::vector<int32_t> n32(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) {
-    MIXGRAD_CHECK(n[b] >= 1 && n[b] <= L, "{}: lengths[{}] = {} is outside [1, L] = [1, {}]", op, b, n[b], L);
-    n32[b] = static_cast<int32_t>(n[b]);
-  }
-  return from_vector<int32_t>(n32, {B}, TensorOptions(DType::i32, device));
-}
-
 EmaPlan plan_ema(const char* op, const EmaArgs& a, const Tensor& lengths, const EmaOptions& options) {
   MIXGRAD_CHECK(a.x.defined(), "{}: x is undefined (expected a [B, L, D] tensor)", op);
   MIXGRAD_CHECK(is_floating(a.x.dtype()), "{}: x has dtype {}, expected float32 or float64", op, a.x.dtype());
@@ -212,7 +180,7 @@ EmaPlan plan_ema(const char* op, const EmaArgs& a, const Tensor& lengths, const 
   s.ndim = a.delta.size(1);
   s.kernel_length = options.truncation == 0 ? s.length : std::min(options.truncation, s.length);
   p.path = ema_resolve_path(s.length, options);
-  if (lengths.defined()) p.lengths = prepare_lengths(op, lengths, a.x);
+  if (lengths.defined()) p.lengths = detail::prepare_valid_lengths(op, lengths, a.x, "x").lengths;
   return p;
 }
 

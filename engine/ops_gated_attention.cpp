@@ -12,6 +12,7 @@
 #include "engine/backend.h"
 #include "engine/deferred_checks.h"
 #include "engine/error.h"
+#include "engine/valid_lengths.h"
 #include "engine/gated_attention.h"
 #include "kernels/cpu/gated_attention.h"
 #ifdef MIXGRAD_WITH_CUDA
@@ -124,38 +125,6 @@ int64_t check_bias(const char* op, const Tensor& bias, int64_t span, bool chunke
   return P;
 }
 
-// lengths as int32 on q's device; CPU values are checked here, device values on the device (reported at the next
-// read-back, with the lengths clamped to [0, L] by the kernels meanwhile).
-Tensor prepare_lengths(const char* op, const Tensor& lengths, const Tensor& q) {
-  const int64_t B = q.size(0), L = q.size(1);
-  MIXGRAD_CHECK(lengths.dtype() == DType::i32 || lengths.dtype() == DType::i64,
-                "{}: lengths has dtype {}, expected int32 (or int64)", op, lengths.dtype());
-  MIXGRAD_CHECK(lengths.dim() == 1 && lengths.size(0) == B, "{}: lengths has shape {}, expected [B] = [{}]", op,
-                shape_str(lengths.shape()), B);
-  const Device device = q.device();
-  if (!device.is_cpu() && !lengths.device().is_cpu()) {
-#ifdef MIXGRAD_WITH_CUDA
-    MIXGRAD_CHECK(lengths.device() == device, "{}: lengths is on {}, q on {} (expected the same device)", op,
-                  lengths.device(), device);
-    Tensor flag = zeros({1}, TensorOptions(DType::i32, device));
-    Tensor out = empty({B}, TensorOptions(DType::i32, device));
-    kernels::cuda::csp_prepare_lengths(out.data<int32_t>(), lengths.raw_data(), lengths.dtype() == DType::i64, B, L,
-                                       flag.data<int32_t>(), detail::stream_of(q));
-    detail::defer_check(flag, fmt::format("{}: a length is outside [1, L] = [1, {}] (lengths holds each sample's valid "
-                                          "token count)",
-                                          op, L));
-    return out;
-#endif
-  }
-  const std::vector<int64_t> n = lengths.to(kCPU).to(DType::i64).to_vector<int64_t>();
-  std::vector<int32_t> n32(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) {
-    MIXGRAD_CHECK(n[b] >= 1 && n[b] <= L, "{}: lengths[{}] = {} is outside [1, L] = [1, {}]", op, b, n[b], L);
-    n32[b] = static_cast<int32_t>(n[b]);
-  }
-  return from_vector<int32_t>(n32, {B}, TensorOptions(DType::i32, device));
-}
-
 kernels::GattFn kernel_fn(const char* op, GatedAttentionFn fn) {
   switch (fn) {
     case GatedAttentionFn::softmax:
@@ -182,7 +151,7 @@ GattPlan plan_gated_attention(const char* op, const GattArgs& a, const Tensor& l
   s.span = chunked ? options.chunk : L;
   s.fn = kernel_fn(op, options.fn);
   s.bias_half = check_bias(op, a.bias, s.span, chunked);
-  if (lengths.defined()) p.lengths = prepare_lengths(op, lengths, a.q);
+  if (lengths.defined()) p.lengths = detail::prepare_valid_lengths(op, lengths, a.q, "q").lengths;
   return p;
 }
 

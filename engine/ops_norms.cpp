@@ -13,6 +13,7 @@
 #include "engine/backend.h"
 #include "engine/deferred_checks.h"
 #include "engine/error.h"
+#include "engine/valid_lengths.h"
 #include "engine/norms.h"
 #include "kernels/cpu/norm.h"
 #ifdef MIXGRAD_WITH_CUDA
@@ -142,40 +143,6 @@ struct BatchNormPlan {
   double momentum = 0.1, eps = 1e-5;
 };
 
-// lengths as int32 on x's device; CPU values are checked here (and their total returned), device values on the
-// device (reported at the next read-back; -1 returned as the total).
-std::pair<Tensor, int64_t> prepare_lengths(const char* op, const Tensor& lengths, const Tensor& x) {
-  const int64_t B = x.size(0), L = x.size(1);
-  MIXGRAD_CHECK(lengths.dtype() == DType::i32 || lengths.dtype() == DType::i64,
-                "{}: lengths has dtype {}, expected int32 or int64", op, lengths.dtype());
-  MIXGRAD_CHECK(lengths.dim() == 1 && lengths.size(0) == B, "{}: lengths has shape {}, expected [B] = [{}]", op,
-                shape_str(lengths.shape()), B);
-  const Device device = x.device();
-  if (!device.is_cpu() && !lengths.device().is_cpu()) {
-#ifdef MIXGRAD_WITH_CUDA
-    MIXGRAD_CHECK(lengths.device() == device, "{}: lengths is on {}, x on {} (expected the same device)", op,
-                  lengths.device(), device);
-    Tensor flag = zeros({1}, TensorOptions(DType::i32, device));
-    Tensor out = empty({B}, TensorOptions(DType::i32, device));
-    kernels::cuda::csp_prepare_lengths(out.data<int32_t>(), lengths.raw_data(), lengths.dtype() == DType::i64, B, L,
-                                       flag.data<int32_t>(), detail::stream_of(x));
-    detail::defer_check(flag, fmt::format("{}: a length is outside [1, L] = [1, {}] (lengths holds each sample's valid "
-                                          "position count)",
-                                          op, L));
-    return {out, -1};
-#endif
-  }
-  const std::vector<int64_t> n = lengths.to(kCPU).to(DType::i64).to_vector<int64_t>();
-  std::vector<int32_t> n32(static_cast<size_t>(B));
-  int64_t total = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    MIXGRAD_CHECK(n[b] >= 1 && n[b] <= L, "{}: lengths[{}] = {} is outside [1, L] = [1, {}]", op, b, n[b], L);
-    n32[b] = static_cast<int32_t>(n[b]);
-    total += n[b];
-  }
-  return {from_vector<int32_t>(n32, {B}, TensorOptions(DType::i32, device)), total};
-}
-
 void check_channel_vector(const char* op, const char* name, const Tensor& t, const Tensor& x) {
   if (!t.defined()) return;
   MIXGRAD_CHECK(t.dim() == 1 && t.size(0) == x.size(2), "{}: {} has shape {}, expected [C] = [{}] (x is {})", op, name,
@@ -217,7 +184,10 @@ BatchNormPlan plan_batch_norm(const Tensor& x, const Tensor& weight, const Tenso
   p.sizes = {x.size(0), x.size(1), x.size(2)};
   p.training = training, p.momentum = momentum, p.eps = eps;
   int64_t valid = p.sizes.rows();
-  if (lengths.defined()) std::tie(p.lengths, valid) = prepare_lengths(op, lengths, x);
+  if (lengths.defined()) {
+    const detail::ValidLengths v = detail::prepare_valid_lengths(op, lengths, x, "x");
+    p.lengths = v.lengths, valid = v.total;
+  }
   if (!training) return p;
   MIXGRAD_CHECK(valid < 0 || valid >= 2,
                 "{}: training mode needs more than one valid position per channel for the batch variance, got 1 "
