@@ -16,7 +16,41 @@ namespace {
 
 constexpr int64_t kParallelWork = int64_t{1} << 14;
 constexpr int64_t kColTile = 64;
-constexpr int64_t kRowBlocks = 64;  // row blocks of LayerNorm's weight and bias gradients
+constexpr int64_t kRowBlocks = 64;  // row blocks of the column sums (norm weight and bias gradients)
+
+// Σ over the valid rows r (norm_row_valid) of term(r, c, a, b) per column c, into sum_a and sum_b [cols], in a fixed
+// order: each (row block, column tile) task sums its rows in order, then the row blocks are added in order. The
+// block count depends on the sizes alone (never on the thread count), so the result is deterministic; it is chosen to
+// give about kRowBlocks tasks, so a few columns still use every thread. lengths null: every row is valid.
+template <class F>
+void masked_column_sums(double* sum_a, double* sum_b, const int32_t* lengths, int64_t rows, int64_t length,
+                        int64_t cols, F&& term) {
+  const int64_t tiles = (cols + kColTile - 1) / kColTile;
+  const int64_t nblk = std::clamp<int64_t>(kRowBlocks / tiles, 1, std::max<int64_t>(rows, 1));
+  std::vector<double> part_a(static_cast<size_t>(nblk * cols)), part_b(part_a.size());
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelWork)
+  for (int64_t task = 0; task < nblk * tiles; ++task) {
+    const int64_t blk = task / tiles, c0 = (task % tiles) * kColTile, n = std::min(kColTile, cols - c0);
+    double acc_a[kColTile], acc_b[kColTile];
+    std::fill(acc_a, acc_a + n, 0.0);
+    std::fill(acc_b, acc_b + n, 0.0);
+    for (int64_t r = blk * rows / nblk; r < (blk + 1) * rows / nblk; ++r) {
+      if (!norm_row_valid(lengths, r, length)) continue;
+      for (int64_t j = 0; j < n; ++j) term(r, c0 + j, acc_a[j], acc_b[j]);
+    }
+    std::copy(acc_a, acc_a + n, part_a.begin() + blk * cols + c0);
+    std::copy(acc_b, acc_b + n, part_b.begin() + blk * cols + c0);
+  }
+  for (int64_t j = 0; j < cols; ++j) {
+    double a = 0, b = 0;
+    for (int64_t blk = 0; blk < nblk; ++blk) {
+      a += part_a[static_cast<size_t>(blk * cols + j)];
+      b += part_b[static_cast<size_t>(blk * cols + j)];
+    }
+    sum_a[j] = a;
+    sum_b[j] = b;
+  }
+}
 
 }  // namespace
 
@@ -128,39 +162,18 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
     }
   }
   if (!dweight && !dbias) return;
-  // Column sums over rows, per (row block, column tile) task: each sums its rows in order, then the row blocks are
-  // added in order. The number of row blocks depends on the sizes alone (never on the thread count), so the result
-  // is deterministic; it is chosen to give about kRowBlocks tasks, so a few columns still use every thread.
-  const int64_t tiles = (cols + kColTile - 1) / kColTile;
-  const int64_t nblk = std::clamp<int64_t>(kRowBlocks / tiles, 1, std::max<int64_t>(rows, 1));
-  std::vector<double> part_w(static_cast<size_t>(nblk * cols)), part_b(part_w.size());
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t task = 0; task < nblk * tiles; ++task) {
-    const int64_t blk = task / tiles, c0 = (task % tiles) * kColTile, n = std::min(kColTile, cols - c0);
-    double acc_w[kColTile], acc_b[kColTile];
-    std::fill(acc_w, acc_w + n, 0.0);
-    std::fill(acc_b, acc_b + n, 0.0);
-    for (int64_t r = blk * rows / nblk; r < (blk + 1) * rows / nblk; ++r) {
-      const T* xr = x + r * cols + c0;
-      const T* dyr = dy + r * cols + c0;
-      const double mu = static_cast<double>(mean[r]), rs = static_cast<double>(rstd[r]);
-      for (int64_t j = 0; j < n; ++j) {
-        const double g = static_cast<double>(dyr[j]);
-        acc_w[j] += g * ((static_cast<double>(xr[j]) - mu) * rs);
-        acc_b[j] += g;
-      }
-    }
-    std::copy(acc_w, acc_w + n, part_w.begin() + blk * cols + c0);
-    std::copy(acc_b, acc_b + n, part_b.begin() + blk * cols + c0);
-  }
+  std::vector<double> sum_w(static_cast<size_t>(cols)), sum_b(sum_w.size());
+  masked_column_sums(sum_w.data(), sum_b.data(), nullptr, rows, rows, cols,
+                     [&](int64_t r, int64_t c, double& acc_w, double& acc_b) {
+                       const double g = static_cast<double>(dy[r * cols + c]);
+                       const double xhat = (static_cast<double>(x[r * cols + c]) - static_cast<double>(mean[r])) *
+                                           static_cast<double>(rstd[r]);
+                       acc_w += g * xhat;
+                       acc_b += g;
+                     });
   for (int64_t j = 0; j < cols; ++j) {
-    double w = 0, b = 0;
-    for (int64_t blk = 0; blk < nblk; ++blk) {
-      w += part_w[static_cast<size_t>(blk * cols + j)];
-      b += part_b[static_cast<size_t>(blk * cols + j)];
-    }
-    if (dweight) dweight[j] = static_cast<T>(w);
-    if (dbias) dbias[j] = static_cast<T>(b);
+    if (dweight) dweight[j] = static_cast<T>(sum_w[static_cast<size_t>(j)]);
+    if (dbias) dbias[j] = static_cast<T>(sum_b[static_cast<size_t>(j)]);
   }
 }
 
@@ -226,38 +239,6 @@ void rms_norm_backward(T* dx, T* dweight, const T* dy, const T* x, const T* rstd
 
 namespace {
 
-// Σ over the valid rows r (norm_row_valid) of term(r, c, a, b) per column c, into sum_a and sum_b [cols], in a fixed
-// order: each (row block, column tile) task sums its rows in order, then the row blocks are added in order. The
-// block count depends on the sizes alone (as in layer_norm_backward), so the result does not depend on the threads.
-template <class F>
-void masked_column_sums(double* sum_a, double* sum_b, const int32_t* lengths, int64_t rows, int64_t length,
-                        int64_t cols, F&& term) {
-  const int64_t tiles = (cols + kColTile - 1) / kColTile;
-  const int64_t nblk = std::clamp<int64_t>(kRowBlocks / tiles, 1, std::max<int64_t>(rows, 1));
-  std::vector<double> part_a(static_cast<size_t>(nblk * cols)), part_b(part_a.size());
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelWork)
-  for (int64_t task = 0; task < nblk * tiles; ++task) {
-    const int64_t blk = task / tiles, c0 = (task % tiles) * kColTile, n = std::min(kColTile, cols - c0);
-    double acc_a[kColTile], acc_b[kColTile];
-    std::fill(acc_a, acc_a + n, 0.0);
-    std::fill(acc_b, acc_b + n, 0.0);
-    for (int64_t r = blk * rows / nblk; r < (blk + 1) * rows / nblk; ++r) {
-      if (!norm_row_valid(lengths, r, length)) continue;
-      for (int64_t j = 0; j < n; ++j) term(r, c0 + j, acc_a[j], acc_b[j]);
-    }
-    std::copy(acc_a, acc_a + n, part_a.begin() + blk * cols + c0);
-    std::copy(acc_b, acc_b + n, part_b.begin() + blk * cols + c0);
-  }
-  for (int64_t j = 0; j < cols; ++j) {
-    double a = 0, b = 0;
-    for (int64_t blk = 0; blk < nblk; ++blk) {
-      a += part_a[static_cast<size_t>(blk * cols + j)];
-      b += part_b[static_cast<size_t>(blk * cols + j)];
-    }
-    sum_a[j] = a;
-    sum_b[j] = b;
-  }
-}
 
 // Batch mean and rstd of the valid positions (two passes), and the running-statistics update when requested.
 template <class T>
