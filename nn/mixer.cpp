@@ -9,6 +9,7 @@
 #include <mutex>
 #include <utility>
 
+#include "nn/layers.h"
 #include "nn/mixers/aft_mixer.h"
 #include "nn/mixers/combiner_mixer.h"
 #include "nn/mixers/csp_mixer.h"
@@ -262,6 +263,23 @@ std::shared_ptr<TokenMixer> make_mixer(const std::string& name, const MixerConte
   MIXGRAD_CHECK(ctx.options.mixer() == name, "make_mixer: options resolved for mixer {} passed to mixer {}",
                 ctx.options.mixer(), name);
   return info.factory(ctx);
+}
+
+double linear_flops_per_row(const Module& m) {
+  double f = 0;
+  if (const auto* lin = dynamic_cast<const Linear*>(&m)) f += 2.0 * double(lin->in_features) * double(lin->out_features);
+  for (const auto& [name, child] : m.named_children()) f += linear_flops_per_row(*child);
+  return f;
+}
+
+double visible_pairs(int64_t n, bool causal, int64_t window) {
+  double pairs = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t lo = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;
+    const int64_t hi = causal ? t : (window > 0 ? std::min(n - 1, t + window - 1) : n - 1);
+    pairs += double(hi - lo + 1);
+  }
+  return pairs;
 }
 
 }  // namespace mixgrad::nn

@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,7 +70,21 @@ class TokenMixer : public Module {
   virtual Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) = 0;
   // Every sequence length N the mixer is given must be a multiple of this (CSP's group size K); models pad to it.
   virtual int64_t sequence_multiple() const { return 1; }
+  // Matmul FLOPs of one forward pass over one sample of n tokens (n <= the context's seq_len), a multiply-add
+  // counting 2: its Linears on the rows they act on, its token-to-token products (attention's Q·Kᵀ and A·V, AFT's
+  // key sums, Compose's head mixing, ...) and any other product of its parameters, as the mixer computes them for
+  // this layer (its window, rank, variant). Element-wise work, softmax, norms, shifts and sorts are not counted.
+  // nullopt = no formula (apps then count the mixer's Linears on every token and mark the total a lower bound).
+  // A new mixer states its formula beside its implementation (docs/mixers.md "Adding a mixer").
+  virtual std::optional<double> forward_flops(int64_t /*n*/) const { return std::nullopt; }
 };
+
+// Helpers for forward_flops.
+// 2 · in · out summed over every nn::Linear in `m` (recursively): the FLOPs of applying them all to one row.
+double linear_flops_per_row(const Module& m);
+// The (query t, key s) pairs of n tokens with s visible to t: all n² (window 0), s <= t when causal, and with a
+// window W > 0 only |t − s| < W (causal: t − W < s <= t). The pair count attention-like mixers multiply by.
+double visible_pairs(int64_t n, bool causal, int64_t window = 0);
 
 using MixerFactory = std::function<std::shared_ptr<TokenMixer>(const MixerContext&)>;
 

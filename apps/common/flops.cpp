@@ -1,24 +1,30 @@
 // Analytic matmul FLOP counts (see flops.h).
 #include "apps/common/flops.h"
 
+#include <optional>
+
 #include "engine/error.h"
 #include "nn/layers.h"
+#include "nn/mixer.h"
 
 namespace mixgrad::app {
 
-double linear_flops_per_row(const nn::Module& m) {
-  double f = 0;
+FlopCount token_flops(const nn::Module& m, int64_t n) {
+  FlopCount c;
+  if (const auto* mixer = dynamic_cast<const nn::TokenMixer*>(&m)) {
+    const std::optional<double> f = mixer->forward_flops(n);
+    c.flops = f ? *f : double(n) * nn::linear_flops_per_row(m);
+    c.complete = f.has_value();
+    return c;
+  }
   if (const auto* lin = dynamic_cast<const nn::Linear*>(&m))
-    f += 2.0 * double(lin->in_features) * double(lin->out_features);
-  for (const auto& [name, child] : m.named_children()) f += linear_flops_per_row(*child);
-  return f;
-}
-
-std::optional<double> mixer_mixing_flops(const std::string& mixer, int64_t n, int64_t inner, bool causal) {
-  const double nn_pairs = causal ? double(n) * double(n + 1) / 2.0 : double(n) * double(n);
-  if (mixer == "softmax") return 4.0 * nn_pairs * double(inner);
-  if (mixer == "csp") return 0.0;
-  return std::nullopt;
+    c.flops += 2.0 * double(n) * double(lin->in_features) * double(lin->out_features);
+  for (const auto& [name, child] : m.named_children()) {
+    const FlopCount sub = token_flops(*child, n);
+    c.flops += sub.flops;
+    c.complete = c.complete && sub.complete;
+  }
+  return c;
 }
 
 const nn::Module& child_module(const nn::Module& m, const std::string& name) {

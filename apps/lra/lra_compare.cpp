@@ -27,7 +27,7 @@ ModelCost family_cost(const models::LraConfig& cfg, const nn::Module& model) {
   ModelCost c;
   c.params = model.num_parameters();
   for (const auto& [name, child] : model.named_children())
-    c.flops += (name == "head" ? 1.0 : encodes * double(cfg.max_len)) * linear_flops_per_row(*child);
+    c.flops += name == "head" ? nn::linear_flops_per_row(*child) : encodes * token_flops(*child, cfg.max_len).flops;
   c.flops_complete = false;
   return c;
 }
@@ -38,17 +38,15 @@ ModelCost lra_cost(const models::LraConfig& cfg) {
   const std::unique_ptr<models::LraModel> built = models::make_lra_model(cfg);
   if (cfg.model != "transformer") return family_cost(cfg, *built);
   const models::LraModel& model = *built;
-  const int64_t n = cfg.seq_len(), inner = cfg.qkv_dim > 0 ? cfg.qkv_dim : cfg.embed_dim;
+  const int64_t n = cfg.seq_len();
   const double encodes = cfg.dual != "none" ? 2.0 : 1.0;  // Retrieval encodes both documents
   ModelCost c;
   c.params = model.num_parameters();
-  // Embeddings are look-ups (tokens) or element-wise (pixels); every Linear of the blocks acts on each token, the
-  // head on the pooled vector(s).
-  c.flops = encodes * double(n) * linear_flops_per_row(child_module(model, "blocks")) +
-            linear_flops_per_row(child_module(model, "head"));
-  const std::optional<double> mixing = mixer_mixing_flops(cfg.mixer, n, inner, cfg.causal);
-  c.flops += encodes * double(cfg.depth) * mixing.value_or(0.0);
-  c.flops_complete = mixing.has_value();
+  // Embeddings are look-ups (tokens) or element-wise (pixels); the blocks act on each of the n tokens (their mixers
+  // by their own formulas), the head on the pooled vector(s).
+  const FlopCount blocks = token_flops(child_module(model, "blocks"), n);
+  c.flops = encodes * blocks.flops + nn::linear_flops_per_row(child_module(model, "head"));
+  c.flops_complete = blocks.complete;
   return c;
 }
 

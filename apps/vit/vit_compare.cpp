@@ -19,12 +19,12 @@ ModelCost vit_cost(const models::ViTConfig& cfg) {
   const nn::Module& blocks = child_module(model, "blocks");
   ModelCost c;
   c.params = model.num_parameters();
-  // Patch projection: [N_p, C·p²] · [C·p², D]; every Linear of the blocks on each token; the head on one vector.
+  // Patch projection: [N_p, C·p²] · [C·p², D]; the blocks on each token (mixers by their own formulas); the head on
+  // one vector.
   c.flops = 2.0 * double(patches) * double(cfg.in_chans * cfg.patch_size * cfg.patch_size) * double(cfg.embed_dim);
-  c.flops += double(n) * linear_flops_per_row(blocks) + linear_flops_per_row(child_module(model, "head"));
-  const std::optional<double> mixing = mixer_mixing_flops(cfg.mixer, n, cfg.embed_dim, false);
-  c.flops += double(cfg.depth) * mixing.value_or(0.0);
-  c.flops_complete = mixing.has_value();
+  const FlopCount in_blocks = token_flops(blocks, n);
+  c.flops += in_blocks.flops + nn::linear_flops_per_row(child_module(model, "head"));
+  c.flops_complete = in_blocks.complete;
   return c;
 }
 

@@ -146,4 +146,21 @@ std::shared_ptr<TokenMixer> make_aft_conv(const MixerContext& ctx) {
   return std::make_shared<AftMixer>(AftVariant::conv, ctx);
 }
 
+std::optional<double> AftMixer::forward_flops(int64_t n) const {
+  const double N = double(n), I = double(inner_dim), keys = 4.0 * I * N;  // Σ_t' exp(K_t')·[V_t' | 1]
+  double mixing = 0;
+  if (variant == AftVariant::full) {
+    mixing = 2.0 * N * N * double(rank) + 4.0 * I * visible_pairs(n, causal);
+  } else if (variant == AftVariant::local) {
+    const double band = visible_pairs(n, causal, window);
+    mixing = keys + band * (2.0 * double(rank) + 4.0 * I);
+  } else if (variant == AftVariant::simple) {
+    mixing = keys;
+  } else {  // one key per head: exp(K)·V is I multiply-adds per key, the denominator H
+    const double band = visible_pairs(n, causal, causal ? kernel_size : (kernel_size + 1) / 2);
+    mixing = 2.0 * (I + double(heads)) * (N + band);
+  }
+  return N * linear_flops_per_row(*this) + mixing;
+}
+
 }  // namespace mixgrad::nn

@@ -37,6 +37,11 @@ class AftMixer : public TokenMixer {
   // x [B, N, D] -> [B, N, D], N <= seq_len. lengths (int32 [B] on x's device): padded keys never reach valid
   // outputs, padded outputs are the projection of 0 and padded inputs get zero gradient.
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
+  // The four Linears on every token, then per variant (2 FLOPs per multiply-add; a key's exp(K)·[V | 1]
+  // is 2·I multiply-adds): full U·V_pᵀ (2·n²·d') and 4·I per visible pair; local the key sums (4·I·n),
+  // the band's bias (2·d' per band pair) and correction (4·I per band pair); simple 4·I·n; conv
+  // 2·(I + H) per key and per band pair of its kernel.
+  std::optional<double> forward_flops(int64_t n) const override;
 
   // AFT-conv's kernel after re-parameterisation, [H, s] (what the op receives).
   Tensor conv_kernel() const;

@@ -74,4 +74,12 @@ std::shared_ptr<TokenMixer> make_combiner_mixture(const MixerContext& ctx) {
   return std::make_shared<CombinerMixer>(ctx, CombinerVariant::mixture);
 }
 
+std::optional<double> CombinerMixer::forward_flops(int64_t n) const {
+  const CombinerTables& t = combiner_tables(layout, n);
+  double members = 0;
+  for (const int32_t c : t.span_count) members += double(c);
+  const double columns = double(t.dir_idx.size()) + double(t.col_idx.size()) + members;
+  return double(n) * linear_flops_per_row(*this) + 4.0 * double(inner_dim) * columns;
+}
+
 }  // namespace mixgrad::nn

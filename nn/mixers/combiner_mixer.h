@@ -29,6 +29,9 @@ class CombinerMixer : public TokenMixer {
   // x [B, N, D] -> [B, N, D]; lengths (int32 [B] on x's device): padded tokens are never keys, span members or pooled
   // queries of valid tokens, and get a zero gradient.
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
+  // qkv and proj on every token, then 4 · inner per (query, column) of the softmax — direct keys and span
+  // summaries — and per (summary, member) of the span summaries' own attention.
+  std::optional<double> forward_flops(int64_t n) const override;
 
   std::shared_ptr<Linear> qkv;   // [3I, D]: rows 0..I-1 Q, I..2I-1 K, 2I..3I-1 V; head h owns rows h·Dh.. in each
   std::shared_ptr<Linear> proj;  // [D, I] with bias

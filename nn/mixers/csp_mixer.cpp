@@ -55,4 +55,6 @@ Tensor CspMixer::forward(const Tensor& x, const Tensor& lengths) {
 
 std::shared_ptr<TokenMixer> make_csp_mixer(const MixerContext& ctx) { return std::make_shared<CspMixer>(ctx); }
 
+std::optional<double> CspMixer::forward_flops(int64_t n) const { return double(n) * linear_flops_per_row(*this); }
+
 }  // namespace mixgrad::nn

@@ -29,6 +29,8 @@ class CspMixer : public TokenMixer {
   // outputs are 0 and padded inputs get a zero gradient (csp.md §6.2).
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
   int64_t sequence_multiple() const override { return k; }
+  // Its Linears on every token; the shift and sort are not matmuls.
+  std::optional<double> forward_flops(int64_t n) const override;
 
   std::shared_ptr<Linear> v;     // [I, D], no bias (the authors' "to_qkv", which only holds V)
   std::shared_ptr<Linear> proj;  // [D, I] with bias (the authors' "to_out")

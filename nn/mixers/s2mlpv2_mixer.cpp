@@ -52,4 +52,9 @@ Tensor S2MlpV2Mixer::forward(const Tensor& x, const Tensor& lengths) {
 
 std::shared_ptr<TokenMixer> make_s2mlpv2_mixer(const MixerContext& ctx) { return std::make_shared<S2MlpV2Mixer>(ctx); }
 
+std::optional<double> S2MlpV2Mixer::forward_flops(int64_t n) const {
+  return double(n) * (linear_flops_per_row(*mlp1) + linear_flops_per_row(*mlp2)) +
+         linear_flops_per_row(*split_attention);
+}
+
 }  // namespace mixgrad::nn

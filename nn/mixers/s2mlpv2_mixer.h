@@ -43,6 +43,8 @@ class S2MlpV2Mixer : public TokenMixer {
   explicit S2MlpV2Mixer(const MixerContext& ctx);
   // x [B, N, D] -> [B, N, D] with N <= cls + grid_h·grid_w; lengths: int32 [B] on x's device, each in [1, N].
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
+  // mlp1 and mlp2 on every token, the split attention's two Linears once (on the pooled vector).
+  std::optional<double> forward_flops(int64_t n) const override;
   // The split attention's intermediate a, ā and out for input x (tests; same computation as forward).
   S2SplitAttention split_attention_of(const Tensor& x, const Tensor& lengths = Tensor());
 

@@ -41,4 +41,8 @@ std::shared_ptr<TokenMixer> make_softmax_attention(const MixerContext& ctx) {
   return std::make_shared<SoftmaxAttention>(ctx);
 }
 
+std::optional<double> SoftmaxAttention::forward_flops(int64_t n) const {
+  return double(n) * linear_flops_per_row(*this) + 4.0 * double(inner_dim) * visible_pairs(n, causal);
+}
+
 }  // namespace mixgrad::nn

@@ -15,6 +15,8 @@ class SoftmaxAttention : public TokenMixer {
   explicit SoftmaxAttention(const MixerContext& ctx);
   // x [B, N, D] -> [B, N, D]; lengths (int32 [B] on x's device) hide every padded key from every query.
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
+  // Its Linears on every token + 4 · inner · visible pairs (Q·Kᵀ and A·V).
+  std::optional<double> forward_flops(int64_t n) const override;
 
   std::shared_ptr<Linear> qkv;   // [3I, D] (I = inner_dim): rows 0..I-1 Q, I..2I-1 K, 2I..3I-1 V; head h owns
                                  // rows h·Dh.. in each
