@@ -88,9 +88,13 @@ std::vector<OpCase> dcmha_op_cases() {
   OpCase gpu_compose = compose_case(4, 16, 1024);
   gpu_compose.on_cpu = false;
   cases.push_back(gpu_compose);
-  OpCase cpu_mixer = mixer_case({2, 512, 256, 8, false});
-  cpu_mixer.on_cuda = false;
-  cases.push_back(cpu_mixer);
+  // The CPU mixer cases: a mid-size global layer, and the mini-ListOps LRA layer (batch 32, <= 250 tokens, d 64,
+  // 4 heads; its window of 256 covers every key, so local = global there).
+  for (const MixerSize& s : {MixerSize{2, 512, 256, 8, false}, MixerSize{32, 250, 64, 4, false}}) {
+    OpCase cpu_mixer = mixer_case(s);
+    cpu_mixer.on_cuda = false;
+    cases.push_back(cpu_mixer);
+  }
   for (bool local : {false, true}) {
     OpCase g = mixer_case({8, 2048, 1024, 16, local});
     g.on_cpu = false;

@@ -146,7 +146,7 @@ class Mixer(common.OpCase):
 
 def cases(device_type):
     if device_type == "cpu":
-        return [Compose(1, 8, 512), Mixer(2, 512, 256, 8, False)]
+        return [Compose(1, 8, 512), Mixer(2, 512, 256, 8, False), Mixer(32, 250, 64, 4, False)]
     return [Compose(4, 16, 1024), Mixer(8, 2048, 1024, 16, False), Mixer(8, 2048, 1024, 16, True)]
 
 
