@@ -46,6 +46,22 @@ MIXGRAD_HD bool compose_visible(const ComposeChunk& c, int64_t len, int64_t t, i
   return true;
 }
 
+// The keys visible to query t form one interval [lo, hi) of absolute positions (the same rule as compose_visible;
+// empty when lo == hi), for kernels that walk a row's keys contiguously instead of testing each (t, s).
+struct ComposeKeyRange {
+  int64_t lo = 0, hi = 0;
+};
+
+MIXGRAD_HD ComposeKeyRange compose_visible_keys(const ComposeChunk& c, int64_t len, int64_t t) {
+  int64_t lo = 0, hi = len;
+  if (c.causal && t + 1 < hi) hi = t + 1;
+  if (c.window > 0) {
+    if (t - c.window + 1 > lo) lo = t - c.window + 1;
+    if (!c.causal && t + c.window < hi) hi = t + c.window;
+  }
+  return {lo, hi > lo ? hi : lo};
+}
+
 // Offset of dyn[slot, b, p, 0, 0].
 MIXGRAD_HD int64_t compose_dyn_offset(const ComposeChunk& c, int64_t slot, int64_t b, int64_t p) {
   return ((slot * c.B + b) * c.N + p) * (2 * c.R + 1) * c.H;

@@ -20,11 +20,25 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/vec_math.h"
+
+// How the CPU kernels walk a chunk: by rows (b, t). A row's visible keys are one interval [lo, hi) of s
+// (compose_visible_keys), the query-side weights are constants of the row, and the stage's key-side weights are
+// transposed once per call into an s-contiguous copy [B, 2R + 1, H, sc]; every per-head loop is then a vectorisable
+// loop over s, in blocks of kBlock keys whose rank-R factors stay on the stack. Per element the sums run in the order
+// of compose_point / compose_point_backward (kernels/compose_math.h), which stay the reference for CUDA and the tests.
+// The backward's key-side weight gradients are per-key accumulations over the rows of a fixed row group, then summed
+// over the groups in order: the results do not depend on the thread count.
 namespace mixgrad::kernels::cpu {
 namespace {
 
 // Below this many (point × head) operations a loop runs on one thread (a parallel region costs more).
 constexpr int64_t kParallelWork = int64_t{1} << 14;
+// Keys per block of a row.
+constexpr int64_t kBlock = 64;
+// The backward cuts each sample's rows into enough groups for about this many tasks (a constant, not the thread
+// count, so the order of the key-side sums depends on the shapes only).
+constexpr int64_t kBackwardTasks = 16;
 
 void check_chunk(const ComposeChunk& c, const char* op) {
   if (c.H < 1 || c.H > kComposeMaxHeads || c.R < 1 || c.R > kComposeMaxRank)
@@ -38,28 +52,148 @@ void check_chunk(const ComposeChunk& c, const char* op) {
 int64_t q_slot(ComposeStage s) { return 2 * int64_t(s); }
 int64_t k_slot(ComposeStage s) { return 2 * int64_t(s) + 1; }
 
+// The chunk-local keys [lo, hi) ⊆ [0, sc) visible to query t.
+ComposeKeyRange local_keys(const ComposeChunk& c, int64_t len, int64_t t) {
+  const ComposeKeyRange k = compose_visible_keys(c, len, t);
+  const int64_t lo = std::clamp<int64_t>(k.lo - c.s0, 0, c.sc);
+  return {lo, std::clamp<int64_t>(k.hi - c.s0, lo, c.sc)};
+}
+
+// The stage's key-side weights of the chunk's keys, s-contiguous: kt[b, k, j] = dyn[k_slot, b, s0 + j, k] for
+// k < (2R + 1)·H (one small transpose per call).
+template <class T>
+std::vector<T> key_weights_by_key(const T* dyn, const ComposeChunk& c, ComposeStage stage) {
+  const int64_t W = (2 * c.R + 1) * c.H;
+  std::vector<T> kt(size_t(c.B * W * c.sc));
+#pragma omp parallel for schedule(static) if (c.B * W * c.sc > kParallelWork)
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t j = 0; j < c.sc; ++j) {
+      const T* src = dyn + compose_dyn_offset(c, k_slot(stage), b, c.s0 + j);
+      for (int64_t k = 0; k < W; ++k) kt[size_t((b * W + k) * c.sc + j)] = src[k];
+    }
+  return kt;
+}
+
+// One row (b, t) of a chunk as the kernels see it; score pointers passed with it point at [b, head 0, t, key 0].
+template <class T>
+struct Row {
+  int H = 0, R = 0;
+  int64_t plane = 0;      // stride between heads of the scores (tc·sc)
+  int64_t ks = 0;         // row stride of kw (sc)
+  const T* qw = nullptr;  // query-side [2R + 1, H] at t
+  const T* kw = nullptr;  // key-side [2R + 1, H, sc] of the sample, s-contiguous
+  const T* ws = nullptr;  // static [H, H] or null
+};
+
+template <class T>
+Row<T> row_of(const ComposeChunk& c, const T* dyn, const std::vector<T>& kt, const T* ws, ComposeStage stage,
+              int64_t b, int64_t t) {
+  Row<T> w;
+  w.H = int(c.H), w.R = int(c.R), w.plane = c.tc * c.sc, w.ks = c.sc;
+  w.qw = dyn + compose_dyn_offset(c, q_slot(stage), b, t);
+  w.kw = kt.data() + b * (2 * c.R + 1) * c.H * c.sc;
+  w.ws = ws;
+  return w;
+}
+
+template <class T>
+using Factors = T[kComposeMaxRank][kBlock];
+
+// The rank-R contractions over the input heads for keys [x0, x0 + nb) of a row, summed over m in ascending order as
+// in compose_point: hq[r][x] = Σ_m qw[off + r·H + m]·v[m, x] (the row's constant query-side weights) and
+// hk[r][x] = Σ_m kw[off + r·H + m, x]·v[m, x] (each key's own weights). off = 0: w1 on the scores (h); off = R·H: w2
+// on the gradient (u).
+template <class T>
+void contract(Factors<T>& hq, Factors<T>& hk, const T* v, const Row<T>& w, int64_t off, int64_t x0, int64_t nb) {
+  for (int r = 0; r < w.R; ++r) {
+    T *q = hq[r], *k = hk[r];
+    std::fill(q, q + nb, T(0));
+    std::fill(k, k + nb, T(0));
+    for (int m = 0; m < w.H; ++m) {
+      const T cq = w.qw[off + r * w.H + m];
+      const T *ck = w.kw + (off + r * w.H + m) * w.ks + x0, *vm = v + m * w.plane + x0;
+#pragma omp simd
+      for (int64_t x = 0; x < nb; ++x) {
+        q[x] += cq * vm[x];
+        k[x] += ck[x] * vm[x];
+      }
+    }
+  }
+}
+
+// acc[x] += Σ_i ws(i → o)·v[i, x] (the sum first, then added, as in compose_point): ws(i → o) = ws[i, o] in the
+// forward, ws[o, i] in the backward (transposed).
+template <class T>
+void add_static(T* acc, const T* v, const Row<T>& w, int o, bool transposed, int64_t x0, int64_t nb) {
+  alignas(32) T st[kBlock];
+  std::fill(st, st + nb, T(0));
+  for (int i = 0; i < w.H; ++i) {
+    const T c = transposed ? w.ws[o * w.H + i] : w.ws[i * w.H + o];
+    const T* vi = v + i * w.plane + x0;
+#pragma omp simd
+    for (int64_t x = 0; x < nb; ++x) st[x] += vi[x] * c;
+  }
+#pragma omp simd
+  for (int64_t x = 0; x < nb; ++x) acc[x] += st[x];
+}
+
+// out[o, x] = v[o, x]·(1 + qdd[o] + kdd[o, x]) + Σ_i ws(i → o)·v[i, x]
+//           + Σ_r (qw[off + r·H + o]·hq[r][x] + kw[off + r·H + o, x]·hk[r][x])   for keys [x0, x0 + nb):
+// compose_point's output with off = R·H (w2) and ws[i, o]; compose_point_backward's da with v = g, off = 0 (w1),
+// (hq, hk) = (uq, uk) and ws[o, i].
+template <class T>
+void mix(T* out, const T* v, const Row<T>& w, int64_t off, const Factors<T>& hq, const Factors<T>& hk,
+         bool ws_transposed, int64_t x0, int64_t nb) {
+  const T* qdd = w.qw + 2 * w.R * w.H;
+  for (int o = 0; o < w.H; ++o) {
+    alignas(32) T acc[kBlock];
+    const T c1 = T(1) + qdd[o];
+    const T *kdd = w.kw + (2 * w.R * w.H + o) * w.ks + x0, *vo = v + o * w.plane + x0;
+#pragma omp simd
+    for (int64_t x = 0; x < nb; ++x) acc[x] = vo[x] * (c1 + kdd[x]);
+    if (w.ws) add_static(acc, v, w, o, ws_transposed, x0, nb);
+    for (int r = 0; r < w.R; ++r) {
+      const T cq = w.qw[off + r * w.H + o];
+      const T *ck = w.kw + (off + r * w.H + o) * w.ks + x0, *q = hq[r], *k = hk[r];
+#pragma omp simd
+      for (int64_t x = 0; x < nb; ++x) acc[x] += cq * q[x] + ck[x] * k[x];
+    }
+    std::copy(acc, acc + nb, out + o * w.plane + x0);
+  }
+}
+
+// 0 at the row's invisible keys, every head.
+template <class T>
+void zero_outside(T* out, const Row<T>& w, ComposeKeyRange keys) {
+  for (int n = 0; n < w.H; ++n) {
+    T* o = out + n * w.plane;
+    std::fill(o, o + keys.lo, T(0));
+    std::fill(o + keys.hi, o + w.ks, T(0));
+  }
+}
+
+template <class T>
+void forward_row(T* out, const T* a, const Row<T>& w, ComposeKeyRange keys) {
+  zero_outside(out, w, keys);
+  Factors<T> hq, hk;
+  for (int64_t x0 = keys.lo; x0 < keys.hi; x0 += kBlock) {
+    const int64_t nb = std::min(kBlock, keys.hi - x0);
+    contract(hq, hk, a, w, 0, x0, nb);
+    mix(out, a, w, int64_t(w.R) * w.H, hq, hk, false, x0, nb);
+  }
+}
+
 }  // namespace
 
 template <class T>
 void compose_forward(T* out, const T* a, const T* dyn, const T* ws, const ComposeChunk& c, ComposeStage stage) {
   check_chunk(c, "compose_forward");
-  const int H = int(c.H), R = int(c.R);
+  const std::vector<T> kt = key_weights_by_key(dyn, c, stage);
   const int64_t plane = c.tc * c.sc, rows = c.B * c.tc;
 #pragma omp parallel for schedule(static) if (rows * c.sc * c.H > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
-    const int64_t b = row / c.tc, i = row % c.tc, t = c.t0 + i, len = compose_key_length(c, b);
-    const T* qw = dyn + compose_dyn_offset(c, q_slot(stage), b, t);
-    T av[kComposeMaxHeads], ov[kComposeMaxHeads];
-    for (int64_t j = 0; j < c.sc; ++j) {
-      const int64_t s = c.s0 + j, base = b * c.H * plane + i * c.sc + j;
-      if (!compose_visible(c, len, t, s)) {
-        for (int n = 0; n < H; ++n) out[base + n * plane] = T(0);
-        continue;
-      }
-      for (int n = 0; n < H; ++n) av[n] = a[base + n * plane];
-      compose_point(ov, av, qw, dyn + compose_dyn_offset(c, k_slot(stage), b, s), ws, H, R);
-      for (int n = 0; n < H; ++n) out[base + n * plane] = ov[n];
-    }
+    const int64_t b = row / c.tc, i = row % c.tc, t = c.t0 + i, base = b * c.H * plane + i * c.sc;
+    forward_row(out + base, a + base, row_of(c, dyn, kt, ws, stage, b, t), local_keys(c, compose_key_length(c, b), t));
   }
 }
 
@@ -67,85 +201,82 @@ size_t compose_backward_workspace_bytes(const ComposeChunk&, bool) { return 0; }
 
 namespace {
 
-// Per-point scratch, sized by the kernels' limits.
 template <class T>
-struct PointData {
-  T a[kComposeMaxHeads], g[kComposeMaxHeads], da[kComposeMaxHeads];
-  T hq[kComposeMaxRank], hk[kComposeMaxRank], uq[kComposeMaxRank], uk[kComposeMaxRank];
-};
+T dot(const T* x, const T* y, int64_t n) {
+  T s = T(0);
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
 
-// dA and the query-side gradients: rows (b, i) in parallel; each row's [2R + 1, H] sums are its own.
+// dst[x] += x[i]·y[i] for i < n.
 template <class T>
-void backward_rows(T* da, T* ddyn, const T* g, const T* a, const T* dyn, const T* ws, const ComposeChunk& c,
-                   ComposeStage stage) {
-  const int H = int(c.H), R = int(c.R), W = (2 * R + 1) * H;
-  const int64_t plane = c.tc * c.sc, rows = c.B * c.tc;
-#pragma omp parallel for schedule(static) if (rows * c.sc * c.H > kParallelWork)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t b = row / c.tc, i = row % c.tc, t = c.t0 + i, len = compose_key_length(c, b);
-    const T* qw = dyn + compose_dyn_offset(c, q_slot(stage), b, t);
-    std::vector<T> acc(size_t(W), T(0));
-    PointData<T> p;
-    for (int64_t j = 0; j < c.sc; ++j) {
-      const int64_t s = c.s0 + j, base = b * c.H * plane + i * c.sc + j;
-      if (!compose_visible(c, len, t, s)) {
-        for (int n = 0; n < H; ++n) da[base + n * plane] = T(0);
-        continue;
-      }
-      for (int n = 0; n < H; ++n) p.a[n] = a[base + n * plane], p.g[n] = g[base + n * plane];
-      compose_point_backward(p.da, p.hq, p.hk, p.uq, p.uk, p.a, p.g, qw,
-                             dyn + compose_dyn_offset(c, k_slot(stage), b, s), ws, H, R);
-      for (int n = 0; n < H; ++n) da[base + n * plane] = p.da[n];
-      compose_point_weight_grads(acc.data(), p.a, p.g, p.hq, p.uq, H, R);
+void add_products(T* dst, const T* x, const T* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] += x[i] * y[i];
+}
+
+// compose_point_weight_grads for keys [x0, x0 + nb) of a row, both sides: the query side's sums over the keys as dot
+// products into qacc [2R + 1, H]; the key side's per-key terms added into kacc [2R + 1, H, sc] (s-contiguous).
+template <class T>
+void weight_grads(T* qacc, T* kacc, const T* a, const T* g, const Row<T>& w, const Factors<T>& hq,
+                  const Factors<T>& hk, const Factors<T>& uq, const Factors<T>& uk, int64_t x0, int64_t nb) {
+  const int H = w.H, R = w.R;
+  for (int m = 0; m < H; ++m) {
+    const T *am = a + m * w.plane + x0, *gm = g + m * w.plane + x0;
+    for (int r = 0; r < R; ++r) {
+      qacc[r * H + m] += dot(am, uq[r], nb);
+      qacc[(R + r) * H + m] += dot(gm, hq[r], nb);
+      add_products(kacc + (r * H + m) * w.ks + x0, am, uk[r], nb);
+      add_products(kacc + ((R + r) * H + m) * w.ks + x0, gm, hk[r], nb);
     }
-    T* dq = ddyn + compose_dyn_offset(c, q_slot(stage), b, t);
-    for (int k = 0; k < W; ++k) dq[k] += acc[size_t(k)];
+    qacc[2 * R * H + m] += dot(gm, am, nb);
+    add_products(kacc + (2 * R * H + m) * w.ks + x0, gm, am, nb);
   }
 }
 
-// The key-side gradients: columns (b, j) in parallel, each summing over the chunk's rows in order.
+// ∂ws[m, n] partial sums (wacc [H, H]) += Σ_x a[m, x]·g[n, x] over keys [x0, x0 + nb).
 template <class T>
-void backward_columns(T* ddyn, const T* g, const T* a, const T* dyn, const T* ws, const ComposeChunk& c,
-                      ComposeStage stage) {
-  const int H = int(c.H), R = int(c.R), W = (2 * R + 1) * H;
-  const int64_t plane = c.tc * c.sc, cols = c.B * c.sc;
-#pragma omp parallel for schedule(static) if (cols * c.tc * c.H > kParallelWork)
-  for (int64_t col = 0; col < cols; ++col) {
-    const int64_t b = col / c.sc, j = col % c.sc, s = c.s0 + j, len = compose_key_length(c, b);
-    const T* kw = dyn + compose_dyn_offset(c, k_slot(stage), b, s);
-    std::vector<T> acc(size_t(W), T(0));
-    PointData<T> p;
-    for (int64_t i = 0; i < c.tc; ++i) {
-      const int64_t t = c.t0 + i, base = b * c.H * plane + i * c.sc + j;
-      if (!compose_visible(c, len, t, s)) continue;
-      for (int n = 0; n < H; ++n) p.a[n] = a[base + n * plane], p.g[n] = g[base + n * plane];
-      compose_point_backward(p.da, p.hq, p.hk, p.uq, p.uk, p.a, p.g, dyn + compose_dyn_offset(c, q_slot(stage), b, t),
-                             kw, ws, H, R);
-      compose_point_weight_grads(acc.data(), p.a, p.g, p.hk, p.uk, H, R);
-    }
-    T* dk = ddyn + compose_dyn_offset(c, k_slot(stage), b, s);
-    for (int k = 0; k < W; ++k) dk[k] += acc[size_t(k)];
+void static_grads(T* wacc, const T* a, const T* g, const Row<T>& w, int64_t x0, int64_t nb) {
+  for (int m = 0; m < w.H; ++m)
+    for (int n = 0; n < w.H; ++n) wacc[m * w.H + n] += dot(a + m * w.plane + x0, g + n * w.plane + x0, nb);
+}
+
+// One row's backward: da (0 at invisible keys), += its query-side gradients into qacc, its key-side terms into kacc
+// and (with ws) its ∂ws terms into wacc.
+template <class T>
+void backward_row(T* da, T* qacc, T* kacc, T* wacc, const T* g, const T* a, const Row<T>& w, ComposeKeyRange keys) {
+  zero_outside(da, w, keys);
+  Factors<T> hq, hk, uq, uk;
+  for (int64_t x0 = keys.lo; x0 < keys.hi; x0 += kBlock) {
+    const int64_t nb = std::min(kBlock, keys.hi - x0);
+    contract(hq, hk, a, w, 0, x0, nb);
+    contract(uq, uk, g, w, int64_t(w.R) * w.H, x0, nb);
+    mix(da, g, w, 0, uq, uk, true, x0, nb);
+    weight_grads(qacc, kacc, a, g, w, hq, hk, uq, uk, x0, nb);
+    if (wacc) static_grads(wacc, a, g, w, x0, nb);
   }
 }
 
-// ∂ws[m, n] += Σ over visible points a_m·g_n: rows m in parallel.
+// Row groups per sample in the backward (a function of the shapes only).
+int64_t backward_groups(const ComposeChunk& c) {
+  return std::min(c.tc, std::max<int64_t>(1, (kBackwardTasks + c.B - 1) / c.B));
+}
+
+// ddyn's key-side rows += the tasks' partial sums kpart [B, groups, 2R + 1, H, sc], over the groups in order.
 template <class T>
-void backward_static(T* dws, const T* g, const T* a, const ComposeChunk& c) {
-  const int64_t H = c.H, plane = c.tc * c.sc;
-#pragma omp parallel for schedule(static) if (c.B * c.tc * c.sc * H > kParallelWork)
-  for (int64_t m = 0; m < H; ++m) {
-    std::vector<T> acc(size_t(H), T(0));
-    for (int64_t b = 0; b < c.B; ++b) {
-      const int64_t len = compose_key_length(c, b);
-      for (int64_t i = 0; i < c.tc; ++i)
-        for (int64_t j = 0; j < c.sc; ++j) {
-          if (!compose_visible(c, len, c.t0 + i, c.s0 + j)) continue;
-          const int64_t base = b * H * plane + i * c.sc + j;
-          const T am = a[base + m * plane];
-          for (int64_t n = 0; n < H; ++n) acc[size_t(n)] += am * g[base + n * plane];
-        }
+void reduce_key_grads(T* ddyn, const std::vector<T>& kpart, const ComposeChunk& c, ComposeStage stage,
+                      int64_t groups) {
+  const int64_t W = (2 * c.R + 1) * c.H, sc = c.sc;
+#pragma omp parallel for schedule(static) if (c.B * groups * W * sc > kParallelWork)
+  for (int64_t col = 0; col < c.B * sc; ++col) {
+    const int64_t b = col / sc, j = col % sc;
+    T* dk = ddyn + compose_dyn_offset(c, k_slot(stage), b, c.s0 + j);
+    for (int64_t k = 0; k < W; ++k) {
+      T s = T(0);
+      for (int64_t grp = 0; grp < groups; ++grp) s += kpart[size_t(((b * groups + grp) * W + k) * sc + j)];
+      dk[k] += s;
     }
-    for (int64_t n = 0; n < H; ++n) dws[m * H + n] += acc[size_t(n)];
   }
 }
 
@@ -157,9 +288,27 @@ void compose_backward(T* da, T* ddyn, T* dws, const T* g, const T* a, const T* d
   check_chunk(c, "compose_backward");
   if ((ws == nullptr) != (dws == nullptr))
     throw std::invalid_argument("compose_backward: ws and dws must both be given or both be null");
-  backward_rows(da, ddyn, g, a, dyn, ws, c, stage);
-  backward_columns(ddyn, g, a, dyn, ws, c, stage);
-  if (ws) backward_static(dws, g, a, c);
+  const std::vector<T> kt = key_weights_by_key(dyn, c, stage);
+  const int64_t W = (2 * c.R + 1) * c.H, HH = c.H * c.H, plane = c.tc * c.sc;
+  const int64_t groups = backward_groups(c), tasks = c.B * groups, per = (c.tc + groups - 1) / groups;
+  std::vector<T> kpart(size_t(tasks * W * c.sc), T(0)), wpart(ws ? size_t(tasks * HH) : 0, T(0));
+#pragma omp parallel for schedule(static) if (c.B * c.tc * c.sc * c.H > kParallelWork)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t b = task / groups, i0 = (task % groups) * per, i1 = std::min(c.tc, i0 + per);
+    const int64_t len = compose_key_length(c, b);
+    std::vector<T> qacc(static_cast<size_t>(W));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = c.t0 + i, base = b * c.H * plane + i * c.sc;
+      std::fill(qacc.begin(), qacc.end(), T(0));
+      backward_row(da + base, qacc.data(), kpart.data() + task * W * c.sc, ws ? wpart.data() + task * HH : nullptr,
+                   g + base, a + base, row_of(c, dyn, kt, ws, stage, b, t), local_keys(c, len, t));
+      T* dq = ddyn + compose_dyn_offset(c, q_slot(stage), b, t);
+      for (int64_t k = 0; k < W; ++k) dq[k] += qacc[size_t(k)];
+    }
+  }
+  reduce_key_grads(ddyn, kpart, c, stage, groups);
+  for (int64_t task = 0; ws && task < tasks; ++task)
+    for (int64_t k = 0; k < HH; ++k) dws[k] += wpart[size_t(task * HH + k)];
 }
 
 template <class T>
@@ -167,28 +316,17 @@ void masked_softmax_forward(T* p, const T* x, const ComposeChunk& c) {
   const int64_t rows = c.B * c.H * c.tc;
 #pragma omp parallel for schedule(static) if (rows * c.sc > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
-    const int64_t b = row / (c.H * c.tc), t = c.t0 + row % c.tc, len = compose_key_length(c, b);
+    const int64_t b = row / (c.H * c.tc), t = c.t0 + row % c.tc;
+    const ComposeKeyRange k = local_keys(c, compose_key_length(c, b), t);
     const T* xr = x + row * c.sc;
     T* pr = p + row * c.sc;
-    T mx = -INFINITY;
-    bool any = false;
-    for (int64_t j = 0; j < c.sc; ++j) {
-      if (!compose_visible(c, len, t, c.s0 + j)) continue;
-      mx = any ? std::max(mx, xr[j]) : xr[j];
-      any = true;
-    }
-    if (!any) {
-      std::fill(pr, pr + c.sc, T(0));
-      continue;
-    }
-    double sum = 0;
-    for (int64_t j = 0; j < c.sc; ++j) {
-      const bool vis = compose_visible(c, len, t, c.s0 + j);
-      pr[j] = vis ? T(std::exp(xr[j] - mx)) : T(0);
-      sum += double(pr[j]);
-    }
-    const T inv = T(1.0 / sum);
-    for (int64_t j = 0; j < c.sc; ++j) pr[j] *= inv;
+    std::fill(pr, pr + k.lo, T(0));
+    std::fill(pr + k.hi, pr + c.sc, T(0));
+    if (k.lo == k.hi) continue;
+    const T mx = vec::max_of(xr + k.lo, k.hi - k.lo);
+    const T inv = T(1.0 / vec::exp_sum_f64(xr + k.lo, k.hi - k.lo, mx, pr + k.lo));
+#pragma omp simd
+    for (int64_t j = k.lo; j < k.hi; ++j) pr[j] *= inv;
   }
 }
 
@@ -197,14 +335,15 @@ void masked_softmax_backward(T* dx, const T* p, const T* dp, const ComposeChunk&
   const int64_t rows = c.B * c.H * c.tc;
 #pragma omp parallel for schedule(static) if (rows * c.sc > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
-    const int64_t b = row / (c.H * c.tc), t = c.t0 + row % c.tc, len = compose_key_length(c, b);
+    const int64_t b = row / (c.H * c.tc), t = c.t0 + row % c.tc;
+    const ComposeKeyRange k = local_keys(c, compose_key_length(c, b), t);
     const T *pr = p + row * c.sc, *dpr = dp + row * c.sc;
     T* dxr = dx + row * c.sc;
-    double D = 0;
-    for (int64_t j = 0; j < c.sc; ++j)
-      if (compose_visible(c, len, t, c.s0 + j)) D += double(pr[j]) * double(dpr[j]);
-    for (int64_t j = 0; j < c.sc; ++j)
-      dxr[j] = compose_visible(c, len, t, c.s0 + j) ? T(pr[j] * (dpr[j] - T(D))) : T(0);
+    std::fill(dxr, dxr + k.lo, T(0));
+    std::fill(dxr + k.hi, dxr + c.sc, T(0));
+    const T D = T(vec::dot_f64(pr + k.lo, dpr + k.lo, k.hi - k.lo));
+#pragma omp simd
+    for (int64_t j = k.lo; j < k.hi; ++j) dxr[j] = pr[j] * (dpr[j] - D);
   }
 }
 

@@ -18,7 +18,7 @@ void compose_forward(T* out, const T* a, const T* dyn, const T* ws, const Compos
 // Backward of compose_forward with g = ∂L/∂out, treated as 0 at invisible (t, s): writes da (0 at invisible points)
 // and ACCUMULATES (+=) the stage's dynamic-weight gradients into ddyn [4, B, N, 2R + 1, H] (query-side slot rows
 // t0..t0+tc−1, key-side slot rows s0..s0+sc−1) and, when ws is given, ∂ws into dws [H, H] — so the chunks of one
-// call add up. Deterministic: each output element is summed by one thread in a fixed order. `workspace` is the
+// call add up. Deterministic: every sum runs in an order fixed by the shapes, not by the thread count. `workspace` is the
 // caller's scratch of compose_backward_workspace_bytes(chunk, ws != null) bytes (0 on the CPU: may be null).
 template <class T>
 void compose_backward(T* da, T* ddyn, T* dws, const T* g, const T* a, const T* dyn, const T* ws,
@@ -26,7 +26,8 @@ void compose_backward(T* da, T* ddyn, T* dws, const T* g, const T* a, const T* d
 size_t compose_backward_workspace_bytes(const ComposeChunk& chunk, bool has_ws);
 
 // p = softmax over the visible keys of each row of x [B, H, tc, sc] (the chunk must hold every key any of its rows
-// can see); p = 0 at invisible keys, and a row with no visible key is all 0. Sums in double.
+// can see); p = 0 at invisible keys, and a row with no visible key is all 0. Sums in double; the float exponentials
+// are vec::exp's (kernels/cpu/vec_math.h, within 2 ulp of std::exp; 0 below −87).
 template <class T>
 void masked_softmax_forward(T* p, const T* x, const ComposeChunk& chunk);
 
