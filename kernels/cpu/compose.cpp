@@ -10,8 +10,9 @@
 //
 // Memory: only q, k, v and the dynamic weights are kept for the backward (nothing of size T·S). A chunk holds at most
 // B·H·tc·sc scores per buffer: 2 buffers in the forward, 4 in the backward, plus on CUDA the backward's scratch
-// (4R + H·[static] values per point). A global layer thus needs O(B·H·chunk·N) extra memory instead of O(B·H·N²);
-// a local layer O(B·H·chunk·(chunk + 2W)).
+// (4R + H·[static] values per point), on the CPU the s-contiguous copy of the key-side weights and the backward's
+// per-row-group key-side partial sums (both O(max(B, 16)·(2R + 1)·H·sc)). A global layer thus needs O(B·H·chunk·N)
+// extra memory instead of O(B·H·N²); a local layer O(B·H·chunk·(chunk + 2W)).
 #include "kernels/cpu/compose.h"
 
 #include <algorithm>
