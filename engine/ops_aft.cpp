@@ -150,7 +150,7 @@ template <class Be>
 void apply_weights(Be be, const AftPlan& p, const Weights& wt, const Tensor& out, const Tensor& in, bool transposed) {
   using T = typename Be::scalar;
   if (p.dense) {
-    AFT_RUN(be, aft_dense_matmul, ptr<T>(out), ptr<T>(wt.a), ptr<T>(in), p.B, p.N, p.D, transposed);
+    AFT_RUN(be, aft_dense_matmul, ptr<T>(out), ptr<T>(wt.a), ptr<T>(in), p.B, p.N, p.D, transposed, p.band.causal);
     return;
   }
   Tensor scan = empty({kernels::cpu::aft_band_scan_elems(p.B, p.N, p.D)}, TensorOptions(in.dtype(), in.device()));
@@ -205,7 +205,7 @@ std::vector<Tensor> run_backward(const AftPlan& p, const Saved& s, const Tensor&
     AFT_RUN(be, aft_backward_keys, ptr<T>(dk), ptr<T>(dv), ptr<T>(h), ptr<T>(s.x), ptr<T>(s.v), p.B, p.N, p.D);
     if (dw.defined() && p.dense) {
       Tensor da = empty({p.N, p.N}, opt);
-      AFT_RUN(be, aft_bias_outer, ptr<T>(da), ptr<T>(g), ptr<T>(s.x), p.B, p.N, p.D);
+      AFT_RUN(be, aft_bias_outer, ptr<T>(da), ptr<T>(g), ptr<T>(s.x), p.B, p.N, p.D, p.band.causal);
       AFT_RUN(be, aft_dense_bias_grad, ptr<T>(dw), p.dw_layout, ptr<T>(da), ptr<T>(wt.a), p.band, p.N);
     } else if (dw.defined()) {
       AFT_RUN(be, aft_band_bias_grad, ptr<T>(dw), p.dw_layout, ptr<T>(g), ptr<T>(s.x), ptr<T>(wt.aband), p.band, p.B,

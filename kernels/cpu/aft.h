@@ -32,8 +32,9 @@ template <class T>
 void aft_key_weights(T* x, const T* k, const T* v, const int32_t* lengths, int64_t B, int64_t N, int64_t D);
 
 // out[b] = A·in[b] (transposed: Aᵀ·in[b]) for every sample, A from aft_dense_weights; GEMMs through kernels/cpu/gemm.h.
+// causal: A is lower-triangular (band.causal), and its zero upper triangle is skipped by row blocks.
 template <class T>
-void aft_dense_matmul(T* out, const T* a, const T* in, int64_t B, int64_t N, int64_t D, bool transposed);
+void aft_dense_matmul(T* out, const T* a, const T* in, int64_t B, int64_t N, int64_t D, bool transposed, bool causal);
 
 // The band trick (spec §4.4): out = A·in (or Aᵀ·in) with A = coef outside the band and aband inside it, as prefix and
 // suffix sums of in plus an O(width) loop per row (no subtraction, so no cancellation). scan: workspace of
@@ -60,9 +61,10 @@ void aft_backward_prep(T* g, T* dq, const T* dy, const T* q, const T* ybar, cons
 template <class T>
 void aft_backward_keys(T* dk, T* dv, const T* h, const T* x, const T* v, int64_t B, int64_t N, int64_t D);
 
-// The GEMM form's dA = Σ_b g[b]·x[b]ᵀ [N, N].
+// The GEMM form's dA = Σ_b g[b]·x[b]ᵀ [N, N]; causal: only the row blocks' dA[r0:r1, 0:r1] are written (the lower
+// triangle, all that aft_dense_bias_grad reads, and a little more); the rest of da is left as it was.
 template <class T>
-void aft_bias_outer(T* da, const T* g, const T* x, int64_t B, int64_t N, int64_t D);
+void aft_bias_outer(T* da, const T* g, const T* x, int64_t B, int64_t N, int64_t D, bool causal);
 
 // dw(h, t, j) = A(t, t')·Σ_{b, c of head h} (g[b, t, c]·x[b, t', c] + g[b, t, D + c]·x[b, t', D + c]) for every
 // in-band key t' in range (0 for invisible ones). Writes exactly those elements of dw.

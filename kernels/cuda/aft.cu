@@ -305,7 +305,7 @@ void aft_key_weights(float* x, const float* k, const float* v, const int32_t* le
 }
 
 void aft_dense_matmul(float* out, const float* a, const float* in, int64_t B, int64_t N, int64_t D, bool transposed,
-                      cudaStream_t stream) {
+                      bool /*causal*/, cudaStream_t stream) {
   const int64_t C = 2 * D;
   gemm_strided_batched(transposed, false, N, C, N, 1.f, a, N, 0, in, C, N * C, 0.f, out, C, N * C, B, false, stream);
 }
@@ -348,7 +348,8 @@ void aft_backward_keys(float* dk, float* dv, const float* h, const float* x, con
   MIXGRAD_CUDA_LAUNCH_CHECK();
 }
 
-void aft_bias_outer(float* da, const float* g, const float* x, int64_t B, int64_t N, int64_t D, cudaStream_t stream) {
+void aft_bias_outer(float* da, const float* g, const float* x, int64_t B, int64_t N, int64_t D, bool /*causal*/,
+                    cudaStream_t stream) {
   const int64_t C = 2 * D;
   // One GEMM per sample accumulating into dA (cuBLAS runs batches concurrently, so no overlapping batched call).
   for (int64_t b = 0; b < B; ++b)

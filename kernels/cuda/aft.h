@@ -18,8 +18,9 @@ void aft_dense_weights(float* a, const float* w, const float* row_max, const Aft
 void aft_key_weights(float* x, const float* k, const float* v, const int32_t* lengths, int64_t B, int64_t N, int64_t D,
                      cudaStream_t stream);
 // GEMMs through kernels/cuda/gemm.h (full FP32, no TF32).
+// causal (A lower-triangular): accepted for the CPU twin's signature; the CUDA GEMMs multiply the whole of A.
 void aft_dense_matmul(float* out, const float* a, const float* in, int64_t B, int64_t N, int64_t D, bool transposed,
-                      cudaStream_t stream);
+                      bool causal, cudaStream_t stream);
 int64_t aft_band_scan_elems(int64_t B, int64_t N, int64_t D);
 void aft_band_matmul(float* out, float* scan, const float* in, const float* aband, const float* coef,
                      const AftBand& band, int64_t B, int64_t N, int64_t D, bool transposed, cudaStream_t stream);
@@ -30,7 +31,8 @@ void aft_backward_prep(float* g, float* dq, const float* dy, const float* q, con
                        const int32_t* lengths, int64_t B, int64_t N, int64_t D, cudaStream_t stream);
 void aft_backward_keys(float* dk, float* dv, const float* h, const float* x, const float* v, int64_t B, int64_t N,
                        int64_t D, cudaStream_t stream);
-void aft_bias_outer(float* da, const float* g, const float* x, int64_t B, int64_t N, int64_t D, cudaStream_t stream);
+void aft_bias_outer(float* da, const float* g, const float* x, int64_t B, int64_t N, int64_t D, bool causal,
+                    cudaStream_t stream);
 void aft_band_bias_grad(float* dw, const AftBiasLayout& dw_layout, const float* g, const float* x, const float* aband,
                         const AftBand& band, int64_t B, int64_t N, int64_t D, cudaStream_t stream);
 void aft_dense_bias_grad(float* dw, const AftBiasLayout& dw_layout, const float* da, const float* a,

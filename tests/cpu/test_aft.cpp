@@ -250,6 +250,60 @@ TEST_CASE("aft: gradients of Q, K, V and the bias match finite differences (floa
   }
 }
 
+TEST_CASE(
+    "aft: the causal GEMMs' row blocks, the channel-blocked scan and many-head conv agree with the band form "
+    "at larger shapes (forward and gradients)",
+    "[aft]") {
+  // N = 300 spans three of the CPU's 128-row causal GEMM blocks; D = 70 two of the scan's 64-channel blocks (the
+  // second partial); conv with 70 one-channel heads and with 7-channel heads. Each against the band form (and conv
+  // against the float64 formula), float64 and float32, with key padding.
+  const int64_t B = 2, N = 300, D = 70;
+  const std::vector<int32_t> len = {300, 171};
+  const Tensor lengths = lengths_tensor(len);
+  const std::vector<std::pair<AftCase, AftCase>> pairs = {
+      {{"full", true}, {"full", true, 0, 1, AftPath::band}},
+      {{"local", true, 100, 1, AftPath::dense}, {"local", true, 100, 1, AftPath::band}},
+      {{"full", false}, {"full", false, 0, 1, AftPath::band}},
+      {{"simple", true}, {"simple", true, 0, 1, AftPath::band}},
+      {{"simple", false}, {"simple", false, 0, 1, AftPath::dense}},
+      {{"conv", false, 11, 70}, {"conv", false, 11, 70}},
+      {{"conv", true, 4, 10}, {"conv", true, 4, 10}}};
+  for (const auto& [c, ref] : pairs) {
+    for (DType dtype : {DType::f64, DType::f32}) {
+      INFO(fmt::format("{} vs {} {}", c.name(), ref.name(), dtype));
+      const Inputs in = random_inputs(c, dtype, 21, B, N, D);
+      std::vector<std::vector<Tensor>> grads(2);
+      std::vector<Tensor> ys;
+      for (int which = 0; which < 2; ++which) {
+        std::vector<Tensor> xs = {in.q.detach(), in.k.detach(), in.v.detach()};
+        if (in.bias.defined()) xs.push_back(in.bias.detach());
+        for (Tensor& t : xs) t.requires_grad_();
+        const AftCase& run = which == 0 ? c : ref;
+        const Tensor y = run.run(xs[0], xs[1], xs[2], xs.size() > 3 ? xs[3] : Tensor(), lengths);
+        manual_seed(22);
+        sum(mul(y, randn(y.shape(), TensorOptions(dtype)))).backward();
+        ys.push_back(y.detach());
+        for (const Tensor& t : xs) grads[size_t(which)].push_back(t.grad());
+      }
+      const testing::Tolerance tol =
+          dtype == DType::f64 ? tolerance(Compare::forward_f64) : testing::Tolerance{2e-4, 2e-5};
+      if (c.variant == "conv") {
+        NoGradGuard ng;
+        REQUIRE_CLOSE(testing::all_close(
+            ys[0], testing::aft_reference(c.variant, in.q, in.k, in.v, in.bias, len, c.causal, c.size), tol));
+      } else {
+        REQUIRE_CLOSE(testing::all_close(ys[0], ys[1], tol));
+        for (size_t i = 0; i < grads[0].size(); ++i) {
+          INFO("gradient of input " << i);
+          REQUIRE_CLOSE(testing::all_close(
+              grads[0][i], grads[1][i],
+              dtype == DType::f64 ? testing::Tolerance{1e-9, 1e-10} : testing::Tolerance{2e-3, 2e-4}));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("aft: AFT-local from the bias band of U V_p^T equals the dense form; dU, dV_p match finite differences",
           "[aft]") {
   const Tensor lengths = lengths_tensor({7, 4});
