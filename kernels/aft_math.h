@@ -74,7 +74,9 @@ MIXGRAD_HD AftDirect<T> aft_direct(const T* k, const T* v, int64_t stride, const
   return r;
 }
 
-// Causal AFT-simple of one (sample, channel) column by a prefix scan with a running max (spec §4.5): never under- or
+// Causal AFT-simple of one (sample, channel) column by a prefix scan with a running max (spec §4.5), as the CUDA
+// kernels run it (kernels/cpu/aft.cpp runs the same recurrences over blocks of contiguous channels, vectorised, with
+// one exponential per step where this form has two and the other is exp(0) = 1: the same values). Never under- or
 // overflows, so it needs no fallback. Elements `stride` apart; rows [0, n) valid, [n, N) padded (y = ybar = 0).
 // Saves the running max M_t and the running den L_t (in the frame of M_t) for the backward.
 template <class T>
