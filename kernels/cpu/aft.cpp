@@ -54,7 +54,10 @@ inline T sigmoid_v(T x) {
 
 // Per-head weights as the channel loops read them: with one head a scalar per row (src [rows]); with more, a copy
 // expanded to every channel ([rows, D], entry (r, c) = src[head of c, r] of src [H, rows]), built once per call, so
-// that every inner loop runs over contiguous channels (AFT-conv has one channel per head at its usual shapes).
+// that every inner loop runs over contiguous channels. The copy costs D/H times the per-head table: nothing for the
+// paper's one channel per head, but with few heads over wide channels (aft_conv_heads = 0 takes the model's 4-8
+// heads) the band table [N·W, D] is large — e.g. 92 MB at N 4096, W 11, D 512 — and lives outside the engine's
+// allocator (not in its peak-memory figure). A per-head scalar over each head's channel range would avoid it.
 template <class T>
 class ChannelWeights {
  public:
@@ -489,7 +492,10 @@ void aft_simple_scan(T* y, T* ybar, T* run_max, T* run_den, const T* q, const T*
   for (int64_t task = 0; task < B * blocks; ++task) {
     const int64_t b = task / blocks, c0 = task % blocks * kScanLanes, nc = std::min(kScanLanes, D - c0);
     const int64_t n = aft_valid_length(lengths, b, N);
-    T m[kScanLanes] = {}, dn[kScanLanes] = {}, nm[kScanLanes] = {};
+    // Empty sums with the running max at −inf: the first key's e^{−|k − m|} is 0, so it moves the max to k_0 with
+    // weight 1 — and a NaN key (|NaN − m| = NaN) makes its own and every later output NaN, as the formula does.
+    T m[kScanLanes], dn[kScanLanes] = {}, nm[kScanLanes] = {};
+    std::fill(m, m + kScanLanes, -std::numeric_limits<T>::infinity());
     for (int64_t t = 0; t < n; ++t) {
       const int64_t i = (b * N + t) * D + c0;
       const T *kt = k + i, *vt = v + i, *qt = q + i;
@@ -498,10 +504,10 @@ void aft_simple_scan(T* y, T* ybar, T* run_max, T* run_den, const T* q, const T*
         // The running max moves to k_t (rescale the sums by e^{m − k_t}, add weight 1) or stays (add e^{k_t − m}):
         // one exponential, the same values as aft_simple_scan_column's exp(m − m_new) and exp(k_t − m_new).
         const T d = exp_v(-std::abs(kt[c] - m[c]));
-        const bool first = t == 0, up = kt[c] > m[c];
-        dn[c] = first ? T(1) : (up ? dn[c] * d + T(1) : dn[c] + d);
-        nm[c] = first ? vt[c] : (up ? nm[c] * d + vt[c] : nm[c] + d * vt[c]);
-        m[c] = first || up ? kt[c] : m[c];
+        const bool up = kt[c] > m[c];
+        dn[c] = up ? dn[c] * d + T(1) : dn[c] + d;
+        nm[c] = up ? nm[c] * d + vt[c] : nm[c] + d * vt[c];
+        m[c] = up ? kt[c] : m[c];
         const T yb = nm[c] / dn[c];
         ybar[i + c] = yb;
         y[i + c] = sigmoid_v(qt[c]) * yb;

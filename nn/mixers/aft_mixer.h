@@ -38,9 +38,10 @@ class AftMixer : public TokenMixer {
   // outputs, padded outputs are the projection of 0 and padded inputs get zero gradient.
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
   // The four Linears on every token, then per variant (2 FLOPs per multiply-add; a key's exp(K)·[V | 1]
-  // is 2·I multiply-adds): full U·V_pᵀ (2·n²·d') and 4·I per visible pair; local the key sums (4·I·n),
-  // the band's bias (2·d' per band pair) and correction (4·I per band pair); simple 4·I·n; conv
-  // 2·(I + H) per key and per band pair of its kernel.
+  // is 2·I multiply-adds): full U·V_pᵀ (2·n²·d') and 4·I per visible pair; local the band's bias (2·d' per band
+  // pair), then as the op computes it: the key sums (4·I·n) and a correction of 4·I per band pair (band form), or
+  // 4·I per visible pair (dense form, when the band is wider than N/4); simple 4·I·n; conv 4·I per key and per
+  // band pair of its kernel.
   std::optional<double> forward_flops(int64_t n) const override;
 
   // AFT-conv's kernel after re-parameterisation, [H, s] (what the op receives).

@@ -117,7 +117,7 @@ std::optional<double> DcmhaMixer::forward_flops(int64_t n) const {
   const double H = double(num_heads), R = double(rank), C = double(hidden), N = double(n);
   const double generator = 2.0 * N * double(dim) * (4.0 * C + 4.0 * H) + 2.0 * N * 4.0 * C * 2.0 * R * H;
   const double pairs = visible_pairs(n, causal, window);
-  const double compose = 2.0 * pairs * (2.0 * (4.0 * R * H + H) + (static_pre.defined() ? 2.0 * H * H : 0.0));
+  const double compose = 2.0 * pairs * (2.0 * (4.0 * R + 2.0) * H + (static_pre.defined() ? 2.0 * H * H : 0.0));
   return N * linear_flops_per_row(*this) + generator + 4.0 * double(inner_dim) * pairs + compose;
 }
 

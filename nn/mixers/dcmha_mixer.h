@@ -32,7 +32,7 @@ class DcmhaMixer : public TokenMixer {
   // x [B, N, D] (the normalised block input x̂) -> [B, N, D]; lengths (int32 [B] on x's device) hide padded keys.
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor()) override;
   // qkv and proj on every token, the generator (x·dyn_projᵀ and the qkw contraction) on every token,
-  // 4 · inner per visible (t, s) pair for Q·Kᵀ and P·V, and per pair and stage 2·(4RH + H) for Compose
+  // 4 · inner per visible (t, s) pair for Q·Kᵀ and P·V, and per pair and stage 2·(4R + 2)·H (spec §3.6's count) for Compose
   // (+ 2H² with the static matrix). Visible pairs follow this layer's window and the causal flag.
   std::optional<double> forward_flops(int64_t n) const override;
   // The dynamic weights of x (spec §3.3): [4, B, N, 2R + 1, H], slots [pre-q, pre-k, post-q, post-k], rows

@@ -400,6 +400,33 @@ TEST_CASE("aft-conv at init equals aft-simple", "[aft]") {
                                    tolerance(Compare::forward_f64)));
 }
 
+TEST_CASE("aft: a NaN key or value reaches the outputs that see it (NaN in, NaN out), every variant and path",
+          "[aft]") {
+  const int64_t B = 1, N = 5, D = 4;
+  for (const AftCase& c : std::vector<AftCase>{{"simple", true},
+                                               {"simple", false},
+                                               {"simple", true, 0, 1, AftPath::band},
+                                               {"full", true},
+                                               {"full", false},
+                                               {"local", true, 2, 1, AftPath::band},
+                                               {"conv", true, 3, 2}}) {
+    for (const DType dt : {DType::f32, DType::f64}) {
+      INFO(c.name() << (dt == DType::f32 ? " float32" : " float64"));
+      NoGradGuard ng;
+      const TensorOptions o(dt);
+      const Tensor q = full({B, N, D}, 0.5, o), v = full({B, N, D}, 1.0, o);
+      std::vector<double> kv(size_t(B * N * (c.variant == "conv" ? c.heads : D)), 0.25);
+      kv[0] = NAN;  // token 0's key (channel 0, or head 0 for conv)
+      const Tensor k = from_vector<double>(kv, {B, N, int64_t(kv.size()) / N}).to(dt);
+      const Tensor bias = c.variant == "conv" ? full({c.heads, c.size}, 0.0, o) : full({N, N}, 0.0, o);
+      const std::vector<double> y = c.run(q, k, v, bias, Tensor()).to(DType::f64).to_vector<double>();
+      // Token 0 is a key of every query (causal: each query's first key; local and conv: outside the window or
+      // kernel a key still counts, with bias 0), so channel 0 is NaN at every token.
+      for (int64_t t = 0; t < N; ++t) REQUIRE(std::isnan(y[size_t(t * D)]));
+    }
+  }
+}
+
 TEST_CASE("aft: invalid shapes and options are clear errors", "[aft]") {
   const TensorOptions opt(DType::f64);
   const Tensor q = randn({2, 5, 4}, opt), k = randn({2, 5, 4}, opt), v = randn({2, 5, 4}, opt);

@@ -96,22 +96,25 @@ TEST_CASE("forward_flops: hand-counted values for small shapes", "[mixers][flops
   REQUIRE(flops_of("aft-simple", 8, 2, 4) == 2048 + 4 * 8 * 4);
   // full, d' = 2: U·V_pᵀ 2·4·4·2, then 4·8 per pair.
   REQUIRE(flops_of("aft-full", 8, 2, 4, {{"aft_rank", "2"}}) == 2048 + 2 * 16 * 2 + 4 * 8 * 16);
-  // local, window 2 (band pairs |t − t'| < 2: 4 + 2·3 = 10): key sums 4·8·4, then (2·2 + 4·8) per band pair.
-  REQUIRE(flops_of("aft-local", 8, 2, 4, {{"aft_rank", "2"}, {"aft_window", "2"}}) ==
-          2048 + 4 * 8 * 4 + 10 * (2 * 2 + 4 * 8));
+  // local, window 2 (band pairs |t − t'| < 2: 4 + 2·3 = 10; the band is 3 wide): the bias 2·2 per band pair; at
+  // n = 4 the band is wider than n/4, so the op runs the dense form, 4·8 per visible pair (16)...
+  REQUIRE(flops_of("aft-local", 8, 2, 4, {{"aft_rank", "2"}, {"aft_window", "2"}}) == 2048 + 10 * 2 * 2 + 4 * 8 * 16);
+  // ... at n = 16 the band form: key sums 4·8·16, then 4·8 per band pair (16 + 2·15 = 46).
+  REQUIRE(flops_of("aft-local", 8, 2, 16, {{"aft_rank", "2"}, {"aft_window", "2"}}) ==
+          16 * 512 + 46 * 2 * 2 + 4 * 8 * 16 + 46 * 4 * 8);
   // conv, 2 heads, kernel 3 (taps |t' − t| <= 1: 10 pairs): k is Linear(8, 2), so 3·128 + 2·8·2 = 416 per token;
-  // 2·(8 + 2) per key and per band pair.
-  REQUIRE(flops_of("aft-conv", 8, 2, 4, {{"aft_conv_kernel", "3"}}) == 4 * 416 + 2 * (8 + 2) * (4 + 10));
+  // the op expands each head's key to its channels: 4·8 per key and per band pair.
+  REQUIRE(flops_of("aft-conv", 8, 2, 4, {{"aft_conv_kernel", "3"}}) == 4 * 416 + 4 * 8 * (4 + 10));
   // DCMHA, one global layer, R = 2, C = 4H = 8: qkv + proj 512 per token; the generator 2·4·8·(4C + 4H) +
-  // 2·4·4C·2RH; 4·8 per pair for Q·Kᵀ and P·V; Compose 2 stages · 2·(4RH + H) per pair.
+  // 2·4·4C·2RH; 4·8 per pair for Q·Kᵀ and P·V; Compose 2 stages · 2·(4R + 2)·H = 40 per pair.
   const double generator = 2 * 4 * 8 * (32 + 8) + 2 * 4 * 32 * (2 * 2 * 2);
-  REQUIRE(flops_of("dcmha", 8, 2, 4, {{"dcmha_layers", "G"}}) == 2048 + generator + 4 * 8 * 16 + 2 * 16 * 2 * 18);
+  REQUIRE(flops_of("dcmha", 8, 2, 4, {{"dcmha_layers", "G"}}) == 2048 + generator + 4 * 8 * 16 + 2 * 16 * 40);
   // The static matrices add 2H² per pair and stage.
   REQUIRE(flops_of("dcmha", 8, 2, 4, {{"dcmha_layers", "G"}, {"dcmha_static", "true"}}) ==
-          2048 + generator + 4 * 8 * 16 + 2 * 16 * (2 * 18 + 8));
+          2048 + generator + 4 * 8 * 16 + 2 * 16 * (40 + 8));
   // A local layer with window 2 sees 10 pairs.
   REQUIRE(flops_of("dcmha", 8, 2, 4, {{"dcmha_layers", "L"}, {"dcmha_window", "2"}}) ==
-          2048 + generator + 4 * 8 * 10 + 2 * 10 * 2 * 18);
+          2048 + generator + 4 * 8 * 10 + 2 * 10 * 40);
   // Combiner-Fixed, span 2 over 4 tokens (non-causal): each query reads its own span's 2 keys directly and the
   // other span's summary (3 columns); each of the 2 summaries attends over its 2 members: 4·3 + 2·2 = 16.
   REQUIRE(flops_of("combiner-fixed", 8, 2, 4, {{"combiner_span", "2"}}) == 2048 + 4 * 8 * 16);
