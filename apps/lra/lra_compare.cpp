@@ -7,6 +7,7 @@
 
 #include "apps/common/flops.h"
 #include "apps/lra/lra_app.h"
+#include "apps/lra/lra_tasks.h"
 #include "nn/mixer.h"
 
 namespace mixgrad::app::lra {
@@ -84,10 +85,16 @@ CompareResult run_compare(const CompareOptions& o) {
   for (const std::string& m : spec.mixers)
     if (registry_mixer(m)) registry_mixers.push_back(m);
   if (!o.base.mixer_options.empty()) check_mixer_options_declared(registry_mixers, o.base.mixer_options);
-  spec.skip_reason = [](const std::string& model, const std::string& mixer) -> std::string {
+  const bool grid = task_info(o.base.task).pixels;
+  spec.skip_reason = [grid, &o](const std::string& model, const std::string& mixer) -> std::string {
     const models::LraFamily& f = models::lra_family(model, false);
     if (!f.unavailable.empty()) return f.unavailable;
-    return models::lra_mixer_mismatch(model, mixer);
+    const std::string mismatch = models::lra_mixer_mismatch(model, mixer);
+    if (!mismatch.empty()) return mismatch;
+    if (!grid && registry_mixer(mixer) && nn::mixer_info(mixer).needs_grid)
+      return fmt::format("mixer {} needs a token grid, which task {} has not (only the pixel tasks)", mixer,
+                         o.base.task);
+    return "";
   };
   spec.seeds = seed_list(o.seeds);
   spec.model_in_folder_name = true;

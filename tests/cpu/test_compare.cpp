@@ -137,7 +137,7 @@ TEST_CASE("vit compare: two mixers x two seeds write the three reports; a rerun 
 TEST_CASE("lra compare: models x mixers on generated ListOps, one row each", "[compare]") {
   TempDir tmp;
   app::lra::CompareOptions c;
-  c.mixers = "softmax,csp,gated";  // transformer × gated cannot run: skipped, with a note
+  c.mixers = "softmax,csp,gated,s2mlpv2";  // transformer × gated, and s2mlpv2 on ListOps (no grid): skipped, noted
   c.seeds = 1;
   c.out_dir = (tmp / "cmp").string();
   app::lra::TrainOptions& b = c.base;
@@ -157,7 +157,9 @@ TEST_CASE("lra compare: models x mixers on generated ListOps, one row each", "[c
   REQUIRE(r.runs.size() == 2);
   REQUIRE(r.skipped == std::vector<std::string>{"transformer × gated: model transformer has no mixer \"gated\" (it "
                                                 "takes: " +
-                                                fmt::format("{}", fmt::join(nn::mixer_names(), ", ")) + ")"});
+                                                fmt::format("{}", fmt::join(nn::mixer_names(), ", ")) + ")",
+                                                "transformer × s2mlpv2: mixer s2mlpv2 needs a token grid, which task "
+                                                "listops has not (only the pixel tasks)"});
   REQUIRE(r.rows[0].model == "transformer");
   REQUIRE(r.rows[1].mixer == "csp");
   REQUIRE(fs::exists(tmp / "cmp" / "transformer-csp" / "seed-0" / "summary.json"));
