@@ -35,6 +35,10 @@ Tensor aft_local(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
 // Differentiable in u and vp.
 Tensor aft_local_bias(const Tensor& u, const Tensor& vp, int64_t window, bool causal = false);
 
+// Whether AftPath::automatic runs AFT-local over N tokens with this window in the dense GEMM form: when its band
+// (2·min(window, N) − 1 keys wide; causal min(window, N)) is wider than N/4. Else the band form.
+bool aft_local_automatic_dense(int64_t window, int64_t N, bool causal);
+
 // AFT-local with its bias given as that band (aft_local_bias with the same window and causal flag) instead of the
 // dense [N, N] w: the same result as aft_local, and the bias gradient is the band's.
 Tensor aft_local_band(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& w_band, int64_t window,

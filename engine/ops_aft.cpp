@@ -269,6 +269,10 @@ bool choose_dense(AftPath path, bool automatic_dense) {
 
 }  // namespace
 
+bool aft_local_automatic_dense(int64_t window, int64_t N, bool causal) {
+  return 4 * local_band("aft_local", window, N, causal).width > N;
+}
+
 Tensor aft_full(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& w, const Tensor& lengths, bool causal,
                 AftPath path) {
   AftPlan p = plan_inputs("aft_full", q, k, v, w, lengths, 0);
@@ -286,7 +290,7 @@ Tensor aft_local(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
   const LocalBand lb = local_band("aft_local", window, p.N, causal);
   p.band.causal = causal;
   use_dense_bias(p, lb.lo, lb.width);
-  p.dense = choose_dense(path, 4 * p.band.width > p.N);
+  p.dense = choose_dense(path, aft_local_automatic_dense(window, p.N, causal));
   return run_op(std::move(p), q, k, v, w);
 }
 
@@ -339,7 +343,7 @@ Tensor aft_local_band(const Tensor& q, const Tensor& k, const Tensor& v, const T
   p.band.bias = AftBiasLayout{0, lb.width, 0};
   p.dw_layout = p.band.bias;
   p.dw_shape = {p.N, lb.width};
-  p.dense = choose_dense(path, 4 * lb.width > p.N);
+  p.dense = choose_dense(path, aft_local_automatic_dense(window, p.N, causal));
   return run_op(std::move(p), q, k, v, w_band);
 }
 

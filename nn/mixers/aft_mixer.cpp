@@ -1,8 +1,6 @@
 // AFT token mixers (specs/mixers.md §4): options, parameters and the forward of the four variants.
 #include "nn/mixers/aft_mixer.h"
 
-#include <algorithm>
-
 #include "engine/aft.h"
 #include "nn/init.h"
 
@@ -154,11 +152,11 @@ std::optional<double> AftMixer::forward_flops(int64_t n) const {
   if (variant == AftVariant::full) {
     mixing = 2.0 * N * N * double(rank) + 4.0 * I * visible_pairs(n, causal);
   } else if (variant == AftVariant::local) {
-    // The op's automatic choice (engine/aft.h): the band form when the band is at most a quarter of N wide (the key
-    // sums once, then a correction per band pair), else the dense GEMM over every visible pair.
-    const int64_t s = std::min(window, n), width = causal ? s : 2 * s - 1;
+    // As the op runs it (engine/aft.h): the dense GEMM over every visible pair, or the key sums once and a
+    // correction per band pair.
     const double band = visible_pairs(n, causal, window);
-    mixing = 2.0 * double(rank) * band + (4 * width <= n ? keys + 4.0 * I * band : 4.0 * I * visible_pairs(n, causal));
+    mixing = 2.0 * double(rank) * band +
+             (aft_local_automatic_dense(window, n, causal) ? 4.0 * I * visible_pairs(n, causal) : keys + 4.0 * I * band);
   } else if (variant == AftVariant::simple) {
     mixing = keys;
   } else {  // a key per head, expanded to its channels: the op sums exp(K)·[V | 1] per channel
