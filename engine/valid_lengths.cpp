@@ -8,7 +8,9 @@
 #include "engine/backend.h"
 #include "engine/deferred_checks.h"
 #include "engine/error.h"
+#ifdef MIXGRAD_WITH_CUDA
 #include "kernels/cuda/csp.h"
+#endif
 
 namespace mixgrad::detail {
 
