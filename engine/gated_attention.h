@@ -39,6 +39,10 @@ struct GatedAttentionOptions {
 Tensor gated_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rel_bias = Tensor(),
                        const Tensor& lengths = Tensor(), const GatedAttentionOptions& options = {});
 
+// The (query, key) pairs gated_attention scores for one sample of `length` positions under `chunk` (-1 or >= length:
+// length²; else the full chunks' chunk² each plus the shorter last chunk's square). FLOP counts multiply by it.
+double gated_attention_pairs(int64_t length, int64_t chunk);
+
 std::string gated_attention_fn_name(GatedAttentionFn fn);            // "softmax", "laplace", "relu2"
 GatedAttentionFn parse_gated_attention_fn(const std::string& name);  // clear error listing the three names
 

@@ -186,6 +186,12 @@ std::vector<Tensor> run_backward(const K& k, const Tensor& dout, const GattArgs&
 
 }  // namespace
 
+double gated_attention_pairs(int64_t length, int64_t chunk) {
+  if (chunk < 0 || chunk >= length) return double(length) * double(length);
+  const double c = double(chunk), rest = double(length % chunk);
+  return double(length / chunk) * c * c + rest * rest;
+}
+
 Tensor gated_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rel_bias, const Tensor& lengths,
                        const GatedAttentionOptions& options) {
   constexpr const char* op = "gated_attention";

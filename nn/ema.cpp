@@ -1,6 +1,7 @@
 // MultiHeadEMA: parameter registration and MEGA's initialisation (specs/lra.md §6.2).
 #include "nn/ema.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "engine/error.h"
@@ -32,6 +33,14 @@ MultiHeadEMA::MultiHeadEMA(int64_t d, MultiHeadEMAOptions opt) : Layer("MultiHea
 Tensor MultiHeadEMA::forward(const Tensor& x, const Tensor& lengths) {
   return multihead_ema(x, delta, alpha, beta, gamma, omega, lengths,
                        {options.bidirectional, options.truncation, options.path});
+}
+
+std::optional<double> MultiHeadEMA::own_forward_flops(int64_t n) const {
+  const EmaOptions op{options.bidirectional, options.truncation, options.path};
+  const double dirs = options.bidirectional ? 2.0 : 1.0, d = double(embed_dim), len = double(n);
+  if (ema_resolve_path(n, op) == EmaPath::scan) return dirs * 4.0 * len * d * double(options.ndim);
+  const double k = double(options.truncation == 0 ? n : std::min(options.truncation, n));
+  return dirs * 2.0 * d * (k * (k + 1) / 2 + (len - k) * k);  // output t sums min(k, t + 1) taps
 }
 
 Tensor MultiHeadEMA::kernel(int64_t k) const { return ema_kernel(delta, alpha, beta, gamma, k); }

@@ -25,6 +25,11 @@ class MultiHeadEMA : public Layer {
   explicit MultiHeadEMA(int64_t embed_dim, MultiHeadEMAOptions options = {});
   Tensor forward(const Tensor& x) override { return forward(x, Tensor()); }
   Tensor forward(const Tensor& x, const Tensor& lengths);
+  // The convolution over the tokens, per direction, as the op runs it for n tokens (engine/ema.h's path choice):
+  // the scan 4 · n · D · ndim (two multiply-adds per state), the direct convolution 2 · D per tap of every output.
+  // Materialising the kernel (once per batch, not per sample) is not counted.
+  std::optional<double> own_forward_flops(int64_t n) const override;
+
   // The materialised kernel [rows, k] (for inspection), not differentiable.
   Tensor kernel(int64_t k) const;
 

@@ -31,6 +31,10 @@ GatedAttentionUnit::GatedAttentionUnit(int64_t d, const GAUOptions& opt)
   init::normal_(rel_pos_bias, 0.0, 0.02);
 }
 
+std::optional<double> GatedAttentionUnit::own_forward_flops(int64_t n) const {
+  return 2.0 * gated_attention_pairs(n, options.chunk) * double(options.zdim + options.expansion);
+}
+
 Tensor GatedAttentionUnit::forward(const Tensor& x, const Tensor& lengths) {
   MIXGRAD_CHECK(x.dim() == 3 && x.size(2) == dim, "GatedAttentionUnit: input {} must be [B, L, {}]",
                 shape_str(x.shape()), dim);

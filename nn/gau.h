@@ -35,6 +35,8 @@ class GatedAttentionUnit : public Module {
   GatedAttentionUnit(int64_t dim, const GAUOptions& options);
   Tensor forward(const Tensor& x, const Tensor& lengths = Tensor());
   int64_t span() const { return span_; }  // P
+  // Q·Kᵀ and A·V over the pairs the chunks leave: 2 · pairs · (s + e) (the projections are children).
+  std::optional<double> own_forward_flops(int64_t n) const override;
 
   std::shared_ptr<Linear> in_proj, out_proj;
   Tensor qk_weight, qk_bias, rel_pos_bias;

@@ -37,6 +37,16 @@ const std::vector<LstmDirection>& LSTM::layer(int64_t k) const {
   return layers_[size_t(k)];
 }
 
+std::optional<double> LSTM::own_forward_flops(int64_t n) const {
+  const double dirs = bidirectional ? 2.0 : 1.0, h = double(hidden_size);
+  double flops = 0;
+  for (int64_t k = 0; k < num_layers; ++k) {
+    const double in = k == 0 ? double(input_size) : dirs * h;
+    flops += dirs * 2.0 * double(n) * 4.0 * h * (in + h);
+  }
+  return flops;
+}
+
 LSTM::Output LSTM::forward(const Tensor& x, const Tensor& lengths) {
   MIXGRAD_CHECK(x.defined() && x.dim() == 3 && x.size(2) == input_size,
                 "LSTM: x has shape {}, expected [B, L, input_size = {}]",

@@ -24,6 +24,9 @@ class LSTM : public Module {
   // x [B, L, input_size]; lengths (optional) int32 [B] valid prefix lengths in [1, L], on the CPU or x's device.
   Output forward(const Tensor& x, const Tensor& lengths = Tensor());
 
+  // The gate products of every layer and direction: 2 · n · 4H · (in + H), in = input_size, then dirs·H.
+  std::optional<double> own_forward_flops(int64_t n) const override;
+
   // The parameters of one layer, forward direction first.
   const std::vector<LstmDirection>& layer(int64_t k) const;
 

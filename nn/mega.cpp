@@ -75,6 +75,11 @@ Tensor MovingAverageGatedAttention::mix(const Tensor& z, const Tensor& v, const 
   return gated_attention(q, k, v, rel_pos_bias, lengths, ga);
 }
 
+std::optional<double> MovingAverageGatedAttention::own_forward_flops(int64_t n) const {
+  if (options.csp) return 0.0;
+  return 2.0 * gated_attention_pairs(n, options.chunk) * double(options.zdim + options.hdim);
+}
+
 Tensor MovingAverageGatedAttention::forward(const Tensor& x, const Tensor& lengths) {
   MIXGRAD_CHECK(x.dim() == 3 && x.size(2) == options.embed_dim,
                 "MovingAverageGatedAttention: expected x [B, L, {}], got {}", options.embed_dim, shape_str(x.shape()));

@@ -45,6 +45,9 @@ class MovingAverageGatedAttention : public Module {
  public:
   explicit MovingAverageGatedAttention(const MegaOptions& o);
   Tensor forward(const Tensor& x, const Tensor& lengths);
+  // Q·Kᵀ and A·V over the pairs the chunks leave: 2 · pairs · (z + v); CSP-MEGA multiplies nothing itself. (The
+  // projections and the EMA are children.)
+  std::optional<double> own_forward_flops(int64_t n) const override;
 
   std::shared_ptr<Linear> v_proj, mx_proj, h_proj;
   std::shared_ptr<MultiHeadEMA> move;

@@ -3,6 +3,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,6 +48,14 @@ class Module {
 
   // One line per submodule and parameter with shapes, and the total parameter count.
   std::string summary() const;
+
+  // Matmul FLOPs (a multiply-add counting 2) of one forward pass over one sample of n tokens spent in products this
+  // module computes itself rather than through a child: an LSTM's gate products, MEGA's and GAU's attention, the EMA's
+  // recurrence. apps/common/flops.h adds the children (a Linear on every token, a token mixer by its own formula).
+  // The default 0 suits modules that only combine their children's results element-wise; a module that multiplies
+  // its own parameters or tokens states its formula, or returns nullopt to mark every count that includes it a lower
+  // bound.
+  virtual std::optional<double> own_forward_flops(int64_t /*n*/) const { return 0.0; }
 
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t, bool requires_grad = true);

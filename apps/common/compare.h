@@ -33,7 +33,7 @@ struct CompareRun {
 struct ModelCost {
   int64_t params = 0;
   double flops = 0;
-  bool flops_complete = true;  // false: the mixer's token-to-token products have no formula (flops is a lower bound)
+  bool flops_complete = true;  // false: a mixer or module without a FLOP formula was met (flops is a lower bound)
 };
 
 struct CompareSpec {

@@ -19,6 +19,9 @@ FlopCount token_flops(const nn::Module& m, int64_t n) {
   }
   if (const auto* lin = dynamic_cast<const nn::Linear*>(&m))
     c.flops += 2.0 * double(n) * double(lin->in_features) * double(lin->out_features);
+  const std::optional<double> own = m.own_forward_flops(n);
+  c.flops += own.value_or(0.0);
+  c.complete = own.has_value();
   for (const auto& [name, child] : m.named_children()) {
     const FlopCount sub = token_flops(*child, n);
     c.flops += sub.flops;

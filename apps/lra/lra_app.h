@@ -112,8 +112,8 @@ struct CompareOptions {
   std::string command;  // the command line, shown in the reports
 };
 CompareResult run_compare(const CompareOptions& opts);
-// Parameters and matmul FLOPs per sample at the longest sequence (max_len; apps/common/flops.h says how). Families
-// other than the transformer count their Linear layers only (flops_complete = false).
+// Parameters and matmul FLOPs per sample at the longest sequence (max_len; apps/common/flops.h says how): every family
+// by its modules' formulas (flops_complete = false only where a mixer or module has none).
 ModelCost lra_cost(const models::LraConfig& cfg);
 
 struct CliCommand {

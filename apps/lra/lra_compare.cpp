@@ -21,15 +21,22 @@ bool registry_mixer(const std::string& mixer) {
   return std::find(names.begin(), names.end(), mixer) != names.end();
 }
 
-// The families other than the transformer: every Linear outside the head acts on each token, the head on the pooled
-// vector(s); their token-to-token products are not counted (a lower bound).
+// The families other than the transformer: every Linear outside the head acts on each token, the modules that
+// multiply tokens themselves (the LSTM's gates, MEGA's EMA and attention, FLASH's gated attention) by their own
+// formulas (nn::Module::own_forward_flops), the head on the pooled vector(s).
 ModelCost family_cost(const models::LraConfig& cfg, const nn::Module& model) {
   const double encodes = cfg.dual != "none" ? 2.0 : 1.0;
   ModelCost c;
   c.params = model.num_parameters();
-  for (const auto& [name, child] : model.named_children())
-    c.flops += name == "head" ? nn::linear_flops_per_row(*child) : encodes * token_flops(*child, cfg.max_len).flops;
-  c.flops_complete = false;
+  for (const auto& [name, child] : model.named_children()) {
+    if (name == "head") {
+      c.flops += nn::linear_flops_per_row(*child);
+      continue;
+    }
+    const FlopCount f = token_flops(*child, cfg.max_len);
+    c.flops += encodes * f.flops;
+    c.flops_complete = c.flops_complete && f.complete;
+  }
   return c;
 }
 

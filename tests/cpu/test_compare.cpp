@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -14,7 +15,9 @@
 #include "apps/common/compare.h"
 #include "apps/common/flops.h"
 #include "apps/lra/lra_app.h"
+#include "apps/lra/lra_presets.h"
 #include "apps/vit/vit_app.h"
+#include "models/lra_model.h"
 #include "nn/mixer.h"
 #include "tests/common/temp_files.h"
 #include "tests/common/trainer_runs.h"
@@ -224,4 +227,21 @@ TEST_CASE("compare: lists, mixer options over several mixers and command lines",
   REQUIRE(lc.compare.base.task == "listops");
   REQUIRE(lc.compare.mixers == "all");
   REQUIRE(lc.compare.seeds == 3);
+}
+
+TEST_CASE("lra compare: every model family's FLOPs are complete and count more than its Linears", "[compare]") {
+  for (const std::string model : {"transformer", "mega", "flash", "lstm"}) {
+    INFO(model);
+    const models::LraConfig cfg = app::lra::lra_preset("listops", "mini", model).model;
+    const app::ModelCost cost = app::lra::lra_cost(cfg);
+    REQUIRE(cost.flops_complete);
+    const std::unique_ptr<models::LraModel> m = models::make_lra_model(cfg);
+    double linears = 0;  // every Linear on every token (the head too: an upper bound of the Linears' share)
+    for (const auto& [name, child] : m->named_children())
+      linears += double(cfg.max_len) * nn::linear_flops_per_row(*child);
+    REQUIRE(cost.flops > linears);
+  }
+  models::LraConfig csp_mega = app::lra::lra_preset("listops", "mini", "mega").model;
+  csp_mega.mixer = "csp";
+  REQUIRE(app::lra::lra_cost(csp_mega).flops_complete);
 }

@@ -1,15 +1,22 @@
 // TokenMixer::forward_flops: every built-in mixer states its forward FLOPs; the formulas against counts worked out
-// by hand for small shapes; visible_pairs against a brute-force count; apps' token_flops over a model (incomplete
-// only where a mixer has no formula).
+// by hand for small shapes; visible_pairs against a brute-force count; Module::own_forward_flops of the LRA families'
+// modules (LSTM, EMA, MEGA and GAU attention); apps' token_flops over a model (incomplete only where a mixer has no
+// formula).
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
 #include <string>
 
 #include "apps/common/flops.h"
+#include "engine/gated_attention.h"
 #include "engine/mixgrad.h"
+#include "nn/ema.h"
+#include "nn/gau.h"
 #include "nn/layers.h"
+#include "nn/lstm.h"
+#include "nn/mega.h"
 #include "nn/mixer.h"
 
 using namespace mixgrad;
@@ -144,4 +151,57 @@ TEST_CASE("token_flops: a model's blocks by their mixers' formulas; a mixer with
   c = app::token_flops(Block(mixer, true), 4);
   REQUIRE_FALSE(c.complete);
   REQUIRE(c.flops == *mixer->forward_flops(4) + 4 * 2 * 8 * 16 + 4 * 2 * 8 * 8);
+}
+
+TEST_CASE("own_forward_flops: the LSTM, the EMA, MEGA's and GAU's attention against hand counts", "[mixers][flops]") {
+  SECTION("gated attention pairs: full, chunked with a shorter last chunk, chunk >= length") {
+    REQUIRE(gated_attention_pairs(10, -1) == 100);
+    REQUIRE(gated_attention_pairs(10, 4) == 4 * 4 + 4 * 4 + 2 * 2);
+    REQUIRE(gated_attention_pairs(10, 10) == 100);
+    REQUIRE(gated_attention_pairs(10, 12) == 100);
+  }
+  SECTION("LSTM: 2 · n · 4H · (in + H) per layer and direction") {
+    const nn::LSTM lstm(3, 4, 2, true);
+    // Layer 0: 2 directions · 2 · 5 · 16 · (3 + 4); layer 1 takes both directions' outputs (in = 8).
+    REQUIRE(*lstm.own_forward_flops(5) == 2 * 2 * 5 * 16 * 7 + 2 * 2 * 5 * 16 * 12);
+    REQUIRE(*nn::LSTM(3, 4, 1, false).own_forward_flops(5) == 2 * 5 * 16 * 7);
+  }
+  SECTION("EMA: the scan (k = n) and the direct convolution of a truncated kernel") {
+    const nn::MultiHeadEMA scan(3, {2, true, 0});
+    REQUIRE(*scan.own_forward_flops(5) == 2 * 4 * 5 * 3 * 2);  // 2 directions · 4 · n · D · ndim
+    const nn::MultiHeadEMA conv(3, {2, true, 3});
+    double taps = 0;  // output t sums min(k, t + 1) taps per direction
+    for (int64_t t = 0; t < 5; ++t) taps += double(std::min<int64_t>(3, t + 1));
+    REQUIRE(taps == 12);
+    REQUIRE(*conv.own_forward_flops(5) == 2 * 2 * 3 * taps);
+    REQUIRE(*conv.own_forward_flops(2) == 2 * 4 * 2 * 3 * 2);  // truncation >= n: the scan again
+  }
+  SECTION("MEGA: Q·Kᵀ and A·V over the chunks' pairs; CSP-MEGA multiplies nothing itself") {
+    nn::MegaOptions o;
+    o.embed_dim = 4, o.zdim = 3, o.hdim = 5, o.ffn_dim = 6, o.ema_ndim = 2, o.max_positions = 8, o.chunk = 2;
+    REQUIRE(*nn::MovingAverageGatedAttention(o).own_forward_flops(5) == 2.0 * (4 + 4 + 1) * (3 + 5));
+    o.chunk = -1;
+    REQUIRE(*nn::MovingAverageGatedAttention(o).own_forward_flops(5) == 2.0 * 25 * (3 + 5));
+    o.csp = true, o.csp_schedule_length = 8;
+    REQUIRE(*nn::MovingAverageGatedAttention(o).own_forward_flops(5) == 0);
+  }
+  SECTION("GAU: Q·Kᵀ (width s) and A·V (width e = 2·dim by default)") {
+    nn::GAUOptions o;
+    o.zdim = 3, o.max_positions = 6;
+    REQUIRE(*nn::GatedAttentionUnit(4, o).own_forward_flops(6) == 2.0 * 36 * (3 + 8));
+    o.chunk = 4;
+    REQUIRE(*nn::GatedAttentionUnit(4, o).own_forward_flops(6) == 2.0 * (16 + 4) * (3 + 8));
+  }
+}
+
+TEST_CASE("token_flops: a MEGA block is complete: its Linears on every token plus the EMA and attention formulas",
+          "[mixers][flops]") {
+  nn::MegaOptions o;
+  o.embed_dim = 4, o.zdim = 3, o.hdim = 5, o.ffn_dim = 6, o.ema_ndim = 2, o.max_positions = 8;
+  const nn::MegaBlock block(o);
+  const app::FlopCount c = app::token_flops(block, 7);
+  REQUIRE(c.complete);
+  const double own = *block.mega_layer->own_forward_flops(7) + *block.mega_layer->move->own_forward_flops(7);
+  REQUIRE(own > 0);
+  REQUIRE(c.flops == 7 * nn::linear_flops_per_row(block) + own);
 }
