@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "nn/mixer.h"
 #include "nn/init.h"
 
 namespace mixgrad::nn {
@@ -39,8 +40,8 @@ std::optional<double> MultiHeadEMA::own_forward_flops(int64_t n) const {
   const EmaOptions op{options.bidirectional, options.truncation, options.path};
   const double dirs = options.bidirectional ? 2.0 : 1.0, d = double(embed_dim), len = double(n);
   if (ema_resolve_path(n, op) == EmaPath::scan) return dirs * 4.0 * len * d * double(options.ndim);
-  const double k = double(options.truncation == 0 ? n : std::min(options.truncation, n));
-  return dirs * 2.0 * d * (k * (k + 1) / 2 + (len - k) * k);  // output t sums min(k, t + 1) taps
+  const int64_t k = options.truncation == 0 ? n : std::min(options.truncation, n);
+  return dirs * 2.0 * d * visible_pairs(n, /*causal=*/true, k);  // output t sums its last min(k, t + 1) inputs
 }
 
 Tensor MultiHeadEMA::kernel(int64_t k) const { return ema_kernel(delta, alpha, beta, gamma, k); }
