@@ -1,9 +1,9 @@
 // CPU flash attention (see kernels/cpu/flash_attention.h). Per 64-key block the keys (and, in the backward, the
 // values) are transposed into a zero-padded d × 64 tile; score tiles S = Q·Kᵀ (and dP = dO·Vᵀ) and the products
-// P·V, dS·K, Pᵀ·dO, dSᵀ·Q run as register-tiled micro-kernels (4 rows × two 32-byte vectors) over up to 64 query
-// rows at a time; the head dim is a compile-time constant for d ∈ {16, 32, 64, 128}, and float exponentials use
-// vec::exp (kernels/cpu/vec_math.h), which vectorises. Every element accumulates in a fixed order whichever tile
-// computes it, so results are bitwise reproducible for any thread count and either backward schedule.
+// P·V, dS·K, Pᵀ·dO, dSᵀ·Q run as register-tiled micro-kernels (6 rows × two 32-byte vectors, 12 accumulators)
+// over up to 64 query rows at a time; the head dim is a compile-time constant for d ∈ {16, 32, 64, 128}, and float
+// exponentials use vec::exp (kernels/cpu/vec_math.h), which vectorises. Every element accumulates in a fixed order
+// whichever tile computes it, so results are bitwise reproducible for any thread count and either backward schedule.
 #include "kernels/cpu/flash_attention.h"
 
 #include "kernels/cpu/vec_math.h"
@@ -65,131 +65,141 @@ void transpose_block(T* dst, const T* src, int64_t row_stride, int64_t j0, int64
 
 using vec::Simd;
 
+// Register tiles of the two products below: R rows × NV vectors, R·NV accumulators (12 of AVX2's 16 registers at
+// R 6, NV 2). Every element still adds over its reduction index in order, whichever tile computes it.
+constexpr int kTileRows = 6;
+
+// Scores of rows r0 .. r0+R-1, columns c .. c+NV·L-1: C[r * kBc + col] = Σ_x A[r * lda + x] · bt[x * kBc + col].
+template <int R, int NV, class T, int DC>
+inline void scores_block(T* __restrict C, const T* __restrict A, int64_t lda, const T* __restrict bt, int64_t c,
+                         HeadDim<DC> hd) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int64_t L = S::L;
+  const int64_t d = hd();
+  V acc[R][NV] = {};
+  for (int64_t x = 0; x < d; ++x) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int u = 0; u < NV; ++u) S::load(b[u], bt + x * kBc + c + u * L);
+#pragma GCC unroll 8
+    for (int q = 0; q < R; ++q) {
+      const T s = A[q * lda + x];
+#pragma GCC unroll 4
+      for (int u = 0; u < NV; ++u) acc[q][u] += s * b[u];
+    }
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+    for (int u = 0; u < NV; ++u) S::store(C + q * kBc + c + u * L, acc[q][u]);
+}
+
+// All columns (ncols a multiple of L) of R rows: pairs of vectors, then a last single one.
+template <int R, class T, int DC>
+inline void scores_rows(T* C, const T* A, int64_t lda, const T* bt, int64_t ncols, HeadDim<DC> hd) {
+  constexpr int64_t L = Simd<T>::L;
+  int64_t c = 0;
+  for (; c + 2 * L <= ncols; c += 2 * L) scores_block<R, 2>(C, A, lda, bt, c, hd);
+  if (c < ncols) scores_block<R, 1>(C, A, lda, bt, c, hd);
+}
+
 // Score tile: C[r * kBc + c] = Σ_x A[r * lda + x] · bt[x * kBc + c] for r < rows and c < ncols (a multiple of
-// Simd<T>::L, at most kBc; bt is zero past the block's keys). Register tiles of 4 rows × 2 vectors; every
-// element adds over x in order, whichever tile computes it.
+// Simd<T>::L, at most kBc; bt is zero past the block's keys).
 template <class T, int DC>
 void scores_tile(T* __restrict C, const T* __restrict A, int64_t lda, int64_t rows, const T* __restrict bt,
                  int64_t ncols, HeadDim<DC> hd) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  constexpr int64_t L = S::L;
-  const int64_t d = hd();
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const T* a = A + r * lda;
-    int64_t c = 0;
-    for (; c + 2 * L <= ncols; c += 2 * L) {
-      V acc[4][2] = {};
-      for (int64_t x = 0; x < d; ++x) {
-        V b0, b1;
-        S::load(b0, bt + x * kBc + c);
-        S::load(b1, bt + x * kBc + c + L);
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; ++q) {
-          const T s = a[q * lda + x];
-          acc[q][0] += s * b0;
-          acc[q][1] += s * b1;
-        }
-      }
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) {
-        S::store(C + (r + q) * kBc + c, acc[q][0]);
-        S::store(C + (r + q) * kBc + c + L, acc[q][1]);
-      }
-    }
-    for (; c < ncols; c += L) {
-      V acc[4] = {};
-      for (int64_t x = 0; x < d; ++x) {
-        V b0;
-        S::load(b0, bt + x * kBc + c);
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; ++q) acc[q] += a[q * lda + x] * b0;
-      }
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) S::store(C + (r + q) * kBc + c, acc[q]);
-    }
-  }
-  for (; r < rows; ++r) {
-    const T* a = A + r * lda;
-    for (int64_t c = 0; c < ncols; c += L) {
-      V acc = {};
-      for (int64_t x = 0; x < d; ++x) {
-        V b0;
-        S::load(b0, bt + x * kBc + c);
-        acc += a[x] * b0;
-      }
-      S::store(C + r * kBc + c, acc);
-    }
+  for (; r + kTileRows <= rows; r += kTileRows) scores_rows<kTileRows>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
+  switch (rows - r) {
+    case 5:
+      return scores_rows<5>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
+    case 4:
+      return scores_rows<4>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
+    case 3:
+      return scores_rows<3>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
+    case 2:
+      return scores_rows<2>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
+    case 1:
+      return scores_rows<1>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
+    default:
+      return;
   }
 }
 
-// Out[r * d + e] += Σ_{k < K} coef[r * crs + k * cks] · M[k * ms + e] for r < rows, e < d: P·V, dS·K (coef row-major,
-// crs = kBc, cks = 1) and Pᵀ·dO, dSᵀ·Q (coef transposed, crs = 1, cks = kBc). Register tiles of 4 rows × 2
-// vectors; every element adds over k in order onto its current value, whichever tile computes it.
-template <class T, int DC>
-void coef_times_rows(T* __restrict out, const T* __restrict coef, int64_t crs, int64_t cks, int64_t rows, int64_t K,
-                     const T* __restrict M, int64_t ms, HeadDim<DC> hd) {
+// Out rows r .. r+R-1, elements e .. e+NV·L-1: Out[r * d + e] += Σ_{k < K} coef[r * crs + k * cks] · M[k * ms + e].
+template <int R, int NV, class T, int DC>
+inline void coef_block(T* __restrict o, const T* __restrict cf, int64_t crs, int64_t cks, int64_t K,
+                       const T* __restrict M, int64_t ms, int64_t e, HeadDim<DC> hd) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int64_t L = S::L;
   const int64_t d = hd();
-  const int64_t dv = d / L * L;  // vectorised part of d; the rest (generic head dims only) is scalar
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    T* o = out + r * d;
-    const T* cf = coef + r * crs;
-    int64_t e = 0;
-    for (; e + 2 * L <= dv; e += 2 * L) {
-      V acc[4][2];
+  V acc[R][NV];
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q)
 #pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) {
-        S::load(acc[q][0], o + q * d + e);
-        S::load(acc[q][1], o + q * d + e + L);
-      }
-      for (int64_t k = 0; k < K; ++k) {
-        V m0, m1;
-        S::load(m0, M + k * ms + e);
-        S::load(m1, M + k * ms + e + L);
+    for (int u = 0; u < NV; ++u) S::load(acc[q][u], o + q * d + e + u * L);
+  for (int64_t k = 0; k < K; ++k) {
+    V m[NV];
 #pragma GCC unroll 4
-        for (int q = 0; q < 4; ++q) {
-          const T s = cf[q * crs + k * cks];
-          acc[q][0] += s * m0;
-          acc[q][1] += s * m1;
-        }
-      }
+    for (int u = 0; u < NV; ++u) S::load(m[u], M + k * ms + e + u * L);
+#pragma GCC unroll 8
+    for (int q = 0; q < R; ++q) {
+      const T s = cf[q * crs + k * cks];
 #pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) {
-        S::store(o + q * d + e, acc[q][0]);
-        S::store(o + q * d + e + L, acc[q][1]);
-      }
-    }
-    for (; e < dv; e += L) {
-      V acc[4];
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) S::load(acc[q], o + q * d + e);
-      for (int64_t k = 0; k < K; ++k) {
-        V m0;
-        S::load(m0, M + k * ms + e);
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; ++q) acc[q] += cf[q * crs + k * cks] * m0;
-      }
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) S::store(o + q * d + e, acc[q]);
+      for (int u = 0; u < NV; ++u) acc[q][u] += s * m[u];
     }
   }
-  for (; r < rows; ++r) {
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+    for (int u = 0; u < NV; ++u) S::store(o + q * d + e + u * L, acc[q][u]);
+}
+
+// The vectorised part dv of d for R rows: pairs of vectors, then a last single one.
+template <int R, class T, int DC>
+inline void coef_rows(T* o, const T* cf, int64_t crs, int64_t cks, int64_t K, const T* M, int64_t ms, int64_t dv,
+                      HeadDim<DC> hd) {
+  constexpr int64_t L = Simd<T>::L;
+  int64_t e = 0;
+  for (; e + 2 * L <= dv; e += 2 * L) coef_block<R, 2>(o, cf, crs, cks, K, M, ms, e, hd);
+  if (e < dv) coef_block<R, 1>(o, cf, crs, cks, K, M, ms, e, hd);
+}
+
+// Out[r * d + e] += Σ_{k < K} coef[r * crs + k * cks] · M[k * ms + e] for r < rows, e < d: P·V, dS·K (coef row-major,
+// crs = kBc, cks = 1) and Pᵀ·dO, dSᵀ·Q (coef transposed, crs = 1, cks = kBc). Every element adds over k in order
+// onto its current value, whichever tile computes it.
+template <class T, int DC>
+void coef_times_rows(T* __restrict out, const T* __restrict coef, int64_t crs, int64_t cks, int64_t rows, int64_t K,
+                     const T* __restrict M, int64_t ms, HeadDim<DC> hd) {
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t d = hd();
+  const int64_t dv = d / L * L;  // vectorised part of d; the rest (generic head dims only) is scalar
+  int64_t r = 0;
+  if (dv > 0) {
+    for (; r + kTileRows <= rows; r += kTileRows)
+      coef_rows<kTileRows>(out + r * d, coef + r * crs, crs, cks, K, M, ms, dv, hd);
     T* o = out + r * d;
     const T* cf = coef + r * crs;
-    for (int64_t e = 0; e < dv; e += L) {
-      V acc;
-      S::load(acc, o + e);
-      for (int64_t k = 0; k < K; ++k) {
-        V m0;
-        S::load(m0, M + k * ms + e);
-        acc += cf[k * cks] * m0;
-      }
-      S::store(o + e, acc);
+    switch (rows - r) {
+      case 5:
+        coef_rows<5>(o, cf, crs, cks, K, M, ms, dv, hd);
+        break;
+      case 4:
+        coef_rows<4>(o, cf, crs, cks, K, M, ms, dv, hd);
+        break;
+      case 3:
+        coef_rows<3>(o, cf, crs, cks, K, M, ms, dv, hd);
+        break;
+      case 2:
+        coef_rows<2>(o, cf, crs, cks, K, M, ms, dv, hd);
+        break;
+      case 1:
+        coef_rows<1>(o, cf, crs, cks, K, M, ms, dv, hd);
+        break;
+      default:
+        break;
     }
   }
   if (dv < d)  // scalar tail of a generic head dim, same per-element order
