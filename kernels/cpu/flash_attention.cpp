@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace mixgrad::kernels::cpu {
@@ -69,6 +70,23 @@ using vec::Simd;
 // R 6, NV 2). Every element still adds over its reduction index in order, whichever tile computes it.
 constexpr int kTileRows = 6;
 
+// Calls f(std::integral_constant<int, R>{}, r) for row blocks [r, r + R) covering [0, rows): blocks of kTileRows,
+// then one tail block of 1 .. kTileRows − 1 rows, so that every block runs with its row count known at compile time.
+template <class F>
+inline void for_row_blocks(int64_t rows, F&& f) {
+  static_assert(kTileRows == 6, "the tail cases below cover 1 .. kTileRows - 1 rows");
+  int64_t r = 0;
+  for (; r + kTileRows <= rows; r += kTileRows) f(std::integral_constant<int, kTileRows>{}, r);
+  switch (rows - r) {
+    case 5: return f(std::integral_constant<int, 5>{}, r);
+    case 4: return f(std::integral_constant<int, 4>{}, r);
+    case 3: return f(std::integral_constant<int, 3>{}, r);
+    case 2: return f(std::integral_constant<int, 2>{}, r);
+    case 1: return f(std::integral_constant<int, 1>{}, r);
+    default: return;
+  }
+}
+
 // Scores of rows r0 .. r0+R-1, columns c .. c+NV·L-1: C[r * kBc + col] = Σ_x A[r * lda + x] · bt[x * kBc + col].
 template <int R, int NV, class T, int DC>
 inline void scores_block(T* __restrict C, const T* __restrict A, int64_t lda, const T* __restrict bt, int64_t c,
@@ -109,22 +127,9 @@ inline void scores_rows(T* C, const T* A, int64_t lda, const T* bt, int64_t ncol
 template <class T, int DC>
 void scores_tile(T* __restrict C, const T* __restrict A, int64_t lda, int64_t rows, const T* __restrict bt,
                  int64_t ncols, HeadDim<DC> hd) {
-  int64_t r = 0;
-  for (; r + kTileRows <= rows; r += kTileRows) scores_rows<kTileRows>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
-  switch (rows - r) {
-    case 5:
-      return scores_rows<5>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
-    case 4:
-      return scores_rows<4>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
-    case 3:
-      return scores_rows<3>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
-    case 2:
-      return scores_rows<2>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
-    case 1:
-      return scores_rows<1>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
-    default:
-      return;
-  }
+  for_row_blocks(rows, [&](auto R, int64_t r) {
+    scores_rows<decltype(R)::value>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
+  });
 }
 
 // Out rows r .. r+R-1, elements e .. e+NV·L-1: Out[r * d + e] += Σ_{k < K} coef[r * crs + k * cks] · M[k * ms + e].
@@ -176,32 +181,10 @@ void coef_times_rows(T* __restrict out, const T* __restrict coef, int64_t crs, i
   constexpr int64_t L = Simd<T>::L;
   const int64_t d = hd();
   const int64_t dv = d / L * L;  // vectorised part of d; the rest (generic head dims only) is scalar
-  int64_t r = 0;
-  if (dv > 0) {
-    for (; r + kTileRows <= rows; r += kTileRows)
-      coef_rows<kTileRows>(out + r * d, coef + r * crs, crs, cks, K, M, ms, dv, hd);
-    T* o = out + r * d;
-    const T* cf = coef + r * crs;
-    switch (rows - r) {
-      case 5:
-        coef_rows<5>(o, cf, crs, cks, K, M, ms, dv, hd);
-        break;
-      case 4:
-        coef_rows<4>(o, cf, crs, cks, K, M, ms, dv, hd);
-        break;
-      case 3:
-        coef_rows<3>(o, cf, crs, cks, K, M, ms, dv, hd);
-        break;
-      case 2:
-        coef_rows<2>(o, cf, crs, cks, K, M, ms, dv, hd);
-        break;
-      case 1:
-        coef_rows<1>(o, cf, crs, cks, K, M, ms, dv, hd);
-        break;
-      default:
-        break;
-    }
-  }
+  if (dv > 0)
+    for_row_blocks(rows, [&](auto R, int64_t r) {
+      coef_rows<decltype(R)::value>(out + r * d, coef + r * crs, crs, cks, K, M, ms, dv, hd);
+    });
   if (dv < d)  // scalar tail of a generic head dim, same per-element order
     for (int64_t rr = 0; rr < rows; ++rr)
       for (int64_t e = dv; e < d; ++e) {
