@@ -87,39 +87,49 @@ inline void for_row_blocks(int64_t rows, F&& f) {
   }
 }
 
-// Scores of rows r0 .. r0+R-1, columns c .. c+NV·L-1: C[r * kBc + col] = Σ_x A[r * lda + x] · bt[x * kBc + col].
-template <int R, int NV, class T, int DC>
-inline void scores_block(T* __restrict C, const T* __restrict A, int64_t lda, const T* __restrict bt, int64_t c,
-                         HeadDim<DC> hd) {
+// The one register tile behind both products below, rows q < R and columns col .. col+NV·L-1:
+// out[q * ldo + j] = (Accumulate ? out[q * ldo + j] : 0) + Σ_{k < K} a[q * ars + k * aks] · b[k * ldb + j], each
+// element adding over k in order. K is a HeadDim so that the score tiles' reduction over the head dim keeps its
+// compile-time length.
+template <int R, int NV, bool Accumulate, class T, int KC>
+inline void tile_block(T* __restrict out, int64_t ldo, const T* __restrict a, int64_t ars, int64_t aks, HeadDim<KC> K,
+                       const T* __restrict b, int64_t ldb, int64_t col) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int64_t L = S::L;
-  const int64_t d = hd();
+  const int64_t kn = K();
   V acc[R][NV] = {};
-  for (int64_t x = 0; x < d; ++x) {
-    V b[NV];
+  if constexpr (Accumulate) {
+#pragma GCC unroll 8
+    for (int q = 0; q < R; ++q)
 #pragma GCC unroll 4
-    for (int u = 0; u < NV; ++u) S::load(b[u], bt + x * kBc + c + u * L);
+      for (int u = 0; u < NV; ++u) S::load(acc[q][u], out + q * ldo + col + u * L);
+  }
+  for (int64_t k = 0; k < kn; ++k) {
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int u = 0; u < NV; ++u) S::load(bv[u], b + k * ldb + col + u * L);
 #pragma GCC unroll 8
     for (int q = 0; q < R; ++q) {
-      const T s = A[q * lda + x];
+      const T sc = a[q * ars + k * aks];
 #pragma GCC unroll 4
-      for (int u = 0; u < NV; ++u) acc[q][u] += s * b[u];
+      for (int u = 0; u < NV; ++u) acc[q][u] += sc * bv[u];
     }
   }
 #pragma GCC unroll 8
   for (int q = 0; q < R; ++q)
 #pragma GCC unroll 4
-    for (int u = 0; u < NV; ++u) S::store(C + q * kBc + c + u * L, acc[q][u]);
+    for (int u = 0; u < NV; ++u) S::store(out + q * ldo + col + u * L, acc[q][u]);
 }
 
-// All columns (ncols a multiple of L) of R rows: pairs of vectors, then a last single one.
-template <int R, class T, int DC>
-inline void scores_rows(T* C, const T* A, int64_t lda, const T* bt, int64_t ncols, HeadDim<DC> hd) {
+// Columns [0, ncols) (a multiple of L) of R rows: pairs of vectors, then a last single one.
+template <int R, bool Accumulate, class T, int KC>
+inline void tile_rows(T* out, int64_t ldo, const T* a, int64_t ars, int64_t aks, HeadDim<KC> K, const T* b,
+                      int64_t ldb, int64_t ncols) {
   constexpr int64_t L = Simd<T>::L;
-  int64_t c = 0;
-  for (; c + 2 * L <= ncols; c += 2 * L) scores_block<R, 2>(C, A, lda, bt, c, hd);
-  if (c < ncols) scores_block<R, 1>(C, A, lda, bt, c, hd);
+  int64_t col = 0;
+  for (; col + 2 * L <= ncols; col += 2 * L) tile_block<R, 2, Accumulate>(out, ldo, a, ars, aks, K, b, ldb, col);
+  if (col < ncols) tile_block<R, 1, Accumulate>(out, ldo, a, ars, aks, K, b, ldb, col);
 }
 
 // Score tile: C[r * kBc + c] = Σ_x A[r * lda + x] · bt[x * kBc + c] for r < rows and c < ncols (a multiple of
@@ -128,48 +138,8 @@ template <class T, int DC>
 void scores_tile(T* __restrict C, const T* __restrict A, int64_t lda, int64_t rows, const T* __restrict bt,
                  int64_t ncols, HeadDim<DC> hd) {
   for_row_blocks(rows, [&](auto R, int64_t r) {
-    scores_rows<decltype(R)::value>(C + r * kBc, A + r * lda, lda, bt, ncols, hd);
+    tile_rows<decltype(R)::value, false>(C + r * kBc, kBc, A + r * lda, lda, 1, hd, bt, kBc, ncols);
   });
-}
-
-// Out rows r .. r+R-1, elements e .. e+NV·L-1: Out[r * d + e] += Σ_{k < K} coef[r * crs + k * cks] · M[k * ms + e].
-template <int R, int NV, class T, int DC>
-inline void coef_block(T* __restrict o, const T* __restrict cf, int64_t crs, int64_t cks, int64_t K,
-                       const T* __restrict M, int64_t ms, int64_t e, HeadDim<DC> hd) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  constexpr int64_t L = S::L;
-  const int64_t d = hd();
-  V acc[R][NV];
-#pragma GCC unroll 8
-  for (int q = 0; q < R; ++q)
-#pragma GCC unroll 4
-    for (int u = 0; u < NV; ++u) S::load(acc[q][u], o + q * d + e + u * L);
-  for (int64_t k = 0; k < K; ++k) {
-    V m[NV];
-#pragma GCC unroll 4
-    for (int u = 0; u < NV; ++u) S::load(m[u], M + k * ms + e + u * L);
-#pragma GCC unroll 8
-    for (int q = 0; q < R; ++q) {
-      const T s = cf[q * crs + k * cks];
-#pragma GCC unroll 4
-      for (int u = 0; u < NV; ++u) acc[q][u] += s * m[u];
-    }
-  }
-#pragma GCC unroll 8
-  for (int q = 0; q < R; ++q)
-#pragma GCC unroll 4
-    for (int u = 0; u < NV; ++u) S::store(o + q * d + e + u * L, acc[q][u]);
-}
-
-// The vectorised part dv of d for R rows: pairs of vectors, then a last single one.
-template <int R, class T, int DC>
-inline void coef_rows(T* o, const T* cf, int64_t crs, int64_t cks, int64_t K, const T* M, int64_t ms, int64_t dv,
-                      HeadDim<DC> hd) {
-  constexpr int64_t L = Simd<T>::L;
-  int64_t e = 0;
-  for (; e + 2 * L <= dv; e += 2 * L) coef_block<R, 2>(o, cf, crs, cks, K, M, ms, e, hd);
-  if (e < dv) coef_block<R, 1>(o, cf, crs, cks, K, M, ms, e, hd);
 }
 
 // Out[r * d + e] += Σ_{k < K} coef[r * crs + k * cks] · M[k * ms + e] for r < rows, e < d: P·V, dS·K (coef row-major,
@@ -183,7 +153,7 @@ void coef_times_rows(T* __restrict out, const T* __restrict coef, int64_t crs, i
   const int64_t dv = d / L * L;  // vectorised part of d; the rest (generic head dims only) is scalar
   if (dv > 0)
     for_row_blocks(rows, [&](auto R, int64_t r) {
-      coef_rows<decltype(R)::value>(out + r * d, coef + r * crs, crs, cks, K, M, ms, dv, hd);
+      tile_rows<decltype(R)::value, true>(out + r * d, d, coef + r * crs, crs, cks, HeadDim<0>{K}, M, ms, dv);
     });
   if (dv < d)  // scalar tail of a generic head dim, same per-element order
     for (int64_t rr = 0; rr < rows; ++rr)
