@@ -283,13 +283,13 @@ std::vector<std::string> header_cells(const CompareSpec& spec) {
 
 std::string notes(const CompareSpec& spec) {
   return fmt::format(
-      "Test accuracy of each run's best-validation checkpoint; ± is the sample standard deviation over seeds "
+      "Test accuracy of each run's {}; ± is the sample standard deviation over seeds "
       "(n − 1), min – max the range. FLOPs: matmul FLOPs (a multiply-add = 2) of one forward pass per {}, counted "
       "per layer from the model (apps/common/flops.h); ≥ marks a lower bound (a mixer or module without a FLOP "
       "formula). Throughput: training {} per second of optimiser steps (from each run's summary.json), mean over "
       "seeds; peak memory: the largest allocator peak of the device over seeds; wall time: the time the comparison spent "
       "on a run, summed over invocations, mean over seeds. Each run folder holds its own report.html.",
-      spec.per_sample, spec.unit);
+      spec.selection, spec.per_sample, spec.unit);
 }
 
 }  // namespace

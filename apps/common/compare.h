@@ -48,6 +48,7 @@ struct CompareSpec {
   std::string per_sample = "image";   // "FLOPs / image"
   Json settings;                      // the shared preset, data and recipe flags (compare.json "settings")
   std::string command;                // the command line that made it, for the reports (may be empty)
+  std::string selection = "best-validation checkpoint";  // the weights each run tests, for the reports' notes
   // Trains run.dir to its end, continuing the run there when `resume`; throws on failure.
   std::function<TrainSummary(const CompareRun& run, bool resume)> train;
   // The cost of a model × mixer of this comparison, from a finished run's folder (its config.json).

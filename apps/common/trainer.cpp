@@ -232,7 +232,7 @@ class Trainer {
   void flush_pending();
   void log_interval();
   EvalResult validate();  // sets improved_
-  void end_of_epoch(const EvalResult& val);
+  void end_of_epoch(const std::optional<EvalResult>& val);
   nn::Metadata state_metadata() const;
   nn::Metadata view_metadata(const nn::Metadata& extra) const;
   void save_checkpoint();
@@ -285,7 +285,13 @@ Trainer::Trainer(const TrainTask& task, const Recipe& recipe, const RunOptions& 
   MIXGRAD_CHECK(run.log_every >= 1, "--log-every must be at least 1");
   r_.validate();
   MIXGRAD_CHECK(!task.train_idx.empty(), "{}: the training set is empty", task.app);
-  MIXGRAD_CHECK(!task.val_idx.empty(), "{}: the validation set is empty", task.app);
+  if (task.validate)
+    MIXGRAD_CHECK(!task.val_idx.empty(), "{}: the validation set is empty", task.app);
+  else
+    MIXGRAD_CHECK(task.val_idx.empty() && r_.eval_every == 0,
+                  "{}: a run without validation takes no validation samples and no eval_every (got {} samples, "
+                  "eval_every {})",
+                  task.app, task.val_idx.size(), r_.eval_every);
   MIXGRAD_CHECK(!task.test_idx.empty(), "{}: the test set is empty", task.app);
   MIXGRAD_CHECK(r_.batch_size % comm_.size() == 0,
                 "{}: --batch-size {} is not divisible by the {} processes of this run (each process takes an equal "
@@ -642,14 +648,15 @@ EvalResult Trainer::validate() {
   return val;
 }
 
-void Trainer::end_of_epoch(const EvalResult& val) {
+void Trainer::end_of_epoch(const std::optional<EvalResult>& val) {
   const Tally& e = epoch_tally_;
+  const std::string val_part = val ? fmt::format(" | val loss {:.4f} acc {:.2f}%{}", val->loss, 100.0 * val->accuracy,
+                                                 improved_ ? " (best)" : "")
+                                   : std::string();
   if (e.n > 0)
-    say(
-        fmt::format("epoch {}/{} done: train loss {:.4f} acc {:.2f}% | val loss {:.4f} acc {:.2f}%{} | {:.0f} {}/s, "
-                    "{:.1f} ms/step, epoch {}",
-                    epoch_ + 1, r_.epochs, e.mean_loss(), 100.0 * e.accuracy(), val.loss, 100.0 * val.accuracy,
-                    improved_ ? " (best)" : "", e.time > 0 ? double(e.units) / e.time : 0.0, task_.unit_short,
+    say(fmt::format("epoch {}/{} done: train loss {:.4f} acc {:.2f}%{} | {:.0f} {}/s, {:.1f} ms/step, epoch {}",
+                    epoch_ + 1, r_.epochs, e.mean_loss(), 100.0 * e.accuracy(), val_part,
+                    e.time > 0 ? double(e.units) / e.time : 0.0, task_.unit_short,
                     1000.0 * e.time / double(std::max<int64_t>(e.steps, 1)), format_duration(seconds_since(t_epoch_))));
 }
 
@@ -674,14 +681,18 @@ bool Trainer::run_epoch() {
     after_step(run_.max_steps > 0 && global_step_ >= run_.max_steps);
     if (const std::optional<int> threads = governor_.after_step()) say(governor_.describe_change(*threads));
     const bool epoch_over = step_in_epoch_ == steps_per_epoch_ || global_step_ == total_steps_;
-    if (!epoch_over && r_.eval_every > 0 && global_step_ % r_.eval_every == 0) {
+    if (!epoch_over && task_.validate && r_.eval_every > 0 && global_step_ % r_.eval_every == 0) {
       const EvalResult val = validate();
       say(fmt::format("step {}: val loss {:.4f} acc {:.2f}%{}", global_step_, val.loss, 100.0 * val.accuracy,
                       improved_ ? " (best)" : ""));
       save_checkpoint();
     }
   }
-  const EvalResult val = validate();
+  std::optional<EvalResult> val;
+  if (task_.validate)
+    val = validate();
+  else
+    flush_pending();
   end_of_epoch(val);
   if (step_in_epoch_ == steps_per_epoch_) {
     step_in_epoch_ = 0;
@@ -708,8 +719,8 @@ TrainSummary Trainer::summarize(bool stopped) const {
 
 // Test accuracy of the best-validation checkpoint, summary.json, curves.png and report.html.
 void Trainer::finish(TrainSummary& s) {
-  if (writer() && fs::exists(best_path_)) nn::load_state_dict(*task_.model, best_path_);
-  std::vector<Tensor> weights;  // rank 0 read best.safetensors; the others get its weights
+  if (task_.validate && writer() && fs::exists(best_path_)) nn::load_state_dict(*task_.model, best_path_);
+  std::vector<Tensor> weights;  // rank 0 read best.safetensors (or holds the final weights); the others get them
   for (const auto& [name, t] : task_.model->state_dict()) weights.push_back(t);
   dist::broadcast_tensors(comm_, weights);
   s.test = evaluate_sharded(*task_.test_data, task_.test_idx);
@@ -720,7 +731,7 @@ void Trainer::finish(TrainSummary& s) {
   const Json common{{"test_accuracy", s.test_accuracy},
                     {"test_loss", s.test.loss},
                     {"test_samples", s.test.n},
-                    {"best_val_accuracy", s.best_val_accuracy},
+                    {"best_val_accuracy", task_.validate ? Json(s.best_val_accuracy) : Json(nullptr)},
                     {"params", params_},
                     {"device", run_.device.str()},
                     {"epochs", r_.epochs},
@@ -732,7 +743,8 @@ void Trainer::finish(TrainSummary& s) {
                     {"peak_memory_bytes", s.peak_memory_bytes},
                     {"wall_s", s.wall_s},
                     {"resumed", resumed_},
-                    {"selected_checkpoint", "best.safetensors (best validation accuracy)"},
+                    {"selected_checkpoint", task_.validate ? "best.safetensors (best validation accuracy)"
+                                                           : "last.safetensors (the final weights; no validation split)"},
                     {"per_class_accuracy", s.test.per_class_accuracy},
                     {"confusion_matrix", s.test.confusion}};
   summary.update(common);
@@ -741,9 +753,11 @@ void Trainer::finish(TrainSummary& s) {
   write_file(run_.out_dir / "curves.png", png);
   write_text_atomic(run_.out_dir / "report.html", render_report_html(summary, png, task_.class_names));
   say(
-      fmt::format("test accuracy: {:.4f} ({} test samples, best-validation checkpoint, val acc {:.4f}, {} params, "
-                  "{:.0f} train {}/s, wall {}); report: {}",
-                  s.test_accuracy, s.test.n, s.best_val_accuracy, params_, s.train_units_per_s, task_.unit_short,
+      fmt::format("test accuracy: {:.4f} ({} test samples, {}, {} params, {:.0f} train {}/s, wall {}); report: {}",
+                  s.test_accuracy, s.test.n,
+                  task_.validate ? fmt::format("best-validation checkpoint, val acc {:.4f}", s.best_val_accuracy)
+                                 : std::string("final weights, no validation split"),
+                  params_, s.train_units_per_s, task_.unit_short,
                   format_duration(s.wall_s), (run_.out_dir / "report.html").string()));
 }
 

@@ -19,7 +19,8 @@
 //                            right after each commit and rewritten from the state on resume
 //   best.safetensors         same layout, the weights of the best validation accuracy ("val_accuracy"), written
 //                            after the commit of the step it was found at (rewritten on resume when that commit
-//                            was the last); never chosen at a non-finite validation loss
+//                            was the last); never chosen at a non-finite validation loss; not written by a run
+//                            without validation (TrainTask::validate false), which tests its final weights
 //   summary.json, curves.png, report.html   written when training finishes
 // An interruption at any point of a save (kill, full disk) leaves the previous commit or the new one, never a mix;
 // `--resume` continues from it and cleans the stale "*.tmp" files. Non-finite weights, optimiser state, training or
@@ -81,6 +82,9 @@ struct TrainTask {
   const data::Dataset* train_data = nullptr;  // training and validation samples
   const data::Dataset* test_data = nullptr;
   std::vector<int64_t> train_idx, val_idx, test_idx;
+  // false: a run without validation (val_idx empty, no eval_every): the final weights are tested (specs/vit.md §9
+  // parity mode) and best.safetensors is never written
+  bool validate = true;
   std::string unit = "images", unit_short = "img";   // throughput unit: "images_per_s" in metrics, "img/s" on screen
   std::function<int64_t(const data::Batch&)> units;  // units in a batch (empty: its size)
   std::vector<bool> decay;                           // weight decay per parameter (empty: every parameter)
@@ -127,13 +131,14 @@ struct TrainSummary {
   bool finished = false;  // false when --max-steps stopped the run early (no test evaluation, no summary.json)
   std::filesystem::path out_dir;
   int64_t global_step = 0, total_steps = 0, params = 0, epochs = 0;
-  double best_val_accuracy = 0, test_accuracy = -1, wall_s = 0;
+  double best_val_accuracy = 0, test_accuracy = -1, wall_s = 0;  // best_val_accuracy: 0 without validation
   double train_units_per_s = 0;  // images (vit) or valid tokens (lra) per second of training
   int64_t peak_memory_bytes = 0;
   EvalResult test;
 };
 
-// Trains task.model by `recipe` (continuing `resume` when given), then tests the best-validation checkpoint.
+// Trains task.model by `recipe` (continuing `resume` when given), then tests the best-validation checkpoint (the
+// final weights when task.validate is false).
 TrainSummary train(const TrainTask& task, const Recipe& recipe, const RunOptions& run,
                    const ResumeState* resume = nullptr);
 

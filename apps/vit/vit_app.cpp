@@ -37,6 +37,8 @@ struct ViTRecipe {
   int64_t warmup_epochs = 0;  // resolved into train.warmup_steps once the steps per epoch are known
   int64_t crop_padding = 2;
   bool flip = true;
+  // specs/vit.md §9 parity mode: train on the whole training set (no validation split) and test the final weights
+  bool full_train = false;
   std::vector<float> mean{0.2860f}, stddev{0.3530f};
 
   Metadata to_metadata() const {
@@ -45,6 +47,7 @@ struct ViTRecipe {
     m["recipe.dataset"] = dataset;
     m["recipe.crop_padding"] = std::to_string(crop_padding);
     m["recipe.flip"] = flip ? "1" : "0";
+    m["recipe.full_train"] = full_train ? "1" : "0";
     m["recipe.mean"] = join_floats(mean);
     m["recipe.std"] = join_floats(stddev);
     return m;
@@ -56,6 +59,7 @@ struct ViTRecipe {
     r.dataset = meta_get(m, "recipe.dataset", f);
     r.crop_padding = meta_int(m, "recipe.crop_padding", f);
     r.flip = meta_bool(m, "recipe.flip", f);
+    r.full_train = m.count("recipe.full_train") && meta_bool(m, "recipe.full_train", f);  // absent before parity mode
     r.mean = parse_floats(meta_get(m, "recipe.mean", f), f + ": metadata key 'recipe.mean'");
     r.stddev = parse_floats(meta_get(m, "recipe.std", f), f + ": metadata key 'recipe.std'");
     r.check_own_fields([&](const std::string& key) { return fmt::format("{}: metadata key 'recipe.{}'", f, key); });
@@ -136,6 +140,11 @@ ViTRecipe recipe_from_options(const TrainOptions& o) {
   if (o.crop_padding) rc.crop_padding = *o.crop_padding;
   if (o.flip) rc.flip = *o.flip && rc.dataset != "mnist";  // MNIST digits are never flipped
   if (o.decay_1d) t.decay_1d = *o.decay_1d;
+  rc.full_train = o.full_train;
+  MIXGRAD_CHECK(!(o.full_train && o.val_limit > 0),
+                "--val-limit {} limits a validation set, but --full-train trains on every training image and holds none "
+                "out; expected one of the two",
+                o.val_limit);
   t.seed = o.seed;
   t.train_limit = o.train_limit;
   t.val_limit = o.val_limit;
@@ -231,6 +240,7 @@ void load_run_data(ViTRun& r, const TrainOptions& o) {
 }
 
 data::TrainValSplit train_val_split(const ViTRun& r) {
+  if (r.rc.full_train) return data::split_index_range(r.train_ds.n, r.train_ds.n, r.train_ds.n);  // no validation
   if (r.rc.dataset == "cifar10" || r.rc.dataset == "cifar100") return data::split_cifar(r.train_ds.n);
   if (r.rc.dataset == "folder")  // a tenth of each class (at least one image) validates
     return data::split_fraction_per_class(r.train_ds.labels, r.train_ds.num_classes, 0.1, r.class_names);
@@ -359,6 +369,7 @@ TrainSummary run_training(const TrainOptions& o) {
   t.recipe_metadata = r.rc.to_metadata();
   t.train_data = &train_data, t.test_data = &test_data;
   t.train_idx = r.train_idx, t.val_idx = r.val_idx, t.test_idx = r.test_idx;
+  t.validate = !r.rc.full_train;
   if (!r.rc.train.decay_1d)
     for (const auto& [name, prm] : model.named_parameters())
       t.decay.push_back(!(prm.dim() <= 1 || name == "pos_embed" || name == "cls_token"));
@@ -372,9 +383,12 @@ TrainSummary run_training(const TrainOptions& o) {
   if (!r.data_read.is_null()) t.config["data_read"] = r.data_read;
   t.summary = Json{
       {"preset", r.rc.preset}, {"mixer", r.cfg.mixer}, {"dataset", r.rc.dataset}, {"test_images", r.test_idx.size()}};
-  t.describe = fmt::format("vit: {} / {}: {} parameters, device {}, data {} ({} train, {} val, {} test images)",
+  t.describe = fmt::format("vit: {} / {}: {} parameters, device {}, data {} ({} train, {}, {} test images)",
                            r.rc.preset, r.cfg.mixer, model.num_parameters(), dev.str(), r.rc.dataset,
-                           r.train_idx.size(), r.val_idx.size(), r.test_idx.size());
+                           r.train_idx.size(),
+                           r.rc.full_train ? std::string("no validation (--full-train)")
+                                           : fmt::format("{} val", r.val_idx.size()),
+                           r.test_idx.size());
   RunOptions run;
   run.out_dir = out;
   run.device = dev;

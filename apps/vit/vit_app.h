@@ -49,6 +49,9 @@ struct TrainOptions {
   std::optional<int64_t> crop_padding;  // random-crop zero padding P (0 = no crop)
   std::optional<bool> flip;             // random horizontal flip (never applied to MNIST digits)
   std::optional<bool> decay_1d;  // weight decay also on biases, norm weights, pos_embed and cls_token
+  // specs/vit.md §9 parity mode: no validation split, train on every training image, test the final weights
+  // (default: hold out the validation set and test the best-validation checkpoint)
+  bool full_train = false;
   uint64_t seed = 0;
   std::string device = "auto";
   bool tf32 = false;

@@ -105,7 +105,12 @@ void add_device_and_limit_flags(CLI::App* tr, TrainOptions& t) {
       ->check(integer_range(int64_t(1), int64_t(1) << 40))
       ->capture_default_str();
   tr->add_option("--train-limit", t.train_limit, "Use only the first N training images (0 = all)")->check(kCount);
-  tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation images (0 = all)")->check(kCount);
+  auto* val_limit =
+      tr->add_option("--val-limit", t.val_limit, "Validate on the first N validation images (0 = all)")->check(kCount);
+  tr->add_flag("--full-train", t.full_train,
+               "Train on every training image with no validation split and test the final weights (specs/vit.md "
+               "§9 parity mode; the default holds out a validation set and tests the best-validation checkpoint)")
+      ->excludes(val_limit);
   tr->add_option("--test-limit", t.test_limit, "Test on the first N test images (0 = all)")->check(kCount);
   tr->add_flag("--quiet", t.quiet, "No progress lines");
 }

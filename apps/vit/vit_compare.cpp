@@ -48,6 +48,7 @@ Json settings_json(const CompareOptions& o, const std::string& dataset) {
   put("depth", b.model.depth), put("heads", b.model.num_heads), put("mlp_dim", b.model.mlp_hidden);
   if (b.train_limit) s["train_limit"] = b.train_limit;
   if (b.val_limit) s["val_limit"] = b.val_limit;
+  if (b.full_train) s["full_train"] = true;
   if (b.test_limit) s["test_limit"] = b.test_limit;
   if (!b.mixer_options.empty()) s["mixer_options"] = b.mixer_options;
   return s;
@@ -68,6 +69,7 @@ CompareResult run_compare(const CompareOptions& o) {
   spec.settings = settings_json(o, dataset);
   spec.quiet = o.base.quiet;
   spec.command = o.command;
+  if (o.base.full_train) spec.selection = "final weights (--full-train: no validation split)";
   spec.train = [&o](const CompareRun& run, bool resume) {
     TrainOptions t = o.base;
     t.mixer = run.mixer;

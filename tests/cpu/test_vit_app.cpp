@@ -150,6 +150,63 @@ TEST_CASE("vit app: a run interrupted by --max-steps and resumed equals an unint
   REQUIRE(app::run_eval(e).accuracy == a.test_accuracy);
 }
 
+TEST_CASE("vit app: --full-train trains on every image, tests the final weights and resumes exactly", "[vit-app]") {
+  // 50 images per class: too few for the default split (500 per class validate), all of them for --full-train.
+  TempDir tmp;
+  const fs::path data = tmp.path / "data";
+  fs::create_directories(data);
+  testing::write_bar_idx(data, "train", 50);
+  testing::write_bar_idx(data, "t10k", 10);
+  app::TrainOptions o = testing::tiny_vit_run(data, tmp.path / "a");
+  o.train_limit = 0, o.val_limit = 0;
+  REQUIRE_THROWS_WITH(app::run_training(o), Contains("fewer than the 500 per class held out for validation"));
+
+  o.full_train = true;
+  o.overwrite = true;
+  const app::TrainSummary a = app::run_training(o);
+  REQUIRE(a.finished);
+  REQUIRE(a.total_steps == 2 * 16);  // 500 images in batches of 32, two epochs
+  const app::Json cfg = app::Json::parse(slurp(tmp.path / "a" / "config.json"));
+  REQUIRE(cfg["train_samples"] == 500);
+  REQUIRE(cfg["val_samples"] == 0);
+  REQUIRE(cfg["recipe"]["full_train"] == "1");
+  REQUIRE_FALSE(fs::exists(tmp.path / "a" / "best.safetensors"));
+  const app::Json s = app::Json::parse(slurp(tmp.path / "a" / "summary.json"));
+  REQUIRE(s["best_val_accuracy"].is_null());
+  REQUIRE_THAT(s["selected_checkpoint"].get<std::string>(), Contains("last.safetensors") && Contains("final"));
+  for (const app::Json& r : app::read_metrics(tmp.path / "a" / "metrics.jsonl")) REQUIRE(r["kind"] == "train");
+  REQUIRE(slurp(tmp.path / "a" / "curves.png").substr(1, 3) == "PNG");
+
+  // The test accuracy is the final weights' (last.safetensors), as eval measures it.
+  app::EvalOptions e;
+  e.checkpoint = (tmp.path / "a" / "last.safetensors").string();
+  e.data_dir = data.string();
+  e.device = "cpu";
+  e.test_limit = 60;
+  e.quiet = true;
+  REQUIRE(app::run_eval(e).accuracy == a.test_accuracy);
+
+  // Stopped mid-epoch and resumed: the same weights, metrics and test accuracy; --full-train comes from the state.
+  app::TrainOptions b = o;
+  b.out_dir = (tmp.path / "b").string();
+  b.max_steps = 5;
+  REQUIRE_FALSE(app::run_training(b).finished);
+  b.resume = true, b.overwrite = false, b.full_train = false, b.max_steps = 0;
+  const app::TrainSummary sb = app::run_training(b);
+  REQUIRE(sb.finished);
+  testing::require_same_tensors(tmp.path / "a" / "last.safetensors", tmp.path / "b" / "last.safetensors");
+  testing::require_same_metrics(tmp.path / "a" / "metrics.jsonl", tmp.path / "b" / "metrics.jsonl");
+  REQUIRE(sb.test_accuracy == a.test_accuracy);
+
+  // A validation limit without a validation set is an error, on the command line and in the library.
+  std::string err;
+  REQUIRE(parse({"train", "--full-train", "--val-limit", "5"}, &err).exit_code != 0);
+  REQUIRE_THAT(err, Contains("--full-train") && Contains("--val-limit"));
+  app::TrainOptions c = o;
+  c.val_limit = 5;
+  REQUIRE_THROWS_WITH(app::run_training(c), Contains("--val-limit 5") && Contains("--full-train"));
+}
+
 TEST_CASE("vit app: a diverging run stops with a clear error and saves nothing after the divergence", "[vit-app]") {
   TempDir tmp;
   const fs::path data = testing::write_bar_dataset(tmp.path / "data");
