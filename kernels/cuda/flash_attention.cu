@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.h"
+#include "kernels/flash_attention_tc.h"
 
 namespace mixgrad::kernels::cuda {
 namespace {
@@ -426,6 +427,46 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// TF32 tensor-core forward (p.tf32): the CTA body is flash_tc::forward_cta (kernels/flash_attention_tc.h), shared with
+// the CPU block emulator of the tests; this is its device: PTX mma.sync and cvt.rna, warp shuffles, __syncthreads.
+struct TcDevice {
+  float* smem_;
+  __device__ __forceinline__ int tid() const { return static_cast<int>(threadIdx.x); }
+  __device__ __forceinline__ float* smem() const { return smem_; }
+  __device__ __forceinline__ void sync() const { __syncthreads(); }
+  __device__ __forceinline__ float shfl_xor(float v, int lane_mask) const {
+    return __shfl_xor_sync(kFullMask, v, lane_mask);
+  }
+  __device__ __forceinline__ float round_tf32(float x) const {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return __uint_as_float(r);
+  }
+  __device__ __forceinline__ uint32_t bits(float x) const { return __float_as_uint(x); }
+  __device__ __forceinline__ float exp2(float x) const { return exp2f(x); }
+  __device__ __forceinline__ float log2(float x) const { return log2f(x); }
+  __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+};
+
+template <int D>
+__global__ void __launch_bounds__(flash_tc::kThreads) flash_forward_tc_kernel(
+    float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q, const float* __restrict__ k,
+    const float* __restrict__ v, FlashParams p, int64_t nqb, uint64_t dkey, float inv_keep) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ float4 smem4[];
+  TcDevice dev{reinterpret_cast<float*>(smem4)};
+  flash_tc::forward_cta<D>(dev, static_cast<int64_t>(blockIdx.x), o, lse, q, k, v, p, nqb, dkey, inv_keep);
+#else
+  __trap();  // the launcher only picks this kernel on compute capability >= 8.0
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Launchers.
 
 constexpr size_t forward_smem_bytes(int D) {
@@ -439,15 +480,29 @@ constexpr size_t dq_smem_bytes(int D) {
   return sizeof(float) * (2 * static_cast<size_t>(D) * kTP + 2 * kTile * (D + 1) + kTile * kTP);
 }
 static_assert(dkdv_smem_bytes(128) <= 227 * 1024, "dK/dV tile exceeds the sm_90 shared-memory opt-in limit");
+static_assert(flash_tc::forward_smem_bytes(128) <= 163 * 1024, "TF32 forward tile exceeds the sm_80 opt-in limit");
+static_assert(flash_tc::kRows == kTile, "both forward kernels split queries into the same 64-row blocks");
 
-// Launches kernel<<<grid, kThreads, smem, stream>>>(args...), opting in to > 48 KB of dynamic shared memory.
+// Launches kernel<<<grid, threads, smem, stream>>>(args...), opting in to > 48 KB of dynamic shared memory.
 template <class Kernel, class... Args>
-void launch(Kernel kernel, int64_t grid, size_t smem, cudaStream_t stream, Args... args) {
+void launch_threads(Kernel kernel, int64_t grid, int threads, size_t smem, cudaStream_t stream, Args... args) {
   if (smem > kDefaultSmem)
     MIXGRAD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             static_cast<int>(smem)));
-  kernel<<<static_cast<unsigned>(grid), kThreads, smem, stream>>>(args...);
+  kernel<<<static_cast<unsigned>(grid), threads, smem, stream>>>(args...);
   MIXGRAD_CUDA_LAUNCH_CHECK();
+}
+template <class Kernel, class... Args>
+void launch(Kernel kernel, int64_t grid, size_t smem, cudaStream_t stream, Args... args) {
+  launch_threads(kernel, grid, kThreads, smem, stream, args...);
+}
+
+// Whether the current device has TF32 tensor cores (compute capability 8.0 or newer).
+bool device_has_tf32() {
+  int dev = 0, major = 0;
+  MIXGRAD_CUDA_CHECK(cudaGetDevice(&dev));
+  MIXGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  return major >= 8;
 }
 
 // Calls f(std::integral_constant<int, D>) with the smallest supported tile head dim D >= d.
@@ -481,10 +536,15 @@ void flash_attention_forward(float* o, float* lse, const float* q, const float* 
   if (p.B == 0 || p.H == 0 || p.T == 0) return;
   const int64_t nqb = blocks_of(p.T), grid = nqb * p.B * p.H;
   check_grid(grid, op);
+  const bool tensor_cores = p.tf32 && device_has_tf32();
   dispatch_head_dim(p.d, op, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
-    launch(flash_forward_kernel<D, float>, grid, forward_smem_bytes(D), stream, o, lse, q, k, v, p, nqb,
-           dropout_key(p), inverse_keep(p));
+    if (tensor_cores)
+      launch_threads(flash_forward_tc_kernel<D>, grid, flash_tc::kThreads, flash_tc::forward_smem_bytes(D), stream, o,
+                     lse, q, k, v, p, nqb, dropout_key(p), inverse_keep(p));
+    else
+      launch(flash_forward_kernel<D, float>, grid, forward_smem_bytes(D), stream, o, lse, q, k, v, p, nqb,
+             dropout_key(p), inverse_keep(p));
   });
 }
 

@@ -2,6 +2,7 @@
 // and backward) over head dims and lengths with causal, key padding and fully masked rows; the dropout mask shared
 // with the CPU; bitwise determinism; peak device memory linear in N.
 #include <algorithm>
+#include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -10,6 +11,7 @@
 
 #include "engine/attention.h"
 #include "engine/mixgrad.h"
+#include "kernels/flash_attention_tc.h"
 #include "tests/common/check.h"
 
 using namespace mixgrad;
@@ -67,7 +69,91 @@ bool finite_all(const Tensor& t) {
   return true;
 }
 
+// allow_tf32 on for one scope (the fused CUDA forward then runs on TF32 tensor cores).
+struct Tf32Scope {
+  Tf32Scope() { set_allow_tf32(true); }
+  ~Tf32Scope() { set_allow_tf32(false); }
+};
+
+// x with every element rounded to TF32 as cvt.rna does (kernels/flash_attention_tc.h).
+Tensor round_tf32(const Tensor& x) {
+  std::vector<float> v = x.to_vector<float>();
+  for (float& e : v) e = std::bit_cast<float>(kernels::flash_tc::tf32_round_bits(std::bit_cast<uint32_t>(e)));
+  return from_vector(v, x.shape());
+}
+
 }  // namespace
+
+TEST_CASE("cuda: TF32 tensor-core forward matches the CPU kernel on TF32 inputs; backward and determinism",
+          "[cuda][flash][tc]") {
+  // Forward: against the fused CPU path on the same inputs rounded to TF32, so only P's rounding and fp32 sums
+  // separate them (the CPU block emulator of tests/cpu/test_flash_attention_tc.cpp sees up to ~3e-4 on O).
+  // Gradients come from the fp32 SIMT backward fed the TF32 forward's O and LSE: compared with the fp32 CPU path
+  // at a TF32-sized tolerance.
+  const testing::Tolerance fwd{1e-3, 1e-3}, grads{2e-2, 2e-2};
+  manual_seed(206);
+  for (int64_t d : {32, 64, 128})
+    for (int64_t n : {1, 63, 65, 1000})
+      for (bool causal : {false, true}) {
+        const bool masked = n > 1 && !causal;
+        INFO("d " << d << " N " << n << " causal " << causal << " key padding " << masked);
+        const int64_t b = n >= 1000 ? 1 : 2, h = 2;
+        const Shape s{b, h, n, d};
+        Tensor q = round_tf32(randn(s)), k = round_tf32(randn(s)), v = round_tf32(randn(s)), g = randn(s);
+        const Tensor mask = masked ? key_padding(b == 1 ? std::vector<int64_t>{n / 2 + 3}
+                                                        : std::vector<int64_t>{n, n / 3 + 1},
+                                                 n)
+                                   : Tensor();
+        Run tc, tc2;
+        {
+          Tf32Scope tf32;
+          tc = run_sdpa(q, k, v, g, mask, causal, AttentionBackend::automatic, kCuda);
+          tc2 = run_sdpa(q, k, v, g, mask, causal, AttentionBackend::automatic, kCuda);
+        }
+        CHECK(tc.node == "flash_attention");
+        const Run cpu = run_sdpa(q, k, v, g, mask, causal, AttentionBackend::fused, kCPU);
+        REQUIRE_CLOSE(testing::all_close(tc.o, cpu.o, fwd));
+        REQUIRE_CLOSE(testing::all_close(tc.dq, cpu.dq, grads));
+        REQUIRE_CLOSE(testing::all_close(tc.dk, cpu.dk, grads));
+        REQUIRE_CLOSE(testing::all_close(tc.dv, cpu.dv, grads));
+        require_bitwise(tc, tc2);
+      }
+}
+
+TEST_CASE("cuda: TF32 tensor-core forward keeps the dropout mask, empty rows and NaN rows of the fp32 path",
+          "[cuda][flash][tc]") {
+  manual_seed(207);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t t = 130, d = 64;
+  Tensor q = round_tf32(randn({2, 3, t, d})), k = round_tf32(randn({2, 3, t, d})), v = round_tf32(randn({2, 3, t, d}));
+  const Tensor g = randn({2, 3, t, d});
+  q.data<float>()[5 * d + 2] = nan;  // batch 0, head 0, query 5
+  const Tensor mask = key_padding({t, 0}, t);  // batch 1 sees no key: O = 0
+  const GeneratorState st = generator_state();
+  Run tc;
+  {
+    Tf32Scope tf32;
+    tc = run_sdpa(q, k, v, g, mask, false, AttentionBackend::automatic, kCuda, 0.25);
+  }
+  set_generator_state(st);
+  const Run cpu = run_sdpa(q, k, v, g, mask, false, AttentionBackend::fused, kCPU, 0.25);
+  const std::vector<float> ot = tc.o.to_vector<float>(), oc = cpu.o.to_vector<float>();
+  int64_t wrong = 0, first_wrong = -1;
+  double worst = 0;
+  for (int64_t i = 0; i < int64_t(ot.size()); ++i) {
+    const bool want_nan = std::isnan(oc[size_t(i)]);
+    const bool ok = want_nan ? std::isnan(ot[size_t(i)])
+                             : std::fabs(ot[size_t(i)] - oc[size_t(i)]) <= 1e-3 + 1e-3 * std::fabs(oc[size_t(i)]);
+    if (!want_nan) worst = std::max(worst, double(std::fabs(ot[size_t(i)] - oc[size_t(i)])));
+    if (!ok && wrong++ == 0) first_wrong = i;
+  }
+  INFO(wrong << " wrong elements, first at flat index " << first_wrong << "; worst finite difference " << worst);
+  CHECK(wrong == 0);
+  int64_t nonzero_empty = 0;  // batch 1 sees no key: its O is exactly 0
+  for (int64_t x = 0; x < 3 * t * d; ++x) nonzero_empty += ot[size_t(3 * t * d + x)] != 0.0f;
+  CHECK(nonzero_empty == 0);
+  CHECK(std::isnan(oc[size_t(5 * d)]));  // the NaN query's row is NaN on the CPU, and so on the GPU (checked above)
+}
 
 TEST_CASE("cuda: fused sdpa matches fused CPU and composite CUDA, forward and backward", "[cuda][flash]") {
   // Sums over up to 2048 keys in float32 on both sides: the CPU-vs-CUDA tolerance, loosened for the longest rows.

@@ -1,0 +1,243 @@
+// Tensor-core (TF32 mma.sync) flash attention forward: the body of one CTA, written once against a small
+// "warp device" interface so that the CUDA kernel (kernels/cuda/flash_attention.cu, with PTX mma.sync and
+// shuffles) and a CPU warp emulator (tests/common/warp_emulator.h, threads and barriers) run the same code.
+// The emulator checks the tiling, the fragment bookkeeping, masks, dropout and the online softmax on any
+// machine; only the instruction itself is taken from the PTX ISA's description.
+//
+// Semantics: those of FlashParams (kernels/flash_params.h, specs/mixers.md §2.1), with q, k, v and the
+// probabilities P rounded to TF32 (10 mantissa bits, round to nearest, ties away from zero: cvt.rna) before
+// each product, and fp32 accumulation. Chosen by FlashParams::tf32 (the engine sets it from allow_tf32()).
+//
+// Tiling: a CTA of 4 warps owns 64 query rows, 16 per warp, and streams 64-key tiles of K and V through shared
+// memory. Q, K and V tiles are stored TF32-rounded, row-major with row stride D + 4 floats: with that stride
+// the fragment reads below touch 32 distinct banks. Per key tile a warp computes S = Q Kᵀ (16 × 64) as
+// 8 n-tiles of m16n8k8, then O += P V with P taken straight from the S accumulators (no shuffles, see
+// fragment layout), so scores never leave registers.
+//
+// mma.sync.m16n8k8.row.col.f32.tf32.tf32.f32 fragment layout (PTX ISA, "Matrix fragments for mma.m16n8k8"),
+// lane = 4·g + t (g = groupID 0..7, t = thread in group 0..3):
+//   A (16 × 8, row): a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]
+//   B (8 × 8, col):  b0 = B[t][g], b1 = B[t+4][g]
+//   C, D (16 × 8):   c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1]
+// The k index of one mma is only a summation index, so P V uses k slot t for key 2t and slot t+4 for key
+// 2t+1: then P's A fragment is (c0, c2, c1, c3) of S's accumulator, and V's B fragment reads keys 2t, 2t+1.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/common.h"
+#include "kernels/flash_params.h"
+
+// Device-only under nvcc (the CUDA Dev's members are device functions), plain inline for the host emulator. Loops
+// over fragments are fully unrolled on the device so that accumulators stay in registers.
+#if defined(__CUDACC__)
+#define MIXGRAD_WARP_FN __device__ __forceinline__
+#define MIXGRAD_TC_UNROLL _Pragma("unroll")
+#else
+#define MIXGRAD_WARP_FN inline
+#define MIXGRAD_TC_UNROLL
+#endif
+
+namespace mixgrad::kernels::flash_tc {
+
+constexpr int kRows = 64;              // query rows per CTA and keys per streamed tile
+constexpr int kWarps = 4;              // 16 query rows each
+constexpr int kThreads = 32 * kWarps;  // threads per CTA
+constexpr int kKeyTiles = kRows / 8;   // n-tiles of S per key tile (8 keys each)
+
+// Row stride, in floats, of the Q, K and V tiles in shared memory.
+template <int D>
+constexpr int kRowStride = D + 4;
+// Dynamic shared memory of the forward CTA: Q, K and V tiles.
+constexpr size_t forward_smem_bytes(int D) {
+  return sizeof(float) * 3 * static_cast<size_t>(kRows) * static_cast<size_t>(D + 4);
+}
+
+// TF32 rounding of an fp32 bit pattern as cvt.rna.tf32.f32 does it: round to nearest on the 13 dropped mantissa
+// bits, ties away from zero (adding half an ulp to the magnitude carries into the exponent, so the largest
+// values round to infinity as they should); infinities stay, NaN becomes the canonical quiet NaN.
+MIXGRAD_HD uint32_t tf32_round_bits(uint32_t x) {
+  if ((x & 0x7f800000u) == 0x7f800000u) return (x & 0x007fffffu) != 0 ? 0x7fffffffu : x;
+  return (x + 0x00001000u) & 0xffffe000u;
+}
+
+// Keys visible to query row i of batch b (the FlashParams rules): kv_len clamped to [0, Tk], then causal.
+MIXGRAD_HD int64_t tc_kv_len(const FlashParams& p, int64_t b) {
+  if (p.kv_len == nullptr) return p.Tk;
+  const int64_t n = p.kv_len[b];
+  return n < 0 ? 0 : (n > p.Tk ? p.Tk : n);
+}
+
+// dst[r·(D+4) + x] = tf32(src[(r0 + r)·row_stride + x]) for the 64 rows from r0; zero outside nrows and d.
+// Consecutive threads read consecutive x (coalesced).
+template <int D, class Dev>
+MIXGRAD_WARP_FN void load_tile_tf32(Dev& dev, float* dst, const float* src, int64_t src_row_stride, int64_t r0,
+                                    int64_t nrows, int d) {
+  constexpr int S = kRowStride<D>;
+  for (int idx = dev.tid(); idx < kRows * D; idx += kThreads) {
+    const int r = idx / D, x = idx % D;
+    float val = 0.0f;
+    if (r0 + r < nrows && x < d) val = src[(r0 + r) * src_row_stride + x];
+    dst[r * S + x] = dev.round_tf32(val);
+  }
+}
+
+// One CTA of the forward: query block `cta % nqb` of head (b, h) = `cta / nqb`. Writes O rows (strides p.o) and
+// LSE (contiguous [B, H, T], natural log, +inf on rows that see no key, whose O is 0). `dkey` is
+// flash_dropout_key(p.seed, p.offset) when p.dropout_p > 0, `inv_keep` 1/(1 − p.dropout_p).
+//
+// Dev provides, per thread: tid() in [0, kThreads); smem() (forward_smem_bytes(D), 16-byte aligned); sync()
+// (CTA barrier); shfl_xor(float, lane mask) (whole warp); round_tf32(float) (cvt.rna, as a float whose low 13
+// bits are 0); bits(float); mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) (d += A·B, whole
+// warp); exp2(float); log2(float). Every lane of a warp reaches every shfl_xor and mma: control flow is uniform
+// per warp (the key loop bound is uniform per CTA).
+template <int D, class Dev>
+MIXGRAD_WARP_FN void forward_cta(Dev& dev, int64_t cta, float* o, float* lse, const float* q, const float* k,
+                                 const float* v, const FlashParams& p, int64_t nqb, uint64_t dkey, float inv_keep) {
+  static_assert(D % 8 == 0 && D >= 8, "head dim tile must be a multiple of 8");
+  constexpr int S = kRowStride<D>, OT = D / 8;
+  constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+  float* Qs = dev.smem();
+  float* Ks = Qs + kRows * S;
+  float* Vs = Ks + kRows * S;
+
+  const int tid = dev.tid(), lane = tid & 31, g = lane >> 2, t = lane & 3, wr = (tid >> 5) * 16;
+  const int dd = static_cast<int>(p.d);
+  const int64_t qb = cta % nqb, bh = cta / nqb, h = bh % p.H, b = bh / p.H;
+  const int64_t i0 = qb * kRows, Tq = p.T, Tk = p.Tk, kvl = tc_kv_len(p, b);
+  const float* kh = k + b * p.k.batch + h * p.k.head;
+  const float* vh = v + b * p.v.batch + h * p.v.head;
+  const bool dropout = p.dropout_p > 0.0f;
+  const float sl2 = p.scale * kLog2e;
+
+  load_tile_tf32<D>(dev, Qs, q + b * p.q.batch + h * p.q.head, p.q.row, i0, Tq, dd);
+  // This lane's two query rows: g and g + 8 of the warp's 16 (accumulator elements 0, 1 and 2, 3).
+  const int64_t row[2] = {i0 + wr + g, i0 + wr + g + 8};
+  int64_t lim[2];
+  MIXGRAD_TC_UNROLL
+  for (int r = 0; r < 2; ++r) lim[r] = row[r] < Tq ? flash_key_limit(row[r], Tq, Tk, p.causal, kvl) : 0;
+  const int64_t last = (i0 + kRows < Tq ? i0 + kRows : Tq) - 1;
+  const int64_t kend = flash_key_limit(last, Tq, Tk, p.causal, kvl);
+
+  float acc[OT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  MIXGRAD_TC_UNROLL
+  for (int ot = 0; ot < OT; ++ot)
+    MIXGRAD_TC_UNROLL
+    for (int c = 0; c < 4; ++c) acc[ot][c] = 0.0f;
+
+  for (int64_t j0 = 0; j0 < kend; j0 += kRows) {
+    dev.sync();  // every warp is done with the previous K / V tile (and, the first time, Q is stored)
+    load_tile_tf32<D>(dev, Ks, kh, p.k.row, j0, Tk, dd);
+    load_tile_tf32<D>(dev, Vs, vh, p.v.row, j0, Tk, dd);
+    dev.sync();
+
+    // S = Q Kᵀ: s[nt][c] is row (c < 2 ? g : g + 8), key j0 + 8·nt + 2t + (c & 1).
+    float s[kKeyTiles][4];
+    MIXGRAD_TC_UNROLL
+    for (int nt = 0; nt < kKeyTiles; ++nt)
+      MIXGRAD_TC_UNROLL
+      for (int c = 0; c < 4; ++c) s[nt][c] = 0.0f;
+    MIXGRAD_TC_UNROLL
+    for (int kk = 0; kk < D; kk += 8) {
+      const float* qa = Qs + (wr + g) * S + kk + t;
+      const uint32_t a[4] = {dev.bits(qa[0]), dev.bits(qa[8 * S]), dev.bits(qa[4]), dev.bits(qa[8 * S + 4])};
+      MIXGRAD_TC_UNROLL
+      for (int nt = 0; nt < kKeyTiles; ++nt) {
+        const float* kb = Ks + (8 * nt + g) * S + kk + t;
+        const uint32_t bb[2] = {dev.bits(kb[0]), dev.bits(kb[4])};
+        dev.mma(s[nt], a, bb);
+      }
+    }
+
+    // Online softmax in log2 units; each row's 64 scores are spread over the 4 lanes of a quad.
+    float alpha[2];
+    MIXGRAD_TC_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+      MIXGRAD_TC_UNROLL
+      for (int nt = 0; nt < kKeyTiles; ++nt)
+        MIXGRAD_TC_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[nt][2 * r + e];
+          x = (j0 + 8 * nt + 2 * t + e < lim[r]) ? x * sl2 : -INFINITY;
+          mx = fmaxf(mx, x);
+        }
+      mx = fmaxf(mx, dev.shfl_xor(mx, 1));
+      mx = fmaxf(mx, dev.shfl_xor(mx, 2));
+      const float m_new = fmaxf(m[r], mx);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // nothing visible yet: avoid -inf - -inf
+      alpha[r] = dev.exp2(m[r] - m_use);
+      float rs = 0.0f;
+      MIXGRAD_TC_UNROLL
+      for (int nt = 0; nt < kKeyTiles; ++nt)
+        MIXGRAD_TC_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[nt][2 * r + e];
+          x = dev.exp2(x - m_use);
+          rs += x;
+        }
+      l[r] = alpha[r] * l[r] + rs;  // this lane's partial; the quad's four are summed at the end
+      m[r] = m_new;
+    }
+    MIXGRAD_TC_UNROLL
+    for (int ot = 0; ot < OT; ++ot)
+      MIXGRAD_TC_UNROLL
+      for (int c = 0; c < 4; ++c) acc[ot][c] *= alpha[c >> 1];
+    if (dropout) {
+      // Keys 2t and 2t + 1 of an n-tile share one Philox block (keys are grouped by 4).
+      MIXGRAD_TC_UNROLL
+      for (int r = 0; r < 2; ++r)
+        MIXGRAD_TC_UNROLL
+        for (int nt = 0; nt < kKeyTiles; ++nt) {
+          const int64_t j = j0 + 8 * nt + 2 * t;
+          const Philox4 bits4 = flash_dropout_bits4(dkey, b, h, row[r], j >> 2);
+          MIXGRAD_TC_UNROLL
+          for (int e = 0; e < 2; ++e) {
+            const bool keep =
+                flash_dropout_keep_word(flash_philox_word(bits4, static_cast<int>((j + e) & 3)), p.dropout_p);
+            s[nt][2 * r + e] *= keep ? inv_keep : 0.0f;
+          }
+        }
+    }
+
+    // O += P V over the tile's 8 groups of 8 keys.
+    MIXGRAD_TC_UNROLL
+    for (int kt = 0; kt < kKeyTiles; ++kt) {
+      const uint32_t a[4] = {dev.bits(dev.round_tf32(s[kt][0])), dev.bits(dev.round_tf32(s[kt][2])),
+                             dev.bits(dev.round_tf32(s[kt][1])), dev.bits(dev.round_tf32(s[kt][3]))};
+      const float* vb = Vs + (8 * kt + 2 * t) * S + g;
+      MIXGRAD_TC_UNROLL
+      for (int ot = 0; ot < OT; ++ot) {
+        const uint32_t bb[2] = {dev.bits(vb[8 * ot]), dev.bits(vb[S + 8 * ot])};
+        dev.mma(acc[ot], a, bb);
+      }
+    }
+  }
+
+  float lt[2];
+  MIXGRAD_TC_UNROLL
+  for (int r = 0; r < 2; ++r) {  // every lane takes part in the shuffles before any lane skips a row
+    lt[r] = l[r];
+    lt[r] += dev.shfl_xor(lt[r], 1);
+    lt[r] += dev.shfl_xor(lt[r], 2);
+  }
+  float* oh = o + b * p.o.batch + h * p.o.head;
+  MIXGRAD_TC_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    if (row[r] >= Tq) continue;
+    // lt = 0 only when the row saw no key (O = 0, LSE = +inf); a NaN score makes lt NaN and NaN comes out.
+    const bool saw_keys = lt[r] != 0.0f;
+    const float inv = saw_keys ? 1.0f / lt[r] : 0.0f;
+    MIXGRAD_TC_UNROLL
+    for (int ot = 0; ot < OT; ++ot)
+      MIXGRAD_TC_UNROLL
+      for (int e = 0; e < 2; ++e) {
+        const int col = 8 * ot + 2 * t + e;
+        if (col < dd) oh[row[r] * p.o.row + col] = acc[ot][2 * r + e] * inv;
+      }
+    if (t == 0) lse[bh * Tq + row[r]] = saw_keys ? (m[r] + dev.log2(lt[r])) * kLn2 : INFINITY;
+  }
+}
+
+}  // namespace mixgrad::kernels::flash_tc

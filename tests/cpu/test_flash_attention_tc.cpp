@@ -1,0 +1,191 @@
+// The TF32 tensor-core flash attention forward (kernels/flash_attention_tc.h), run on the CPU block emulator
+// (tests/common/warp_emulator.h): the very source the CUDA kernel compiles, against the float64 CPU kernel on the
+// same TF32-rounded inputs. Cases cover the head-dim tiles (32, 64, 128, and 48 zero-padded to 64), lengths off the
+// 64-row tiles, causal with T != Tk, key lengths including an empty one, dropout, a strided fused-qkv layout and
+// NaN propagation. Failures name the worst element.
+#include <bit>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/flash_attention.h"
+#include "kernels/flash_attention_tc.h"
+#include "kernels/flash_params.h"
+#include "tests/common/warp_emulator.h"
+
+namespace {
+
+namespace tc = mixgrad::kernels::flash_tc;
+using mixgrad::kernels::FlashParams;
+using mixgrad::kernels::FlashStrides;
+using mixgrad::testing::BlockEmulator;
+
+float tf32(float x) { return std::bit_cast<float>(tc::tf32_round_bits(std::bit_cast<uint32_t>(x))); }
+
+// One row of the table: sizes, masks, dropout, layout.
+struct Case {
+  std::string name;
+  int64_t B, H, T, Tk, d;
+  bool causal = false;
+  std::vector<int32_t> kv_len = {};  // empty: no key lengths
+  float dropout = 0.0f;
+  bool packed = false;    // q, k, v interleaved in one [B, T, 3, H, d] buffer (T == Tk), o as [B, T, H, d]
+  bool nan_in_q = false;  // q[0] (batch 0, head 0, row 0) is NaN
+};
+
+struct Buffers {
+  std::vector<float> q, k, v;  // storage the strides in p index (q == k == v storage when packed)
+  std::vector<float> o, lse;
+  FlashParams p;
+};
+
+Buffers make_buffers(const Case& c, uint32_t seed) {
+  Buffers bf;
+  FlashParams& p = bf.p;
+  if (c.packed) {
+    p.B = c.B, p.H = c.H, p.T = c.T, p.Tk = c.Tk, p.d = c.d;
+    const int64_t dim = c.H * c.d;
+    p.q = p.k = p.v = FlashStrides{c.T * 3 * dim, c.d, 3 * dim};
+    p.o = FlashStrides{c.T * dim, c.d, dim};
+    p.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+  } else {
+    p = mixgrad::kernels::flash_params_contiguous(c.B, c.H, c.T, c.Tk, c.d);
+  }
+  p.causal = c.causal;
+  if (c.dropout > 0.0f) p.dropout_p = c.dropout, p.seed = 1234, p.offset = 7;
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> n01(0.0f, 1.0f);
+  const auto fill = [&](std::vector<float>& x, int64_t count) {
+    x.resize(static_cast<size_t>(count));
+    for (float& e : x) e = n01(gen);
+  };
+  if (c.packed) {
+    fill(bf.q, c.B * c.T * 3 * c.H * c.d);
+  } else {
+    fill(bf.q, c.B * c.H * c.T * c.d);
+    fill(bf.k, c.B * c.H * c.Tk * c.d);
+    fill(bf.v, c.B * c.H * c.Tk * c.d);
+  }
+  if (c.nan_in_q) bf.q[0] = std::numeric_limits<float>::quiet_NaN();
+  bf.o.assign(static_cast<size_t>(c.B * c.T * c.H * c.d), std::nanf(""));  // unwritten elements stay NaN
+  bf.lse.assign(static_cast<size_t>(c.B * c.H * c.T), std::nanf(""));
+  return bf;
+}
+
+const float* k_base(const Buffers& bf, const Case& c) { return c.packed ? bf.q.data() + c.H * c.d : bf.k.data(); }
+const float* v_base(const Buffers& bf, const Case& c) { return c.packed ? bf.q.data() + 2 * c.H * c.d : bf.v.data(); }
+
+// Runs the tensor-core forward CTA by CTA on the emulator; returns the count of non-TF32 mma operands.
+template <int D>
+int64_t run_emulated(Buffers& bf, const Case& c) {
+  const FlashParams& p = bf.p;
+  const int64_t nqb = (p.T + tc::kRows - 1) / tc::kRows;
+  const uint64_t dkey = p.dropout_p > 0.0f ? mixgrad::kernels::flash_dropout_key(p.seed, p.offset) : 0;
+  const float inv_keep = 1.0f / (1.0f - p.dropout_p);
+  int64_t bad_operands = 0;
+  for (int64_t cta = 0; cta < nqb * p.B * p.H; ++cta) {
+    BlockEmulator block(tc::kThreads, tc::forward_smem_bytes(D));
+    block.run([&](BlockEmulator::Dev& dev) {
+      tc::forward_cta<D>(dev, cta, bf.o.data(), bf.lse.data(), bf.q.data(), k_base(bf, c), v_base(bf, c), p, nqb, dkey,
+                         inv_keep);
+    });
+    bad_operands += block.non_tf32_operands();
+  }
+  return bad_operands;
+}
+
+int64_t run_emulated_any(Buffers& bf, const Case& c) {
+  if (c.d <= 32) return run_emulated<32>(bf, c);
+  if (c.d <= 64) return run_emulated<64>(bf, c);
+  return run_emulated<128>(bf, c);
+}
+
+// The float64 CPU kernel on the TF32-rounded inputs (what the tensor cores multiply), same strides and masks.
+void reference(const Buffers& bf, const Case& c, std::vector<double>& o, std::vector<float>& lse) {
+  std::vector<double> q(bf.q.size()), k(bf.k.size()), v(bf.v.size());
+  for (size_t i = 0; i < q.size(); ++i) q[i] = tf32(bf.q[i]);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = tf32(bf.k[i]);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = tf32(bf.v[i]);
+  const int64_t hd = c.H * c.d;
+  const double* kb = c.packed ? q.data() + hd : k.data();
+  const double* vb = c.packed ? q.data() + 2 * hd : v.data();
+  o.assign(bf.o.size(), std::nan(""));
+  lse.assign(bf.lse.size(), std::nanf(""));
+  mixgrad::kernels::cpu::flash_attention_forward(o.data(), lse.data(), q.data(), kb, vb, bf.p);
+}
+
+// |got − want| <= abs + rel·|want| everywhere; infinities must match; NaN must match NaN.
+void require_close(const std::vector<float>& got, const std::vector<double>& want, double abs_tol, double rel_tol,
+                   const std::string& what) {
+  REQUIRE(got.size() == want.size());
+  size_t worst = 0, bad = 0;
+  double worst_excess = -1.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = want[i];
+    double excess;
+    if (std::isnan(w) || std::isnan(g)) {
+      excess = std::isnan(w) && std::isnan(g) ? -1.0 : std::numeric_limits<double>::infinity();
+    } else if (std::isinf(w) || std::isinf(g)) {
+      excess = g == w ? -1.0 : std::numeric_limits<double>::infinity();
+    } else {
+      excess = std::abs(g - w) - (abs_tol + rel_tol * std::abs(w));
+    }
+    if (excess > 0) ++bad;
+    if (excess > worst_excess) worst_excess = excess, worst = i;
+  }
+  INFO(what << ": " << bad << " of " << got.size() << " elements out of tolerance; worst at flat index " << worst
+            << ": got " << got[worst] << ", want " << want[worst] << " (abs " << abs_tol << ", rel " << rel_tol << ")");
+  REQUIRE(bad == 0);
+}
+
+}  // namespace
+
+TEST_CASE("flash attention tc: round_tf32 is cvt.rna (nearest, ties away from zero)", "[flash][tc]") {
+  const auto bits = [](float x) { return std::bit_cast<uint32_t>(x); };
+  CHECK(tf32(1.0f) == 1.0f);
+  // 1 + 2^-11 is a tie between 1 and 1 + 2^-10: away from zero. Just below the tie rounds down.
+  CHECK(tf32(1.0f + std::ldexp(1.0f, -11)) == 1.0f + std::ldexp(1.0f, -10));
+  CHECK(tf32(-(1.0f + std::ldexp(1.0f, -11))) == -(1.0f + std::ldexp(1.0f, -10)));
+  CHECK(tf32(std::nextafter(1.0f + std::ldexp(1.0f, -11), 0.0f)) == 1.0f);
+  CHECK((bits(tf32(0.1f)) & 0x1fffu) == 0);
+  CHECK(std::abs(tf32(0.1f) - 0.1f) <= 0.1f * std::ldexp(1.0f, -11));
+  CHECK(tf32(std::numeric_limits<float>::max()) == std::numeric_limits<float>::infinity());
+  CHECK(tf32(-std::numeric_limits<float>::infinity()) == -std::numeric_limits<float>::infinity());
+  CHECK(std::isnan(tf32(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(tf32(std::bit_cast<float>(0x7f800001u))));  // a NaN whose payload sits in the dropped bits
+  CHECK(tf32(std::numeric_limits<float>::denorm_min()) == 0.0f);
+}
+
+TEST_CASE("flash attention tc: emulated tensor-core forward matches the float64 kernel on TF32 inputs", "[flash][tc]") {
+  const std::vector<Case> cases = {
+      {"d64 one tile", 1, 1, 64, 64, 64},
+      {"d64 two heads, T and Tk off the tile", 1, 2, 100, 77, 64},
+      {"d32 causal T < Tk (bottom-right)", 2, 1, 40, 130, 32, true},
+      {"d128 long keys", 1, 1, 33, 200, 128},
+      {"d48 padded to 64, causal", 1, 1, 70, 70, 48, true},
+      {"d16 padded to 32, key lengths 0 and 50", 2, 1, 65, 90, 16, false, {0, 50}},
+      {"d64 causal with key lengths", 2, 1, 80, 80, 64, true, {80, 17}},
+      {"d64 dropout 0.2", 1, 2, 80, 96, 64, false, {}, 0.2f},
+      {"d32 packed qkv", 2, 3, 70, 70, 32, false, {}, 0.0f, true},
+      {"d32 NaN in one query", 1, 1, 20, 20, 32, false, {}, 0.0f, false, true},
+  };
+  uint32_t seed = 17;
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.name) {
+      Buffers bf = make_buffers(c, seed++);
+      if (!c.kv_len.empty()) bf.p.kv_len = c.kv_len.data();
+      const int64_t bad_operands = run_emulated_any(bf, c);
+      CHECK(bad_operands == 0);  // every mma operand was a TF32 value
+      std::vector<double> o_ref;
+      std::vector<float> lse_ref;
+      reference(bf, c, o_ref, lse_ref);
+      // P is rounded to TF32 (relative 2^-11) before P·V and sums are fp32: up to ~3e-4 on O = Σ P v with |v| ~ 1.
+      require_close(bf.o, o_ref, 1e-3, 1e-3, "O " + c.name);
+      require_close(bf.lse, std::vector<double>(lse_ref.begin(), lse_ref.end()), 1e-4, 1e-5, "LSE " + c.name);
+    }
+  }
+}
