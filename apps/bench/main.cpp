@@ -120,6 +120,10 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads (0 = OMP_NUM_THREADS or the core count)")
       ->check(CLI::Range(0, 4096))->capture_default_str();
   app.add_flag("--no-backward", no_backward, "Time forward passes only");
+  bool tf32 = false;
+  app.add_flag("--tf32", tf32,
+               "Allow TF32 tensor cores on CUDA (cuBLAS products and the fused attention forward); CUDA records get "
+               "\"tf32\": true and \"-tf32\" appended to their impl, as the PyTorch peers' --tf32 on");
   app.add_flag("--smoke", smoke,
                "Run the AFT, EMA, LSTM and gated-attention cases at tiny sizes: checks that they run (the numbers "
                "mean nothing)");
@@ -156,10 +160,13 @@ int main(int argc, char** argv) {
       wanted.insert(op);
     }
     if (threads > 0) omp_set_num_threads(threads);
+    set_allow_tf32(tf32);
     const std::vector<Device> devices = resolve_devices(device_spec);
     fmt::print("mixgrad bench: OpenMP threads {}, OpenBLAS {} (called single-threaded: mixgrad's GEMM splits the "
-               "work over OpenMP); median of {} samples after {} warm-up; inputs rotated over >= {} MiB\n",
-               omp_get_max_threads(), openblas_get_config(), cfg.repeats, cfg.warmup, cfg.cold_mib);
+               "work over OpenMP); median of {} samples after {} warm-up; inputs rotated over >= {} MiB; "
+               "CUDA TF32 {}\n",
+               omp_get_max_threads(), openblas_get_config(), cfg.repeats, cfg.warmup, cfg.cold_mib,
+               tf32 ? "on" : "off");
     fmt::print("{:<7} {:<14} {:<24} {:<8} {:>10} {:>9} {:>9} {:>6}\n", "device", "op", "shape", "pass", "ms", "GB/s",
                "GFLOP/s", "calls");
     std::fflush(stdout);  // progress shows at once when stdout is a file
@@ -175,11 +182,14 @@ int main(int argc, char** argv) {
                               {"device", device.str()}, {"shape", c.shape},
                               {"dtype", "float32"},    {"ms", p.ms},
                               {"gbps", rate_or_null(bytes, p.ms)}, {"gflops", rate_or_null(flops, p.ms)}};
-          if (!c.impl.empty()) r["impl"] = c.impl;
+          const bool tf32_used = tf32 && !device.is_cpu();
+          const std::string impl = tf32_used ? (c.impl.empty() ? "tf32" : c.impl + "-tf32") : c.impl;
+          if (!impl.empty()) r["impl"] = impl;
+          if (!device.is_cpu()) r["tf32"] = tf32_used;
           if (c.tokens > 0) r["tokens_per_s"] = p.ms > 0 ? nlohmann::ordered_json(c.tokens / (p.ms * 1e-3)) : nullptr;
           if (peak_bytes >= 0) r["peak_bytes"] = peak_bytes;
           auto show = [](const nlohmann::ordered_json& v) { return v.is_null() ? std::string("-") : fmt::format("{:.1f}", v.get<double>()); };
-          const std::string name = c.impl.empty() ? c.op : c.op + "/" + c.impl;
+          const std::string name = impl.empty() ? c.op : c.op + "/" + impl;
           fmt::print("{:<7} {:<14} {:<24} {:<8} {:>10.4f} {:>9} {:>9} {:>6}", device.str(), name, c.shape, pass, p.ms,
                      show(r["gbps"]), show(r["gflops"]), p.calls);
           if (c.tokens > 0 && p.ms > 0) fmt::print("  {:.0f} tok/s", c.tokens / (p.ms * 1e-3));
