@@ -43,9 +43,9 @@ struct FlashParams {
   // true (default): dQ from a second pass over query blocks, no float atomics, bitwise reproducible.
   // false is accepted; the kernels currently run the deterministic path in both cases.
   bool deterministic = true;
-  // CUDA only: run the forward's products on TF32 tensor cores (kernels/flash_attention_tc.h: q, k, v and P rounded
-  // to TF32, fp32 accumulation) on devices of compute capability 8.0 and newer; the backward stays fp32 SIMT. The
-  // CPU kernels are the fp32/fp64 reference and ignore it. The engine sets it from allow_tf32().
+  // CUDA only: run the products of the forward and the backward on TF32 tensor cores (kernels/flash_attention_tc.h:
+  // operands rounded to TF32, fp32 accumulation) on devices of compute capability 8.0 and newer. The CPU kernels are
+  // the fp32/fp64 reference and ignore it. The engine sets it from allow_tf32().
   bool tf32 = false;
 };
 

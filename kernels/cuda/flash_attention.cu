@@ -1,5 +1,5 @@
-// CUDA flash attention, fp32 SIMT (see kernels/cuda/flash_attention.h). Kernels first (forward, backward D,
-// backward dK/dV, backward dQ), launchers after.
+// CUDA flash attention (see kernels/cuda/flash_attention.h): fp32 SIMT kernels first (forward, backward D, backward
+// dK/dV, backward dQ), then the TF32 tensor-core kernels around kernels/flash_attention_tc.h, launchers last.
 //
 // Tiling (specs/mixers.md §2.5): a CTA of 256 threads owns 64 "own" rows (queries in the forward and dQ
 // kernels, keys in the dK/dV kernel) and streams 64-row tiles of the other side. Thread (ty, tx) = (tid/16,
@@ -427,8 +427,9 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// TF32 tensor-core forward (p.tf32): the CTA body is flash_tc::forward_cta (kernels/flash_attention_tc.h), shared with
-// the CPU block emulator of the tests; this is its device: PTX mma.sync and cvt.rna, warp shuffles, __syncthreads.
+// TF32 tensor-core kernels (p.tf32): the CTA bodies are flash_tc::forward_cta, backward_dkdv_cta and backward_dq_cta
+// (kernels/flash_attention_tc.h), shared with the CPU block emulator of the tests; this is their device: PTX
+// mma.sync and cvt.rna, warp shuffles, __syncthreads.
 struct TcDevice {
   float* smem_;
   __device__ __forceinline__ int tid() const { return static_cast<int>(threadIdx.x); }
@@ -466,6 +467,36 @@ __global__ void __launch_bounds__(flash_tc::kThreads) flash_forward_tc_kernel(
 #endif
 }
 
+template <int D>
+__global__ void __launch_bounds__(flash_tc::kThreads) flash_backward_dkdv_tc_kernel(
+    float* __restrict__ dk, float* __restrict__ dv, const float* __restrict__ dout, const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ lse,
+    const float* __restrict__ Dsum, FlashParams p, int64_t nkb, uint64_t dkey, float inv_keep) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ float4 smem4[];
+  TcDevice dev{reinterpret_cast<float*>(smem4)};
+  flash_tc::backward_dkdv_cta<D>(dev, static_cast<int64_t>(blockIdx.x), dk, dv, dout, q, k, v, lse, Dsum, p, nkb, dkey,
+                                 inv_keep);
+#else
+  __trap();
+#endif
+}
+
+template <int D>
+__global__ void __launch_bounds__(flash_tc::kThreads) flash_backward_dq_tc_kernel(
+    float* __restrict__ dq, const float* __restrict__ dout, const float* __restrict__ q, const float* __restrict__ k,
+    const float* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ Dsum, FlashParams p,
+    int64_t nqb, uint64_t dkey, float inv_keep) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ float4 smem4[];
+  TcDevice dev{reinterpret_cast<float*>(smem4)};
+  flash_tc::backward_dq_cta<D>(dev, static_cast<int64_t>(blockIdx.x), dq, dout, q, k, v, lse, Dsum, p, nqb, dkey,
+                               inv_keep);
+#else
+  __trap();
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Launchers.
 
@@ -480,7 +511,9 @@ constexpr size_t dq_smem_bytes(int D) {
   return sizeof(float) * (2 * static_cast<size_t>(D) * kTP + 2 * kTile * (D + 1) + kTile * kTP);
 }
 static_assert(dkdv_smem_bytes(128) <= 227 * 1024, "dK/dV tile exceeds the sm_90 shared-memory opt-in limit");
-static_assert(flash_tc::forward_smem_bytes(128) <= 163 * 1024, "TF32 forward tile exceeds the sm_80 opt-in limit");
+static_assert(flash_tc::backward_dkdv_smem_bytes(128) <= 163 * 1024 &&
+                  flash_tc::backward_dq_smem_bytes(128) <= 163 * 1024,
+              "TF32 tiles exceed the sm_80 shared-memory opt-in limit");
 static_assert(flash_tc::kRows == kTile, "both forward kernels split queries into the same 64-row blocks");
 
 // Launches kernel<<<grid, threads, smem, stream>>>(args...), opting in to > 48 KB of dynamic shared memory.
@@ -566,6 +599,7 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
   check_grid(nkb * p.B * p.H, op);
   const uint64_t dkey = dropout_key(p);
   const float inv_keep = inverse_keep(p);
+  const bool tensor_cores = p.tf32 && device_has_tf32();
   dispatch_head_dim(p.d, op, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     const int64_t nrows = p.B * p.H * p.T;
@@ -575,12 +609,24 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
       launch(flash_backward_dot_kernel<float>, (nrows + rows_per_block - 1) / rows_per_block, 0, stream, Dsum, dout,
              o, p, nrows);
     }
+    const float* Dc = Dsum;
+    if (tensor_cores) {
+      if (nkb > 0)
+        launch_threads(flash_backward_dkdv_tc_kernel<D>, nkb * p.B * p.H, flash_tc::kThreads,
+                       flash_tc::backward_dkdv_smem_bytes(D), stream, dk, dv, dout, q, k, v, lse, Dc, p, nkb, dkey,
+                       inv_keep);
+      if (nqb > 0)
+        launch_threads(flash_backward_dq_tc_kernel<D>, nqb * p.B * p.H, flash_tc::kThreads,
+                       flash_tc::backward_dq_smem_bytes(D), stream, dq, dout, q, k, v, lse, Dc, p, nqb, dkey,
+                       inv_keep);
+      return;
+    }
     if (nkb > 0)
       launch(flash_backward_dkdv_kernel<D, float>, nkb * p.B * p.H, dkdv_smem_bytes(D), stream, dk, dv, dout, q, k, v,
-             lse, static_cast<const float*>(Dsum), p, nkb, dkey, inv_keep);
+             lse, Dc, p, nkb, dkey, inv_keep);
     if (nqb > 0)
       launch(flash_backward_dq_kernel<D, float>, nqb * p.B * p.H, dq_smem_bytes(D), stream, dq, dout, q, k, v, lse,
-             static_cast<const float*>(Dsum), p, nqb, dkey, inv_keep);
+             Dc, p, nqb, dkey, inv_keep);
   });
 }
 

@@ -84,13 +84,12 @@ Tensor round_tf32(const Tensor& x) {
 
 }  // namespace
 
-TEST_CASE("cuda: TF32 tensor-core forward matches the CPU kernel on TF32 inputs; backward and determinism",
+TEST_CASE("cuda: TF32 tensor-core forward and backward match the CPU kernels on TF32 inputs; bitwise determinism",
           "[cuda][flash][tc]") {
-  // Forward: against the fused CPU path on the same inputs rounded to TF32, so only P's rounding and fp32 sums
-  // separate them (the CPU block emulator of tests/cpu/test_flash_attention_tc.cpp sees up to ~3e-4 on O).
-  // Gradients come from the fp32 SIMT backward fed the TF32 forward's O and LSE: compared with the fp32 CPU path
-  // at a TF32-sized tolerance.
-  const testing::Tolerance fwd{1e-3, 1e-3}, grads{2e-2, 2e-2};
+  // Against the fused CPU path on the same q, k, v and dO rounded to TF32, so only the rounding of P and dS and fp32
+  // sums separate them. The CPU block emulator (tests/cpu/test_flash_attention_tc.cpp) runs these kernels' source
+  // and sees up to ~3e-4 on O and ~1.4e-3 on the gradients (1e-3 at N = 1000).
+  const testing::Tolerance fwd{1e-3, 1e-3}, grads{2e-3, 5e-3};
   manual_seed(206);
   for (int64_t d : {32, 64, 128})
     for (int64_t n : {1, 63, 65, 1000})
@@ -99,7 +98,7 @@ TEST_CASE("cuda: TF32 tensor-core forward matches the CPU kernel on TF32 inputs;
         INFO("d " << d << " N " << n << " causal " << causal << " key padding " << masked);
         const int64_t b = n >= 1000 ? 1 : 2, h = 2;
         const Shape s{b, h, n, d};
-        Tensor q = round_tf32(randn(s)), k = round_tf32(randn(s)), v = round_tf32(randn(s)), g = randn(s);
+        Tensor q = round_tf32(randn(s)), k = round_tf32(randn(s)), v = round_tf32(randn(s)), g = round_tf32(randn(s));
         const Tensor mask = masked ? key_padding(b == 1 ? std::vector<int64_t>{n / 2 + 3}
                                                         : std::vector<int64_t>{n, n / 3 + 1},
                                                  n)
@@ -120,7 +119,7 @@ TEST_CASE("cuda: TF32 tensor-core forward matches the CPU kernel on TF32 inputs;
       }
 }
 
-TEST_CASE("cuda: TF32 tensor-core forward keeps the dropout mask, empty rows and NaN rows of the fp32 path",
+TEST_CASE("cuda: TF32 tensor-core attention keeps the dropout mask, empty rows and NaN rows of the fp32 path",
           "[cuda][flash][tc]") {
   manual_seed(207);
   const float nan = std::numeric_limits<float>::quiet_NaN();
