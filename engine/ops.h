@@ -5,9 +5,11 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/tensor.h"
+#include "kernels/precision.h"
 
 namespace mixgrad {
 
@@ -80,7 +82,18 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x · Wᵀ + b, weight [out, in], bias [out] (optional); x [..., in].
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
-// TF32 tensor cores for CUDA GEMMs (off by default: FP32 compute).
+// Compute precision of matrix products (kernels/precision.h): fp32 (default), tf32 (CUDA tensor cores; the CPU
+// computes fp32) or bf16 (operands rounded to bfloat16, fp32 accumulation and outputs: cuBLAS bf16 GEMMs and the
+// tensor-core attention on CUDA; on the CPU matmul / linear round their operands the same way). Applies to
+// matmul, linear (forward and backward) and the fused attention; the LSTM and Compose GEMMs use TF32 on CUDA
+// under both tf32 and bf16. Process-wide, read when an op runs.
+using MatmulPrecision = kernels::MatmulPrecision;
+void set_matmul_precision(MatmulPrecision precision);
+MatmulPrecision matmul_precision();
+// Parses "fp32", "tf32" or "bf16"; throws std::invalid_argument naming the accepted values otherwise.
+MatmulPrecision parse_matmul_precision(const std::string& name);
+// set_allow_tf32(on) = set_matmul_precision(on ? tf32 : fp32); allow_tf32() = matmul_precision() != fp32 (TF32 or
+// something coarser is allowed).
 void set_allow_tf32(bool on);
 bool allow_tf32();
 

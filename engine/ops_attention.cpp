@@ -208,7 +208,7 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     dq_scale = scale;
   }
   set_fused_options(p, kv_len_t, causal, dropout_p);
-  p.tf32 = allow_tf32();  // CUDA forward on TF32 tensor cores when allowed (the CPU kernels ignore it)
+  p.precision = matmul_precision();  // CUDA: tensor cores at tf32 / bf16 (the CPU kernels ignore it)
   Tensor o = empty({b, h, t, d}, TensorOptions(q.dtype(), device));
   Tensor lse = empty({b, h, t}, TensorOptions(DType::f32, device));
   run_fused_forward(o, lse, q, k, v, p);

@@ -1,5 +1,9 @@
-// matmul (batched, broadcast batch dimensions) and linear, on OpenBLAS (CPU) and cuBLAS (CUDA) row-major GEMMs.
+// matmul (batched, broadcast batch dimensions) and linear, on OpenBLAS (CPU) and cuBLAS (CUDA) row-major GEMMs, at
+// the process's matmul precision (fp32, tf32, bf16: engine/ops.h).
+#include <algorithm>
 #include <atomic>
+#include <stdexcept>
+#include <string>
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
@@ -11,7 +15,24 @@
 
 namespace mixgrad {
 namespace {
-std::atomic<bool> g_allow_tf32{false};
+std::atomic<MatmulPrecision> g_precision{MatmulPrecision::fp32};
+
+// A float32 copy of t with every element rounded to bfloat16 (kernels/precision.h), for the CPU bf16 products.
+Tensor round_bf16_copy(const Tensor& t) {
+  Tensor r = empty(t.shape(), TensorOptions(DType::f32, t.device()));
+  kernels::cpu::round_to_bf16(r.data<float>(), t.data<float>(), t.numel());
+  return r;
+}
+
+#ifdef MIXGRAD_WITH_CUDA
+// The bfloat16 bit patterns of t's elements in a scratch tensor (f32 storage, two bf16 per element).
+Tensor to_bf16_bits(const Tensor& t) {
+  Tensor r = empty({std::max<int64_t>((t.numel() + 1) / 2, 1)}, TensorOptions(DType::f32, t.device()));
+  kernels::cuda::convert_to_bf16(reinterpret_cast<uint16_t*>(r.data<float>()), t.data<float>(), t.numel(),
+                                 detail::stream_of(t));
+  return r;
+}
+#endif
 
 // C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] for row-major contiguous matrices; stride 0 broadcasts an operand.
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const Tensor& A, int64_t stride_a, const Tensor& B,
@@ -22,7 +43,16 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const Tensor& A, in
     if (beta == 0) const_cast<Tensor&>(C).fill_(0.0);
     return;
   }
+  const MatmulPrecision precision = g_precision.load();
+  const bool bf16 = precision == MatmulPrecision::bf16 && C.dtype() == DType::f32;
   if (C.device().is_cpu()) {
+    if (bf16) {  // exact bf16 × bf16 products summed in fp32, as the tensor cores compute them
+      const Tensor Ar = round_bf16_copy(A), Br = round_bf16_copy(B);
+      kernels::cpu::gemm_strided_batched<float>(ta, tb, m, n, k, 1.0f, Ar.data<float>(), lda, stride_a,
+                                                Br.data<float>(), ldb, stride_b, float(beta), C.data<float>(), ldc,
+                                                m * n, batch);
+      return;
+    }
     MIXGRAD_DISPATCH_FLOATING(C.dtype(), "matmul", [&] {
       kernels::cpu::gemm_strided_batched<scalar_t>(ta, tb, m, n, k, scalar_t(1), A.data<scalar_t>(), lda, stride_a,
                                                    B.data<scalar_t>(), ldb, stride_b, scalar_t(beta), C.data<scalar_t>(),
@@ -31,9 +61,17 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const Tensor& A, in
     return;
   }
 #ifdef MIXGRAD_WITH_CUDA
+  if (bf16) {
+    const Tensor A16 = to_bf16_bits(A), B16 = to_bf16_bits(B);
+    kernels::cuda::gemm_strided_batched_bf16(ta, tb, m, n, k, 1.0f, reinterpret_cast<const uint16_t*>(A16.data<float>()),
+                                             lda, stride_a, reinterpret_cast<const uint16_t*>(B16.data<float>()), ldb,
+                                             stride_b, float(beta), C.data<float>(), ldc, m * n, batch,
+                                             detail::stream_of(C));
+    return;
+  }
   kernels::cuda::gemm_strided_batched(ta, tb, m, n, k, 1.0f, A.data<float>(), lda, stride_a, B.data<float>(), ldb,
-                                      stride_b, float(beta), C.data<float>(), ldc, m * n, batch, g_allow_tf32.load(),
-                                      detail::stream_of(C));
+                                      stride_b, float(beta), C.data<float>(), ldc, m * n, batch,
+                                      precision != MatmulPrecision::fp32, detail::stream_of(C));
 #endif
 }
 
@@ -131,8 +169,17 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-void set_allow_tf32(bool on) { g_allow_tf32.store(on); }
-bool allow_tf32() { return g_allow_tf32.load(); }
+void set_matmul_precision(MatmulPrecision precision) { g_precision.store(precision); }
+MatmulPrecision matmul_precision() { return g_precision.load(); }
+
+MatmulPrecision parse_matmul_precision(const std::string& name) {
+  for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::tf32, MatmulPrecision::bf16})
+    if (name == kernels::precision_name(p)) return p;
+  throw std::invalid_argument("unknown matmul precision '" + name + "' (expected fp32, tf32 or bf16)");
+}
+
+void set_allow_tf32(bool on) { g_precision.store(on ? MatmulPrecision::tf32 : MatmulPrecision::fp32); }
+bool allow_tf32() { return g_precision.load() != MatmulPrecision::fp32; }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check_float_pair("matmul", a, b);

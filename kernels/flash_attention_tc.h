@@ -5,12 +5,12 @@
 // any machine; only the instruction itself is taken from the PTX ISA's description.
 //
 // Semantics: those of FlashParams (kernels/flash_params.h, specs/mixers.md §2.1), with every operand of a product
-// (q, k, v, dO, and P, dS) rounded to TF32 (10 mantissa bits, round to nearest, ties away from zero: cvt.rna)
-// and fp32 accumulation. Chosen by FlashParams::tf32 (the engine sets it from allow_tf32()). The backward's
-// D = rowsum(dO ∘ O) is the fp32 SIMT preprocess kernel's.
+// (q, k, v, dO, and P, dS) rounded to the precision Prec (kernels/precision.h: TF32, or bfloat16, whose values the
+// TF32 instruction multiplies exactly) and fp32 accumulation. Chosen by FlashParams::precision (the engine sets it
+// from matmul_precision()). The backward's D = rowsum(dO ∘ O) is the fp32 SIMT preprocess kernel's.
 //
 // Tiling: a CTA of 4 warps owns 64 rows (queries in the forward and dQ, keys in dK/dV), 16 per warp, and streams
-// 64-row tiles of the other side through shared memory. Tiles are stored TF32-rounded, row-major with row stride
+// 64-row tiles of the other side through shared memory. Tiles are stored rounded to Prec, row-major with row stride
 // D + 4 floats: with that stride the fragment reads below touch 32 distinct banks. Per streamed tile a warp computes
 // its 16 × 64 scores as 8 n-tiles of m16n8k8 (warp_scores), then accumulates scores × rows (warp_accumulate)
 // with the score accumulators used directly as A fragments (see below), so scores never leave registers.
@@ -30,6 +30,7 @@
 
 #include "kernels/common.h"
 #include "kernels/flash_params.h"
+#include "kernels/precision.h"
 
 // Device-only under nvcc (the CUDA Dev's members are device functions), plain inline for the host emulator. Loops
 // over fragments are fully unrolled on the device so that accumulators stay in registers.
@@ -42,6 +43,10 @@
 #endif
 
 namespace mixgrad::kernels::flash_tc {
+
+using kernels::bf16_round_bits;
+using kernels::MatmulPrecision;
+using kernels::tf32_round_bits;
 
 constexpr int kRows = 64;              // query rows per CTA and keys per streamed tile
 constexpr int kWarps = 4;              // 16 query rows each
@@ -56,14 +61,6 @@ constexpr size_t forward_smem_bytes(int D) {
   return sizeof(float) * 3 * static_cast<size_t>(kRows) * static_cast<size_t>(D + 4);
 }
 
-// TF32 rounding of an fp32 bit pattern as cvt.rna.tf32.f32 does it: round to nearest on the 13 dropped mantissa
-// bits, ties away from zero (adding half an ulp to the magnitude carries into the exponent, so the largest
-// values round to infinity as they should); infinities stay, NaN becomes the canonical quiet NaN.
-MIXGRAD_HD uint32_t tf32_round_bits(uint32_t x) {
-  if ((x & 0x7f800000u) == 0x7f800000u) return (x & 0x007fffffu) != 0 ? 0x7fffffffu : x;
-  return (x + 0x00001000u) & 0xffffe000u;
-}
-
 // Keys visible to query row i of batch b (the FlashParams rules): kv_len clamped to [0, Tk], then causal.
 MIXGRAD_HD int64_t tc_kv_len(const FlashParams& p, int64_t b) {
   if (p.kv_len == nullptr) return p.Tk;
@@ -71,28 +68,38 @@ MIXGRAD_HD int64_t tc_kv_len(const FlashParams& p, int64_t b) {
   return n < 0 ? 0 : (n > p.Tk ? p.Tk : n);
 }
 
-// dst[r·(D+4) + x] = tf32(src[(r0 + r)·row_stride + x]) for the 64 rows from r0; zero outside nrows and d.
+// An mma operand at precision Prec: TF32 (cvt.rna) or bfloat16 (round to nearest even; a bf16 value is also a TF32
+// value, so the TF32 instruction multiplies it exactly).
+template <MatmulPrecision Prec, class Dev>
+MIXGRAD_WARP_FN float round_operand(Dev& dev, float x) {
+  if constexpr (Prec == MatmulPrecision::bf16)
+    return dev.from_bits(bf16_round_bits(dev.bits(x)));
+  else
+    return dev.round_tf32(x);
+}
+
+// dst[r·(D+4) + x] = round(src[(r0 + r)·row_stride + x]) for the 64 rows from r0; zero outside nrows and d.
 // Consecutive threads read consecutive x (coalesced).
-template <int D, class Dev>
-MIXGRAD_WARP_FN void load_tile_tf32(Dev& dev, float* dst, const float* src, int64_t src_row_stride, int64_t r0,
-                                    int64_t nrows, int d) {
+template <int D, MatmulPrecision Prec, class Dev>
+MIXGRAD_WARP_FN void load_tile(Dev& dev, float* dst, const float* src, int64_t src_row_stride, int64_t r0,
+                               int64_t nrows, int d) {
   constexpr int S = kRowStride<D>;
   for (int idx = dev.tid(); idx < kRows * D; idx += kThreads) {
     const int r = idx / D, x = idx % D;
     float val = 0.0f;
     if (r0 + r < nrows && x < d) val = src[(r0 + r) * src_row_stride + x];
-    dst[r * S + x] = dev.round_tf32(val);
+    dst[r * S + x] = round_operand<Prec>(dev, val);
   }
 }
 
 // The Dev interface every CTA body below is written against, per thread: tid() in [0, kThreads); smem() (the
 // body's *_smem_bytes(D), 16-byte aligned); sync() (CTA barrier); shfl_xor(float, lane mask) (whole warp);
-// round_tf32(float) (cvt.rna, as a float whose low 13 bits are 0); bits(float); mma(float (&d)[4],
-// const uint32_t (&a)[4], const uint32_t (&b)[2]) (d += A·B, whole warp); exp2(float); log2(float). Every lane
+// round_tf32(float) (cvt.rna, as a float whose low 13 bits are 0); bits(float); from_bits(uint32_t);
+// mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) (d += A·B, whole warp); exp2(float); log2(float). Every lane
 // of a warp reaches every shfl_xor and mma: loop bounds and branches around them are uniform per CTA.
 
 // Scores of one warp: acc[nt][c] = Σ_x own[r(c)][x] · str[8·nt + 2t + (c & 1)][x], r(c) = g (c < 2) or g + 8;
-// `own` points at the warp's 16 rows, `str` at a 64-row tile (both TF32, row stride D + 4).
+// `own` points at the warp's 16 rows, `str` at a 64-row tile (both rounded, row stride D + 4).
 template <int D, class Dev>
 MIXGRAD_WARP_FN void warp_scores(Dev& dev, float (&acc)[kKeyTiles][4], const float* own, const float* str) {
   constexpr int S = kRowStride<D>;
@@ -115,18 +122,19 @@ MIXGRAD_WARP_FN void warp_scores(Dev& dev, float (&acc)[kKeyTiles][4], const flo
   }
 }
 
-// acc[ot][c] += Σ_j w[r(c)][j] · rows[j][8·ot + 2t + (c & 1)] over the 64 rows of `rows` (TF32, stride D + 4), with w
-// in warp_scores' accumulator layout (rounded to TF32 here). k slot t of each mma is row 2t, slot t + 4 row 2t + 1,
+// acc[ot][c] += Σ_j w[r(c)][j] · rows[j][8·ot + 2t + (c & 1)] over the 64 rows of `rows` (rounded, stride D + 4), with w
+// in warp_scores' accumulator layout (rounded to precision Prec here). k slot t of each mma is row 2t, slot t + 4 row 2t + 1,
 // so w's A fragment is its accumulator (c0, c2, c1, c3) as it stands.
-template <int D, class Dev>
+template <int D, MatmulPrecision Prec, class Dev>
 MIXGRAD_WARP_FN void warp_accumulate(Dev& dev, float (&acc)[D / 8][4], const float (&w)[kKeyTiles][4],
                                      const float* rows) {
   constexpr int S = kRowStride<D>;
   const int lane = dev.tid() & 31, g = lane >> 2, t = lane & 3;
   MIXGRAD_TC_UNROLL
   for (int kt = 0; kt < kKeyTiles; ++kt) {
-    const uint32_t a[4] = {dev.bits(dev.round_tf32(w[kt][0])), dev.bits(dev.round_tf32(w[kt][2])),
-                           dev.bits(dev.round_tf32(w[kt][1])), dev.bits(dev.round_tf32(w[kt][3]))};
+    const uint32_t a[4] = {
+        dev.bits(round_operand<Prec>(dev, w[kt][0])), dev.bits(round_operand<Prec>(dev, w[kt][2])),
+        dev.bits(round_operand<Prec>(dev, w[kt][1])), dev.bits(round_operand<Prec>(dev, w[kt][3]))};
     const float* rb = rows + (8 * kt + 2 * t) * S + g;
     MIXGRAD_TC_UNROLL
     for (int ot = 0; ot < D / 8; ++ot) {
@@ -163,7 +171,7 @@ MIXGRAD_WARP_FN void store_row(float* base, int64_t row, int64_t stride, int hal
 // One CTA of the forward: query block `cta % nqb` of head (b, h) = `cta / nqb`. Writes O rows (strides p.o) and
 // LSE (contiguous [B, H, T], natural log, +inf on rows that see no key, whose O is 0). `dkey` is
 // flash_dropout_key(p.seed, p.offset) when p.dropout_p > 0, `inv_keep` 1/(1 − p.dropout_p).
-template <int D, class Dev>
+template <int D, MatmulPrecision Prec, class Dev>
 MIXGRAD_WARP_FN void forward_cta(Dev& dev, int64_t cta, float* o, float* lse, const float* q, const float* k,
                                  const float* v, const FlashParams& p, int64_t nqb, uint64_t dkey, float inv_keep) {
   static_assert(D % 8 == 0 && D >= 8, "head dim tile must be a multiple of 8");
@@ -182,7 +190,7 @@ MIXGRAD_WARP_FN void forward_cta(Dev& dev, int64_t cta, float* o, float* lse, co
   const bool dropout = p.dropout_p > 0.0f;
   const float sl2 = p.scale * kLog2e;
 
-  load_tile_tf32<D>(dev, Qs, q + b * p.q.batch + h * p.q.head, p.q.row, i0, Tq, dd);
+  load_tile<D, Prec>(dev, Qs, q + b * p.q.batch + h * p.q.head, p.q.row, i0, Tq, dd);
   // This lane's two query rows: g and g + 8 of the warp's 16 (accumulator elements 0, 1 and 2, 3).
   const int64_t row[2] = {i0 + wr + g, i0 + wr + g + 8};
   int64_t lim[2];
@@ -195,8 +203,8 @@ MIXGRAD_WARP_FN void forward_cta(Dev& dev, int64_t cta, float* o, float* lse, co
   zero_acc<D>(acc);
   for (int64_t j0 = 0; j0 < kend; j0 += kRows) {
     dev.sync();  // every warp is done with the previous K / V tile (and, the first time, Q is stored)
-    load_tile_tf32<D>(dev, Ks, kh, p.k.row, j0, Tk, dd);
-    load_tile_tf32<D>(dev, Vs, vh, p.v.row, j0, Tk, dd);
+    load_tile<D, Prec>(dev, Ks, kh, p.k.row, j0, Tk, dd);
+    load_tile<D, Prec>(dev, Vs, vh, p.v.row, j0, Tk, dd);
     dev.sync();
 
     float s[kKeyTiles][4];  // S = Q Kᵀ: row r(c), key j0 + 8·nt + 2t + (c & 1)
@@ -256,7 +264,7 @@ MIXGRAD_WARP_FN void forward_cta(Dev& dev, int64_t cta, float* o, float* lse, co
         }
       }
     }
-    warp_accumulate<D>(dev, acc, s, Vs);  // O += P V
+    warp_accumulate<D, Prec>(dev, acc, s, Vs);  // O += P V
   }
 
   float lt[2];
@@ -277,7 +285,7 @@ MIXGRAD_WARP_FN void forward_cta(Dev& dev, int64_t cta, float* o, float* lse, co
   }
 }
 
-// Dynamic shared memory of the backward CTAs: four TF32 tiles, and for dK/dV per streamed query LSE·log2e, D and the
+// Dynamic shared memory of the backward CTAs: four operand tiles, and for dK/dV per streamed query LSE·log2e, D and the
 // key limit.
 constexpr size_t backward_dkdv_smem_bytes(int D) {
   return sizeof(float) * (4 * static_cast<size_t>(kRows) * static_cast<size_t>(D + 4) + 2 * kRows) +
@@ -292,7 +300,7 @@ constexpr size_t backward_dq_smem_bytes(int D) {
 // Pᵀ = exp2(Sᵀ·scale·log2e − LSE_i·log2e) on visible pairs, dV += (P∘Z)ᵀ dO and dK += (P∘(dP∘Z − D_i))ᵀ Q
 // (warp_accumulate), dK scaled once at the end. `Dsum` = rowsum(dO ∘ O) [B, H, T]. Writes every dK / dV row
 // of the block (zeros for keys no query sees).
-template <int D, class Dev>
+template <int D, MatmulPrecision Prec, class Dev>
 MIXGRAD_WARP_FN void backward_dkdv_cta(Dev& dev, int64_t cta, float* dk, float* dv, const float* dout, const float* q,
                                        const float* k, const float* v, const float* lse, const float* Dsum,
                                        const FlashParams& p, int64_t nkb, uint64_t dkey, float inv_keep) {
@@ -320,14 +328,14 @@ MIXGRAD_WARP_FN void backward_dkdv_cta(Dev& dev, int64_t cta, float* dk, float* 
   zero_acc<D>(dka);
   zero_acc<D>(dva);
   if (j0 < kvl) {  // keys at or past kv_len are seen by no query: their gradients stay 0
-    load_tile_tf32<D>(dev, Ks, k + b * p.k.batch + h * p.k.head, p.k.row, j0, Tk, dd);
-    load_tile_tf32<D>(dev, Vs, v + b * p.v.batch + h * p.v.head, p.v.row, j0, Tk, dd);
+    load_tile<D, Prec>(dev, Ks, k + b * p.k.batch + h * p.k.head, p.k.row, j0, Tk, dd);
+    load_tile<D, Prec>(dev, Vs, v + b * p.v.batch + h * p.v.head, p.v.row, j0, Tk, dd);
     // Causal: query i sees key j0 iff j0 <= i + Tk − T, so earlier query blocks are skipped.
     const int64_t q_first = p.causal ? (j0 - (Tk - Tq) > 0 ? j0 - (Tk - Tq) : 0) : 0;
     for (int64_t i0 = (q_first / kRows) * kRows; i0 < Tq; i0 += kRows) {
       dev.sync();  // every warp is done with the previous query tile
-      load_tile_tf32<D>(dev, Qs, qh, p.q.row, i0, Tq, dd);
-      load_tile_tf32<D>(dev, dOs, gh, p.dout.row, i0, Tq, dd);
+      load_tile<D, Prec>(dev, Qs, qh, p.q.row, i0, Tq, dd);
+      load_tile<D, Prec>(dev, dOs, gh, p.dout.row, i0, Tq, dd);
       for (int r = tid; r < kRows; r += kThreads) {
         const int64_t row = i0 + r;
         const bool in = row < Tq;
@@ -356,8 +364,8 @@ MIXGRAD_WARP_FN void backward_dkdv_cta(Dev& dev, int64_t cta, float* dk, float* 
           dpt[nt][c] = P * (dpt[nt][c] * z - Ds[qc]);
         }
       }
-      warp_accumulate<D>(dev, dva, st, dOs);
-      warp_accumulate<D>(dev, dka, dpt, Qs);
+      warp_accumulate<D, Prec>(dev, dva, st, dOs);
+      warp_accumulate<D, Prec>(dev, dka, dpt, Qs);
     }
   }
   float* dkh = dk + b * p.dk.batch + h * p.dk.head;
@@ -372,7 +380,7 @@ MIXGRAD_WARP_FN void backward_dkdv_cta(Dev& dev, int64_t cta, float* dk, float* 
 
 // One CTA of the backward's dQ: query block `cta % nqb` of head `cta / nqb`, streaming its visible key blocks:
 // S = Q Kᵀ and dP = dO Vᵀ (warp_scores), dS = P∘(dP∘Z − D), dQ += dS K (warp_accumulate), scaled at the end.
-template <int D, class Dev>
+template <int D, MatmulPrecision Prec, class Dev>
 MIXGRAD_WARP_FN void backward_dq_cta(Dev& dev, int64_t cta, float* dq, const float* dout, const float* q,
                                      const float* k, const float* v, const float* lse, const float* Dsum,
                                      const FlashParams& p, int64_t nqb, uint64_t dkey, float inv_keep) {
@@ -392,8 +400,8 @@ MIXGRAD_WARP_FN void backward_dq_cta(Dev& dev, int64_t cta, float* dq, const flo
   const bool dropout = p.dropout_p > 0.0f;
   const float sl2 = p.scale * kLog2e;
 
-  load_tile_tf32<D>(dev, Qs, q + b * p.q.batch + h * p.q.head, p.q.row, i0, Tq, dd);
-  load_tile_tf32<D>(dev, dOs, dout + b * p.dout.batch + h * p.dout.head, p.dout.row, i0, Tq, dd);
+  load_tile<D, Prec>(dev, Qs, q + b * p.q.batch + h * p.q.head, p.q.row, i0, Tq, dd);
+  load_tile<D, Prec>(dev, dOs, dout + b * p.dout.batch + h * p.dout.head, p.dout.row, i0, Tq, dd);
   const int64_t row[2] = {i0 + wr + g, i0 + wr + g + 8};
   int64_t lim[2];
   float lse2[2], Dr[2];
@@ -411,8 +419,8 @@ MIXGRAD_WARP_FN void backward_dq_cta(Dev& dev, int64_t cta, float* dq, const flo
   zero_acc<D>(dqa);
   for (int64_t j0 = 0; j0 < kend; j0 += kRows) {
     dev.sync();
-    load_tile_tf32<D>(dev, Ks, kh, p.k.row, j0, Tk, dd);
-    load_tile_tf32<D>(dev, Vs, vh, p.v.row, j0, Tk, dd);
+    load_tile<D, Prec>(dev, Ks, kh, p.k.row, j0, Tk, dd);
+    load_tile<D, Prec>(dev, Vs, vh, p.v.row, j0, Tk, dd);
     dev.sync();
     float s[kKeyTiles][4], dp[kKeyTiles][4];  // queries × keys: row[c >> 1], key j0 + 8·nt + 2t + (c & 1)
     warp_scores<D>(dev, s, Qs + wr * S, Ks);
@@ -437,7 +445,7 @@ MIXGRAD_WARP_FN void backward_dq_cta(Dev& dev, int64_t cta, float* dq, const flo
         }
       }
     }
-    warp_accumulate<D>(dev, dqa, s, Ks);
+    warp_accumulate<D, Prec>(dev, dqa, s, Ks);
   }
   float* dqh = dq + b * p.dq.batch + h * p.dq.head;
   MIXGRAD_TC_UNROLL

@@ -8,6 +8,7 @@
 
 #include "kernels/common.h"
 #include "kernels/philox.h"
+#include "kernels/precision.h"
 
 namespace mixgrad::kernels {
 
@@ -43,10 +44,11 @@ struct FlashParams {
   // true (default): dQ from a second pass over query blocks, no float atomics, bitwise reproducible.
   // false is accepted; the kernels currently run the deterministic path in both cases.
   bool deterministic = true;
-  // CUDA only: run the products of the forward and the backward on TF32 tensor cores (kernels/flash_attention_tc.h:
-  // operands rounded to TF32, fp32 accumulation) on devices of compute capability 8.0 and newer. The CPU kernels are
-  // the fp32/fp64 reference and ignore it. The engine sets it from allow_tf32().
-  bool tf32 = false;
+  // CUDA only: tf32 or bf16 run the products of the forward and the backward on tensor cores
+  // (kernels/flash_attention_tc.h: operands rounded to that precision, fp32 accumulation) on devices of compute
+  // capability 8.0 and newer; fp32 runs the SIMT kernels. The CPU kernels are the fp32/fp64 reference and ignore it.
+  // The engine sets it from matmul_precision().
+  MatmulPrecision precision = MatmulPrecision::fp32;
 };
 
 // Every operand contiguous [B, H, rows, d], scale = 1/√d, no masks, no dropout.

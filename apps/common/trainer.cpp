@@ -459,6 +459,7 @@ void Trainer::write_config() const {
   Json c = task_.config;
   c["params"] = params_;
   c["device"] = run_.device.str();
+  c["precision"] = kernels::precision_name(matmul_precision());
   c["steps_per_epoch"] = steps_per_epoch_;
   c["total_steps"] = total_steps_;
   c["train_samples"] = task_.train_idx.size();
@@ -734,6 +735,7 @@ void Trainer::finish(TrainSummary& s) {
                     {"best_val_accuracy", task_.validate ? Json(s.best_val_accuracy) : Json(nullptr)},
                     {"params", params_},
                     {"device", run_.device.str()},
+                    {"precision", kernels::precision_name(matmul_precision())},
                     {"epochs", r_.epochs},
                     {"global_step", global_step_},
                     {"batch_size", r_.batch_size},

@@ -328,7 +328,7 @@ TrainSummary run_training(const TrainOptions& o) {
                                                                           resolve_mixer(o.model, o.mixer))
                                          : fs::path(o.out_dir);
   const Device dev = resolve_device(o.device);
-  set_allow_tf32(o.tf32);
+  set_matmul_precision(o.tf32 ? MatmulPrecision::tf32 : parse_matmul_precision(o.precision));
   const AttentionBackendGuard attention_backend(attention_backend_named(o.attention));
   LraRun r;
   if (o.resume) {

@@ -52,7 +52,8 @@ struct TrainOptions {
   std::string schedule;
   uint64_t seed = 0;
   std::string device = "auto";
-  bool tf32 = false;
+  bool tf32 = false;               // the same as precision "tf32"
+  std::string precision = "fp32";  // matmul precision: fp32, tf32 or bf16 (engine/ops.h set_matmul_precision)
   std::string attention = "automatic";
   std::string out_dir;  // empty: runs/lra-<task>-<preset>-<model>-<mixer>
   bool resume = false, overwrite = false, quiet = false;

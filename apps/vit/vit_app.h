@@ -54,7 +54,8 @@ struct TrainOptions {
   bool full_train = false;
   uint64_t seed = 0;
   std::string device = "auto";
-  bool tf32 = false;
+  bool tf32 = false;               // the same as precision "tf32"
+  std::string precision = "fp32";  // matmul precision: fp32, tf32 or bf16 (engine/ops.h set_matmul_precision)
   std::string attention = "automatic";  // softmax attention kernels: automatic, fused or composite
   std::string out_dir;  // empty = runs/<preset>-<mixer>
   bool resume = false, overwrite = false;

@@ -95,7 +95,14 @@ void add_data_flags(CLI::App* tr, TrainOptions& t) {
 // Device, kernels, logging and limits, shared by `train` and `compare`.
 void add_device_and_limit_flags(CLI::App* tr, TrainOptions& t) {
   tr->add_option("--device", t.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
-  tr->add_flag("--tf32", t.tf32, "Allow TF32 tensor cores for CUDA matrix products");
+  auto* precision =
+      tr->add_option("--precision", t.precision,
+                     "Matrix products (matmul, linear, fused attention): fp32; tf32 (CUDA tensor cores, the CPU "
+                     "computes fp32); bf16 (operands rounded to bfloat16, fp32 sums, fp32 weights and optimizer "
+                     "state; on the CPU the same rounding, for checking numerics, not for speed)")
+          ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+          ->capture_default_str();
+  tr->add_flag("--tf32", t.tf32, "The same as --precision tf32")->excludes(precision);
   tr->add_option("--attention", t.attention,
                  "Softmax attention kernels: automatic (fused where it can run), fused "
                  "(flash-style, O(N) memory) or composite (matmul + softmax + matmul)")
@@ -122,7 +129,7 @@ void add_run_flags(CLI::App* tr, TrainOptions& t) {
   tr->add_flag("--resume", t.resume,
                "Continue the run in --out exactly where last.safetensors left off (its recorded "
                "model and recipe are used; training flags other than --max-steps, --log-every, "
-               "--device, --data and --tf32 are ignored)");
+               "--device, --data, --tf32 and --precision are ignored)");
   tr->add_flag("--overwrite", t.overwrite, "Start a fresh run even if --out already holds one");
   tr->add_option("--max-steps", t.max_steps,
                  "Stop after N optimiser steps in total, saving last.safetensors (the "

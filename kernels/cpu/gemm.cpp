@@ -5,10 +5,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <climits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+
+#include "kernels/precision.h"
 
 namespace mixgrad::kernels::cpu {
 namespace {
@@ -135,6 +138,12 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
                  Cb + lo, ildc);
     }
   }
+}
+
+void round_to_bf16(float* dst, const float* src, int64_t n) {
+  // One pass of integer work per element: threads only pay off on large operands.
+#pragma omp parallel for schedule(static) if (n >= (int64_t{1} << 16) && !omp_in_parallel())
+  for (int64_t i = 0; i < n; ++i) dst[i] = std::bit_cast<float>(bf16_round_bits(std::bit_cast<uint32_t>(src[i])));
 }
 
 template void gemm_strided_batched<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,

@@ -18,4 +18,8 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
                           int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, T beta, T* C,
                           int64_t ldc, int64_t stride_c, int64_t batch);
 
+// dst[i] = src[i] rounded to bfloat16 (kernels/precision.h; kept in fp32 layout), i < n; dst may equal src.
+// OpenMP over large n.
+void round_to_bf16(float* dst, const float* src, int64_t n);
+
 }  // namespace mixgrad::kernels::cpu

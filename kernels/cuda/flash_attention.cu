@@ -1,5 +1,5 @@
 // CUDA flash attention (see kernels/cuda/flash_attention.h): fp32 SIMT kernels first (forward, backward D, backward
-// dK/dV, backward dQ), then the TF32 tensor-core kernels around kernels/flash_attention_tc.h, launchers last.
+// dK/dV, backward dQ), then the tensor-core kernels around kernels/flash_attention_tc.h, launchers last.
 //
 // Tiling (specs/mixers.md §2.5): a CTA of 256 threads owns 64 "own" rows (queries in the forward and dQ
 // kernels, keys in the dK/dV kernel) and streams 64-row tiles of the other side. Thread (ty, tx) = (tid/16,
@@ -427,7 +427,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// TF32 tensor-core kernels (p.tf32): the CTA bodies are flash_tc::forward_cta, backward_dkdv_cta and backward_dq_cta
+// Tensor-core kernels (p.precision tf32 or bf16): the CTA bodies are flash_tc::forward_cta, backward_dkdv_cta and backward_dq_cta
 // (kernels/flash_attention_tc.h), shared with the CPU block emulator of the tests; this is their device: PTX
 // mma.sync and cvt.rna, warp shuffles, __syncthreads.
 struct TcDevice {
@@ -444,6 +444,7 @@ struct TcDevice {
     return __uint_as_float(r);
   }
   __device__ __forceinline__ uint32_t bits(float x) const { return __float_as_uint(x); }
+  __device__ __forceinline__ float from_bits(uint32_t x) const { return __uint_as_float(x); }
   __device__ __forceinline__ float exp2(float x) const { return exp2f(x); }
   __device__ __forceinline__ float log2(float x) const { return log2f(x); }
   __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
@@ -454,20 +455,20 @@ struct TcDevice {
   }
 };
 
-template <int D>
+template <int D, MatmulPrecision Prec>
 __global__ void __launch_bounds__(flash_tc::kThreads) flash_forward_tc_kernel(
     float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q, const float* __restrict__ k,
     const float* __restrict__ v, FlashParams p, int64_t nqb, uint64_t dkey, float inv_keep) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ float4 smem4[];
   TcDevice dev{reinterpret_cast<float*>(smem4)};
-  flash_tc::forward_cta<D>(dev, static_cast<int64_t>(blockIdx.x), o, lse, q, k, v, p, nqb, dkey, inv_keep);
+  flash_tc::forward_cta<D, Prec>(dev, static_cast<int64_t>(blockIdx.x), o, lse, q, k, v, p, nqb, dkey, inv_keep);
 #else
   __trap();  // the launcher only picks this kernel on compute capability >= 8.0
 #endif
 }
 
-template <int D>
+template <int D, MatmulPrecision Prec>
 __global__ void __launch_bounds__(flash_tc::kThreads) flash_backward_dkdv_tc_kernel(
     float* __restrict__ dk, float* __restrict__ dv, const float* __restrict__ dout, const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ lse,
@@ -475,14 +476,14 @@ __global__ void __launch_bounds__(flash_tc::kThreads) flash_backward_dkdv_tc_ker
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ float4 smem4[];
   TcDevice dev{reinterpret_cast<float*>(smem4)};
-  flash_tc::backward_dkdv_cta<D>(dev, static_cast<int64_t>(blockIdx.x), dk, dv, dout, q, k, v, lse, Dsum, p, nkb, dkey,
-                                 inv_keep);
+  flash_tc::backward_dkdv_cta<D, Prec>(dev, static_cast<int64_t>(blockIdx.x), dk, dv, dout, q, k, v, lse, Dsum, p,
+                                       nkb, dkey, inv_keep);
 #else
   __trap();
 #endif
 }
 
-template <int D>
+template <int D, MatmulPrecision Prec>
 __global__ void __launch_bounds__(flash_tc::kThreads) flash_backward_dq_tc_kernel(
     float* __restrict__ dq, const float* __restrict__ dout, const float* __restrict__ q, const float* __restrict__ k,
     const float* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ Dsum, FlashParams p,
@@ -490,8 +491,8 @@ __global__ void __launch_bounds__(flash_tc::kThreads) flash_backward_dq_tc_kerne
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ float4 smem4[];
   TcDevice dev{reinterpret_cast<float*>(smem4)};
-  flash_tc::backward_dq_cta<D>(dev, static_cast<int64_t>(blockIdx.x), dq, dout, q, k, v, lse, Dsum, p, nqb, dkey,
-                               inv_keep);
+  flash_tc::backward_dq_cta<D, Prec>(dev, static_cast<int64_t>(blockIdx.x), dq, dout, q, k, v, lse, Dsum, p, nqb,
+                                     dkey, inv_keep);
 #else
   __trap();
 #endif
@@ -549,6 +550,13 @@ void dispatch_head_dim(int64_t d, const char* op, F&& f) {
                               ")");
 }
 
+// Calls f(std::integral_constant<MatmulPrecision, Prec>) for the tensor-core precisions (tf32, bf16).
+template <class F>
+void dispatch_precision(MatmulPrecision precision, F&& f) {
+  if (precision == MatmulPrecision::bf16) return f(std::integral_constant<MatmulPrecision, MatmulPrecision::bf16>{});
+  return f(std::integral_constant<MatmulPrecision, MatmulPrecision::tf32>{});
+}
+
 int64_t blocks_of(int64_t n) { return (n + kTile - 1) / kTile; }
 
 void check_grid(int64_t grid, const char* op) {
@@ -569,12 +577,15 @@ void flash_attention_forward(float* o, float* lse, const float* q, const float* 
   if (p.B == 0 || p.H == 0 || p.T == 0) return;
   const int64_t nqb = blocks_of(p.T), grid = nqb * p.B * p.H;
   check_grid(grid, op);
-  const bool tensor_cores = p.tf32 && device_has_tf32();
+  const bool tensor_cores = p.precision != MatmulPrecision::fp32 && device_has_tf32();
   dispatch_head_dim(p.d, op, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     if (tensor_cores)
-      launch_threads(flash_forward_tc_kernel<D>, grid, flash_tc::kThreads, flash_tc::forward_smem_bytes(D), stream, o,
-                     lse, q, k, v, p, nqb, dropout_key(p), inverse_keep(p));
+      dispatch_precision(p.precision, [&](auto prec) {
+        launch_threads(flash_forward_tc_kernel<D, decltype(prec)::value>, grid, flash_tc::kThreads,
+                       flash_tc::forward_smem_bytes(D), stream, o, lse, q, k, v, p, nqb, dropout_key(p),
+                       inverse_keep(p));
+      });
     else
       launch(flash_forward_kernel<D, float>, grid, forward_smem_bytes(D), stream, o, lse, q, k, v, p, nqb,
              dropout_key(p), inverse_keep(p));
@@ -599,7 +610,7 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
   check_grid(nkb * p.B * p.H, op);
   const uint64_t dkey = dropout_key(p);
   const float inv_keep = inverse_keep(p);
-  const bool tensor_cores = p.tf32 && device_has_tf32();
+  const bool tensor_cores = p.precision != MatmulPrecision::fp32 && device_has_tf32();
   dispatch_head_dim(p.d, op, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     const int64_t nrows = p.B * p.H * p.T;
@@ -611,14 +622,17 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
     }
     const float* Dc = Dsum;
     if (tensor_cores) {
-      if (nkb > 0)
-        launch_threads(flash_backward_dkdv_tc_kernel<D>, nkb * p.B * p.H, flash_tc::kThreads,
-                       flash_tc::backward_dkdv_smem_bytes(D), stream, dk, dv, dout, q, k, v, lse, Dc, p, nkb, dkey,
-                       inv_keep);
-      if (nqb > 0)
-        launch_threads(flash_backward_dq_tc_kernel<D>, nqb * p.B * p.H, flash_tc::kThreads,
-                       flash_tc::backward_dq_smem_bytes(D), stream, dq, dout, q, k, v, lse, Dc, p, nqb, dkey,
-                       inv_keep);
+      dispatch_precision(p.precision, [&](auto prec) {
+        constexpr MatmulPrecision Prec = decltype(prec)::value;
+        if (nkb > 0)
+          launch_threads(flash_backward_dkdv_tc_kernel<D, Prec>, nkb * p.B * p.H, flash_tc::kThreads,
+                         flash_tc::backward_dkdv_smem_bytes(D), stream, dk, dv, dout, q, k, v, lse, Dc, p, nkb, dkey,
+                         inv_keep);
+        if (nqb > 0)
+          launch_threads(flash_backward_dq_tc_kernel<D, Prec>, nqb * p.B * p.H, flash_tc::kThreads,
+                         flash_tc::backward_dq_smem_bytes(D), stream, dq, dout, q, k, v, lse, Dc, p, nqb, dkey,
+                         inv_keep);
+      });
       return;
     }
     if (nkb > 0)

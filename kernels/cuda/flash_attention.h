@@ -1,8 +1,9 @@
 // Fused flash-style softmax attention on CUDA (specs/mixers.md §2), fp32 SIMT path: 64×64 tiles, 256 threads,
 // 4×4 register micro-tiles, head dim d <= 128 (kernels specialised for 32, 64, 128; smaller d runs the next
-// larger one zero-padded). Scores never reach global memory. With FlashParams::tf32 on a device of compute
-// capability >= 8.0 the forward, dK/dV and dQ kernels run on TF32 tensor cores instead (kernels/flash_attention_tc.h:
-// 4 warps per 64 rows, mma.sync m16n8k8; same launches, masks, dropout and determinism). CPU reference:
+// larger one zero-padded). Scores never reach global memory. With FlashParams::precision tf32 or bf16 on a device of
+// compute capability >= 8.0 the forward, dK/dV and dQ kernels run on tensor cores instead
+// (kernels/flash_attention_tc.h: 4 warps per 64 rows, mma.sync m16n8k8 on operands rounded to that precision; same
+// launches, masks, dropout and determinism). CPU reference:
 // kernels/cpu/flash_attention.h; FlashParams and the shared dropout mask: kernels/flash_params.h.
 #pragma once
 #include <cuda_runtime_api.h>

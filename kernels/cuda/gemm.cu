@@ -1,4 +1,5 @@
-// Row-major strided-batched SGEMM through cuBLAS, with a lazily created cuBLAS handle per (device, stream).
+// Row-major strided-batched GEMMs through cuBLAS (fp32 or TF32 SGEMM, bf16 GemmEx), with a lazily created cuBLAS
+// handle per (device, stream).
 #include "kernels/cuda/gemm.h"
 
 #include <cublas_v2.h>
@@ -13,6 +14,7 @@
 #include <utility>
 
 #include "kernels/cuda/check.h"
+#include "kernels/precision.h"
 
 namespace mixgrad::kernels::cuda {
 
@@ -49,6 +51,11 @@ __global__ void scale_c_kernel(float* __restrict__ C, int64_t m, int64_t n, int6
     float* c = C + b * stride_c + r * ldc + j;
     *c = beta == 0.f ? 0.f : beta * *c;
   }
+}
+
+__global__ void convert_to_bf16_kernel(uint16_t* __restrict__ dst, const float* __restrict__ src, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+    dst[i] = static_cast<uint16_t>(bf16_round_bits(__float_as_uint(src[i])) >> 16);
 }
 
 // ---------------------------------------------------------------------------------------------- handles
@@ -109,18 +116,19 @@ constexpr int64_t kMaxBatchPerCall = 65535;
 
 // ---------------------------------------------------------------------------------------------- launchers
 
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
-                          int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta,
-                          float* C, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
-                          cudaStream_t stream) {
-  if (m == 0 || n == 0 || batch == 0) return;
+namespace {
+
+// The k == 0 case (C = beta * C) and the int limits cuBLAS needs; false when there is nothing left to do.
+bool gemm_prologue(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, float beta, float* C, int64_t ldc,
+                   int64_t stride_c, int64_t batch, cudaStream_t stream) {
+  if (m == 0 || n == 0 || batch == 0) return false;
   if (k == 0) {
     const int64_t total = m * n * batch;
     constexpr int kThreads = 256;
     const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t{1} << 20);
     scale_c_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(C, m, n, ldc, stride_c, total, beta);
     MIXGRAD_CUDA_LAUNCH_CHECK();
-    return;
+    return false;
   }
   check_int(m, "m");
   check_int(n, "n");
@@ -128,7 +136,16 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
   check_int(lda, "lda");
   check_int(ldb, "ldb");
   check_int(ldc, "ldc");
+  return true;
+}
 
+}  // namespace
+
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
+                          int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta,
+                          float* C, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
+                          cudaStream_t stream) {
+  if (!gemm_prologue(m, n, k, lda, ldb, beta, C, ldc, stride_c, batch, stream)) return;
   HandleEntry& entry = handle_for(stream);
   std::lock_guard<std::mutex> lock(entry.mutex);
   MIXGRAD_CUBLAS_CHECK(cublasSetMathMode(entry.handle, allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
@@ -142,6 +159,35 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
         entry.handle, op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
         B + b0 * stride_b, static_cast<int>(ldb), stride_b, A + b0 * stride_a, static_cast<int>(lda), stride_a, &beta,
         C + b0 * stride_c, static_cast<int>(ldc), stride_c, count));
+  }
+}
+
+void convert_to_bf16(uint16_t* dst, const float* src, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  constexpr int kThreads = 256;
+  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t{1} << 16);
+  convert_to_bf16_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(dst, src, n);
+  MIXGRAD_CUDA_LAUNCH_CHECK();
+}
+
+void gemm_strided_batched_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                               const uint16_t* A, int64_t lda, int64_t stride_a, const uint16_t* B, int64_t ldb,
+                               int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c, int64_t batch,
+                               cudaStream_t stream) {
+  if (!gemm_prologue(m, n, k, lda, ldb, beta, C, ldc, stride_c, batch, stream)) return;
+  HandleEntry& entry = handle_for(stream);
+  std::lock_guard<std::mutex> lock(entry.mutex);
+  MIXGRAD_CUBLAS_CHECK(cublasSetMathMode(entry.handle, CUBLAS_DEFAULT_MATH));
+  // Row-major to column-major as in gemm_strided_batched: B first, A second, dimensions (n, m, k).
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  for (int64_t b0 = 0; b0 < batch; b0 += kMaxBatchPerCall) {
+    const int count = static_cast<int>(std::min(kMaxBatchPerCall, batch - b0));
+    MIXGRAD_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        entry.handle, op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
+        B + b0 * stride_b, CUDA_R_16BF, static_cast<int>(ldb), stride_b, A + b0 * stride_a, CUDA_R_16BF,
+        static_cast<int>(lda), stride_a, &beta, C + b0 * stride_c, CUDA_R_32F, static_cast<int>(ldc), stride_c, count,
+        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 }
 

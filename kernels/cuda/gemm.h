@@ -18,4 +18,15 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
                           float* C, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
                           cudaStream_t stream);
 
+// dst[i] = the bfloat16 bit pattern of src[i] (round to nearest even, kernels/precision.h), i < n. Never synchronises.
+void convert_to_bf16(uint16_t* dst, const float* src, int64_t n, cudaStream_t stream);
+
+// gemm_strided_batched with bfloat16 operands A and B (bit patterns, e.g. from convert_to_bf16) and fp32 C, alpha,
+// beta and accumulation: cublasGemmStridedBatchedEx with CUDA_R_16BF inputs and CUBLAS_COMPUTE_32F. Same operand
+// conventions, limits and errors as gemm_strided_batched (k == 0 gives C = beta * C).
+void gemm_strided_batched_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                               const uint16_t* A, int64_t lda, int64_t stride_a, const uint16_t* B, int64_t ldb,
+                               int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c, int64_t batch,
+                               cudaStream_t stream);
+
 }  // namespace mixgrad::kernels::cuda

@@ -55,6 +55,7 @@ class BlockEmulator {
       return std::bit_cast<float>(kernels::flash_tc::tf32_round_bits(std::bit_cast<uint32_t>(x)));
     }
     static uint32_t bits(float x) { return std::bit_cast<uint32_t>(x); }
+    static float from_bits(uint32_t x) { return std::bit_cast<float>(x); }
     static float exp2(float x) { return std::exp2(x); }
     static float log2(float x) { return std::log2(x); }
     // d += A·B for the warp's 16×8×8 product; every lane passes its own fragments (layout in

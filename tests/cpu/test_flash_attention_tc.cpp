@@ -1,8 +1,8 @@
 // The TF32 tensor-core flash attention (kernels/flash_attention_tc.h), forward and backward, run on the CPU block
 // emulator (tests/common/warp_emulator.h): the very source the CUDA kernels compile, against the float64 CPU kernels
-// on the same TF32-rounded inputs. Cases cover the head-dim tiles (32, 64, 128, and 48 zero-padded to 64), lengths off the
-// 64-row tiles, causal with T != Tk, key lengths including an empty one, dropout, a strided fused-qkv layout and
-// NaN propagation. Failures name the worst element.
+// on the same inputs rounded to TF32 (or bfloat16 for the bf16 rows). Cases cover the head-dim tiles (32, 64, 128,
+// and 48 zero-padded to 64), lengths off the 64-row tiles, causal with T != Tk, key lengths including an empty one,
+// dropout, a strided fused-qkv layout and NaN propagation. Failures name the worst element.
 #include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -24,7 +24,11 @@ using mixgrad::kernels::FlashParams;
 using mixgrad::kernels::FlashStrides;
 using mixgrad::testing::BlockEmulator;
 
+using mixgrad::kernels::MatmulPrecision;
+
 float tf32(float x) { return std::bit_cast<float>(tc::tf32_round_bits(std::bit_cast<uint32_t>(x))); }
+float bf16(float x) { return std::bit_cast<float>(tc::bf16_round_bits(std::bit_cast<uint32_t>(x))); }
+float round_to(MatmulPrecision p, float x) { return p == MatmulPrecision::bf16 ? bf16(x) : tf32(x); }
 
 // One row of the table: sizes, masks, dropout, layout.
 struct Case {
@@ -35,6 +39,7 @@ struct Case {
   float dropout = 0.0f;
   bool packed = false;    // q, k, v interleaved in one [B, T, 3, H, d] buffer (T == Tk), o as [B, T, H, d]
   bool nan_in_q = false;  // q[0] (batch 0, head 0, row 0) is NaN
+  MatmulPrecision precision = MatmulPrecision::tf32;
 };
 
 struct Buffers {
@@ -122,7 +127,7 @@ int64_t run_grid(int64_t ctas, size_t smem_bytes, Fn&& fn) {
 
 // The tensor-core forward, then (with D from its O) the dK/dV and dQ CTAs, on the emulator; returns the count of
 // non-TF32 mma operands.
-template <int D>
+template <int D, MatmulPrecision Prec>
 int64_t run_emulated(Buffers& bf, const Case& c) {
   const FlashParams& p = bf.p;
   const int64_t nqb = (p.T + tc::kRows - 1) / tc::kRows, nkb = (p.Tk + tc::kRows - 1) / tc::kRows;
@@ -131,26 +136,32 @@ int64_t run_emulated(Buffers& bf, const Case& c) {
   const float* k = k_base(bf.q, bf.k, c);
   const float* v = v_base(bf.q, bf.v, c);
   int64_t bad = run_grid(nqb * p.B * p.H, tc::forward_smem_bytes(D), [&](BlockEmulator::Dev& dev, int64_t cta) {
-    tc::forward_cta<D>(dev, cta, bf.o.data(), bf.lse.data(), bf.q.data(), k, v, p, nqb, dkey, inv_keep);
+    tc::forward_cta<D, Prec>(dev, cta, bf.o.data(), bf.lse.data(), bf.q.data(), k, v, p, nqb, dkey, inv_keep);
   });
   const std::vector<float> Dsum = row_dots(bf);
   float* dk = k_base(bf.dq, bf.dk, c);
   float* dv = v_base(bf.dq, bf.dv, c);
   bad += run_grid(nkb * p.B * p.H, tc::backward_dkdv_smem_bytes(D), [&](BlockEmulator::Dev& dev, int64_t cta) {
-    tc::backward_dkdv_cta<D>(dev, cta, dk, dv, bf.dout.data(), bf.q.data(), k, v, bf.lse.data(), Dsum.data(), p, nkb,
+    tc::backward_dkdv_cta<D, Prec>(dev, cta, dk, dv, bf.dout.data(), bf.q.data(), k, v, bf.lse.data(), Dsum.data(), p, nkb,
                              dkey, inv_keep);
   });
   bad += run_grid(nqb * p.B * p.H, tc::backward_dq_smem_bytes(D), [&](BlockEmulator::Dev& dev, int64_t cta) {
-    tc::backward_dq_cta<D>(dev, cta, bf.dq.data(), bf.dout.data(), bf.q.data(), k, v, bf.lse.data(), Dsum.data(), p,
+    tc::backward_dq_cta<D, Prec>(dev, cta, bf.dq.data(), bf.dout.data(), bf.q.data(), k, v, bf.lse.data(), Dsum.data(), p,
                            nqb, dkey, inv_keep);
   });
   return bad;
 }
 
+template <MatmulPrecision Prec>
+int64_t run_emulated_at(Buffers& bf, const Case& c) {
+  if (c.d <= 32) return run_emulated<32, Prec>(bf, c);
+  if (c.d <= 64) return run_emulated<64, Prec>(bf, c);
+  return run_emulated<128, Prec>(bf, c);
+}
+
 int64_t run_emulated_any(Buffers& bf, const Case& c) {
-  if (c.d <= 32) return run_emulated<32>(bf, c);
-  if (c.d <= 64) return run_emulated<64>(bf, c);
-  return run_emulated<128>(bf, c);
+  return c.precision == MatmulPrecision::bf16 ? run_emulated_at<MatmulPrecision::bf16>(bf, c)
+                                              : run_emulated_at<MatmulPrecision::tf32>(bf, c);
 }
 
 struct Reference {
@@ -158,12 +169,12 @@ struct Reference {
   std::vector<float> lse;
 };
 
-// The float64 CPU kernels on the TF32-rounded inputs and dO (what the tensor cores multiply), same strides, masks
-// and dropout mask.
+// The float64 CPU kernels on the inputs and dO rounded to the case's precision (what the tensor cores multiply), same
+// strides, masks and dropout mask.
 Reference reference(const Buffers& bf, const Case& c) {
-  const auto rounded = [](const std::vector<float>& x) {
+  const auto rounded = [&](const std::vector<float>& x) {
     std::vector<double> r(x.size());
-    for (size_t i = 0; i < x.size(); ++i) r[i] = tf32(x[i]);
+    for (size_t i = 0; i < x.size(); ++i) r[i] = round_to(c.precision, x[i]);
     return r;
   };
   std::vector<double> q = rounded(bf.q), k = rounded(bf.k), v = rounded(bf.v), g = rounded(bf.dout);
@@ -226,8 +237,15 @@ TEST_CASE("flash attention tc: round_tf32 is cvt.rna (nearest, ties away from ze
   CHECK(tf32(std::numeric_limits<float>::denorm_min()) == 0.0f);
 }
 
-// Worst seen over the table: 1.4e-3 (dK, d 48), most cases <= 6e-4; an indexing slip shows as O(0.1-1).
-constexpr double kGradAbs = 5e-3, kGradRel = 2e-3;
+constexpr MatmulPrecision kBf16 = MatmulPrecision::bf16;
+struct Tolerances {
+  double o_abs, o_rel, grad_abs, grad_rel;
+};
+// Worst seen over the table: TF32 O 3e-4, gradients 1.4e-3 (dK, d 48; 1e-3 at N = 1000 in a one-off run); bf16
+// O 4.7e-3 (at |O| = 3), gradients 1.3e-2: D = rowsum(dO ∘ O) comes from the unrounded dO while dP uses the rounded
+// one, so a row that sees one key gets dS ~ 2^-8·|dP| instead of 0. An indexing slip shows as O(0.1-1), and the
+// TF32 rows check the shared code tightly.
+constexpr Tolerances kTf32Tol{1e-3, 1e-3, 5e-3, 2e-3}, kBf16Tol{1e-2, 5e-3, 3e-2, 1e-2};
 
 TEST_CASE("flash attention tc: emulated tensor-core forward and backward match the float64 kernels on TF32 inputs",
           "[flash][tc]") {
@@ -242,6 +260,9 @@ TEST_CASE("flash attention tc: emulated tensor-core forward and backward match t
       {"d64 dropout 0.2", 1, 2, 80, 96, 64, false, {}, 0.2f},
       {"d32 packed qkv", 2, 3, 70, 70, 32, false, {}, 0.0f, true},
       {"d32 NaN in one query", 1, 1, 20, 20, 32, false, {}, 0.0f, false, true},
+      {"bf16 d64 two heads, T and Tk off the tile", 1, 2, 100, 77, 64, false, {}, 0.0f, false, false, kBf16},
+      {"bf16 d128 causal, key lengths, dropout", 2, 1, 90, 90, 128, true, {90, 33}, 0.1f, false, false, kBf16},
+      {"bf16 d32 packed qkv", 1, 2, 70, 70, 32, false, {}, 0.0f, true, false, kBf16},
   };
   uint32_t seed = 17;
   for (const Case& c : cases) {
@@ -251,14 +272,15 @@ TEST_CASE("flash attention tc: emulated tensor-core forward and backward match t
       const int64_t bad_operands = run_emulated_any(bf, c);
       CHECK(bad_operands == 0);  // every mma operand was a TF32 value
       const Reference ref = reference(bf, c);
-      // P is rounded to TF32 (relative 2^-11) before P·V and sums are fp32: up to ~3e-4 on O = Σ P v with |v| ~ 1.
-      require_close(bf.o, ref.o, 1e-3, 1e-3, "O " + c.name);
+      // P is rounded (TF32: relative 2^-11, bf16: 2^-8) before P·V and sums are fp32. The backward also rounds P and
+      // dS and starts from the tensor-core forward's O and LSE.
+      const Tolerances tol = c.precision == kBf16 ? kBf16Tol : kTf32Tol;
+      require_close(bf.o, ref.o, tol.o_abs, tol.o_rel, "O " + c.name);
       require_close(bf.lse, std::vector<double>(ref.lse.begin(), ref.lse.end()), 1e-4, 1e-5, "LSE " + c.name);
-      // The backward also rounds P and dS, and starts from the TF32 forward's O and LSE.
-      require_close(bf.dq, ref.dq, kGradAbs, kGradRel, c.packed ? "dQKV " + c.name : "dQ " + c.name);
+      require_close(bf.dq, ref.dq, tol.grad_abs, tol.grad_rel, c.packed ? "dQKV " + c.name : "dQ " + c.name);
       if (!c.packed) {  // packed: dK and dV live in the dqkv buffer checked above
-        require_close(bf.dk, ref.dk, kGradAbs, kGradRel, "dK " + c.name);
-        require_close(bf.dv, ref.dv, kGradAbs, kGradRel, "dV " + c.name);
+        require_close(bf.dk, ref.dk, tol.grad_abs, tol.grad_rel, "dK " + c.name);
+        require_close(bf.dv, ref.dv, tol.grad_abs, tol.grad_rel, "dV " + c.name);
       }
     }
   }

@@ -1,6 +1,7 @@
 // Engine-level matmul (every torch.matmul form) and linear against a naive triple loop in float64 and float32,
 // gradients against finite differences, validation messages, and the autograd tape's contract (fan-out, grad
 // accumulation, NoGradGuard, tape clearing, consumed graphs, no leaks across training-like iterations).
+#include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -195,6 +196,68 @@ TEST_CASE("matmul rejects incompatible operands with clear messages", "[ops][lin
                    Contains("matmul") && Contains("float64") && Contains("float32"));
   REQUIRE_MG_ERROR(matmul(from_vector<int64_t>({1, 2}, {1, 2}), from_vector<int64_t>({1, 2}, {2, 1})),
                    Contains("matmul") && Contains("floating-point"));
+}
+
+// The process's matmul precision for one scope.
+struct PrecisionScope {
+  explicit PrecisionScope(MatmulPrecision p) { set_matmul_precision(p); }
+  ~PrecisionScope() { set_matmul_precision(MatmulPrecision::fp32); }
+};
+
+Tensor bf16_rounded(const Tensor& t) {
+  std::vector<float> v = t.to_vector<float>();
+  for (float& e : v) e = std::bit_cast<float>(kernels::bf16_round_bits(std::bit_cast<uint32_t>(e)));
+  return from_vector(v, t.shape());
+}
+
+TEST_CASE("matmul precision bf16: products of bf16-rounded operands, fp32 sums, forward and backward",
+          "[ops][linalg][precision]") {
+  // On the CPU, bf16 rounds each operand and runs the fp32 GEMM, so the result is bitwise the fp32 product of
+  // the rounded operands; the backward's products (dA = dY·Bᵀ, dB = Aᵀ·dY) are rounded the same way.
+  manual_seed(31);
+  const Tensor a = randn({2, 3, 37, 50}), b = randn({50, 29}), g = randn({2, 3, 37, 29});
+  Tensor al = a.detach(), bl = b.detach();
+  al.requires_grad_(), bl.requires_grad_();
+  Tensor y;
+  {
+    PrecisionScope bf16(MatmulPrecision::bf16);
+    CHECK(matmul_precision() == MatmulPrecision::bf16);
+    CHECK(allow_tf32());  // bf16 allows anything TF32 allows
+    y = matmul(al, bl);
+    autograd::backward(y, g);
+  }
+  CHECK(matmul_precision() == MatmulPrecision::fp32);
+  // The same calls in fp32 on rounded a, b and dY.
+  Tensor ar = bf16_rounded(a), br = bf16_rounded(b);
+  ar.requires_grad_(), br.requires_grad_();
+  const Tensor yr = matmul(ar, br);
+  autograd::backward(yr, bf16_rounded(g));
+  REQUIRE_CLOSE(mt::bit_equal(y, yr));
+  REQUIRE_CLOSE(mt::bit_equal(al.grad(), ar.grad()));
+  REQUIRE_CLOSE(mt::bit_equal(bl.grad(), br.grad()));
+  // And it is not the fp32 product: the rounding is real.
+  const Tensor y32 = matmul(a, b);
+  CHECK_FALSE(mt::bit_equal(y, y32).ok);
+  REQUIRE_CLOSE(mt::all_close(y, y32, mt::Tolerance{5e-2, 0.15}));  // k = 50 sums of ~2^-9-relative errors
+}
+
+TEST_CASE("matmul precision: names parse, unknown names are refused, set_allow_tf32 maps onto it",
+          "[ops][linalg][precision]") {
+  CHECK(parse_matmul_precision("fp32") == MatmulPrecision::fp32);
+  CHECK(parse_matmul_precision("tf32") == MatmulPrecision::tf32);
+  CHECK(parse_matmul_precision("bf16") == MatmulPrecision::bf16);
+  CHECK_THROWS_WITH(parse_matmul_precision("fp16"), Contains("expected fp32, tf32 or bf16"));
+  set_allow_tf32(true);
+  CHECK(matmul_precision() == MatmulPrecision::tf32);
+  set_allow_tf32(false);
+  CHECK(matmul_precision() == MatmulPrecision::fp32);
+  CHECK_FALSE(allow_tf32());
+  // tf32 leaves CPU products in fp32.
+  manual_seed(32);
+  const Tensor a = randn({17, 33}), b = randn({33, 9});
+  const Tensor y32 = matmul(a, b);
+  PrecisionScope tf32(MatmulPrecision::tf32);
+  REQUIRE_CLOSE(mt::bit_equal(matmul(a, b), y32));
 }
 
 TEST_CASE("linear matches the reference on 1-D, 2-D and 3-D inputs, with and without bias", "[ops][linalg]") {

@@ -306,10 +306,18 @@ TEST_CASE("vit app: command-line parsing", "[vit-app]") {
   REQUIRE(c.train.decay_1d == std::optional<bool>(true));
   c = parse({"train", "--decay-1d", "--no-decay-1d"}, &err);
   REQUIRE(c.exit_code > 0);
+  c = parse({"train", "--precision", "bf16"});
+  REQUIRE(c.train.precision == "bf16");
+  REQUIRE_FALSE(c.train.tf32);
+  c = parse({"train", "--precision", "fp16"}, &err);  // not a precision mixgrad has
+  REQUIRE(c.exit_code > 0);
+  c = parse({"train", "--precision", "bf16", "--tf32"}, &err);  // --tf32 is --precision tf32
+  REQUIRE(c.exit_code > 0);
   c = parse({"train", "--help"}, &err);
   REQUIRE(c.exit_code == 0);
   for (const char* flag : {"--dataset", "--data", "--preset", "--mixer", "--epochs", "--batch-size", "--lr",
-                           "--weight-decay", "--warmup", "--label-smoothing", "--seed", "--device", "--tf32", "--out",
+                           "--weight-decay", "--warmup", "--label-smoothing", "--seed", "--device", "--tf32",
+                           "--precision", "--out",
                            "--resume", "--log-every", "--max-steps", "--train-limit", "--flip", "--no-flip", "--pool",
                            "--attention", "--embed-dim", "--depth", "--heads", "--mlp-dim", "--decay-1d", "--no-decay-1d"})
     REQUIRE_THAT(err, Contains(flag));

@@ -11,7 +11,7 @@
 
 #include "engine/attention.h"
 #include "engine/mixgrad.h"
-#include "kernels/flash_attention_tc.h"
+#include "kernels/precision.h"
 #include "tests/common/check.h"
 
 using namespace mixgrad;
@@ -69,18 +69,22 @@ bool finite_all(const Tensor& t) {
   return true;
 }
 
-// allow_tf32 on for one scope (the fused CUDA forward then runs on TF32 tensor cores).
-struct Tf32Scope {
-  Tf32Scope() { set_allow_tf32(true); }
-  ~Tf32Scope() { set_allow_tf32(false); }
+// A matmul precision for one scope (tf32 / bf16: the fused CUDA attention runs on tensor cores).
+struct PrecisionScope {
+  explicit PrecisionScope(MatmulPrecision p = MatmulPrecision::tf32) { set_matmul_precision(p); }
+  ~PrecisionScope() { set_matmul_precision(MatmulPrecision::fp32); }
 };
 
-// x with every element rounded to TF32 as cvt.rna does (kernels/flash_attention_tc.h).
-Tensor round_tf32(const Tensor& x) {
+// x with every element rounded to TF32 as cvt.rna does, or to bf16 (kernels/precision.h).
+Tensor round_to(const Tensor& x, MatmulPrecision p = MatmulPrecision::tf32) {
   std::vector<float> v = x.to_vector<float>();
-  for (float& e : v) e = std::bit_cast<float>(kernels::flash_tc::tf32_round_bits(std::bit_cast<uint32_t>(e)));
+  for (float& e : v) {
+    const uint32_t b = std::bit_cast<uint32_t>(e);
+    e = std::bit_cast<float>(p == MatmulPrecision::bf16 ? kernels::bf16_round_bits(b) : kernels::tf32_round_bits(b));
+  }
   return from_vector(v, x.shape());
 }
+Tensor round_tf32(const Tensor& x) { return round_to(x); }
 
 }  // namespace
 
@@ -105,7 +109,7 @@ TEST_CASE("cuda: TF32 tensor-core forward and backward match the CPU kernels on 
                                    : Tensor();
         Run tc, tc2;
         {
-          Tf32Scope tf32;
+          PrecisionScope tf32;
           tc = run_sdpa(q, k, v, g, mask, causal, AttentionBackend::automatic, kCuda);
           tc2 = run_sdpa(q, k, v, g, mask, causal, AttentionBackend::automatic, kCuda);
         }
@@ -117,6 +121,31 @@ TEST_CASE("cuda: TF32 tensor-core forward and backward match the CPU kernels on 
         REQUIRE_CLOSE(testing::all_close(tc.dv, cpu.dv, grads));
         require_bitwise(tc, tc2);
       }
+}
+
+TEST_CASE("cuda: bf16 tensor-core attention matches the CPU kernels on bf16-rounded inputs", "[cuda][flash][tc]") {
+  // The bf16 rows of the CPU block emulator see up to 4.7e-3 on O and 1.3e-2 on gradients (P and dS rounded to bf16;
+  // D from the unrounded dO): the same tolerances here.
+  const testing::Tolerance fwd{5e-3, 1e-2}, grads{1e-2, 3e-2};
+  manual_seed(208);
+  for (int64_t d : {64, 128})
+    for (bool causal : {false, true}) {
+      INFO("d " << d << " causal " << causal);
+      const Shape s{2, 2, 200, d};
+      const auto bf = [](const Tensor& x) { return round_to(x, MatmulPrecision::bf16); };
+      Tensor q = bf(randn(s)), k = bf(randn(s)), v = bf(randn(s)), g = bf(randn(s));
+      Run tc;
+      {
+        PrecisionScope bf16(MatmulPrecision::bf16);
+        tc = run_sdpa(q, k, v, g, Tensor(), causal, AttentionBackend::automatic, kCuda);
+      }
+      CHECK(tc.node == "flash_attention");
+      const Run cpu = run_sdpa(q, k, v, g, Tensor(), causal, AttentionBackend::fused, kCPU);
+      REQUIRE_CLOSE(testing::all_close(tc.o, cpu.o, fwd));
+      REQUIRE_CLOSE(testing::all_close(tc.dq, cpu.dq, grads));
+      REQUIRE_CLOSE(testing::all_close(tc.dk, cpu.dk, grads));
+      REQUIRE_CLOSE(testing::all_close(tc.dv, cpu.dv, grads));
+    }
 }
 
 TEST_CASE("cuda: TF32 tensor-core attention keeps the dropout mask, empty rows and NaN rows of the fp32 path",
@@ -131,7 +160,7 @@ TEST_CASE("cuda: TF32 tensor-core attention keeps the dropout mask, empty rows a
   const GeneratorState st = generator_state();
   Run tc;
   {
-    Tf32Scope tf32;
+    PrecisionScope tf32;
     tc = run_sdpa(q, k, v, g, mask, false, AttentionBackend::automatic, kCuda, 0.25);
   }
   set_generator_state(st);

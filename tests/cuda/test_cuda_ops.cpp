@@ -48,7 +48,7 @@ struct OpCase {
   std::vector<Input> inputs;
   OpFn fn;
   Tolerance tol = tolerance(Compare::cpu_vs_cuda);
-  bool tf32 = false;
+  MatmulPrecision precision = MatmulPrecision::fp32;  // set for the CPU and the CUDA run alike
 };
 
 template <class F>
@@ -118,9 +118,9 @@ CloseResult close_allowing_inf(const Tensor& actual, const Tensor& expected, Tol
   return all_close(from_vector<float>(a, actual.shape()), from_vector<float>(e, expected.shape()), tol);
 }
 
-struct Tf32Guard {
-  explicit Tf32Guard(bool on) { set_allow_tf32(on); }
-  ~Tf32Guard() { set_allow_tf32(false); }
+struct PrecisionGuard {
+  explicit PrecisionGuard(MatmulPrecision p) { set_matmul_precision(p); }
+  ~PrecisionGuard() { set_matmul_precision(MatmulPrecision::fp32); }
 };
 
 // One device's run of a case: leaf inputs, outputs, and (after backward) the inputs' gradients.
@@ -158,7 +158,7 @@ DeviceRun forward_backward(const OpCase& c, const std::vector<Tensor>& host_inpu
 void run_case(const OpCase& c, uint32_t seed) {
   INFO("case: " << c.name);
   const Device cuda = cuda_device();
-  Tf32Guard tf32(c.tf32);
+  PrecisionGuard precision(c.precision);
   std::mt19937 gen(seed);
   std::vector<Tensor> host_inputs;
   for (const Input& spec : c.inputs) host_inputs.push_back(make_input(spec, gen));
@@ -565,12 +565,30 @@ TEST_CASE("CUDA vs CPU: matmul and linear with TF32 on", "[cuda][linalg]") {
   const Tolerance loose{1e-2, 3e-2};
   std::vector<OpCase> cases = {
       {"matmul tf32 [2, 33, 64] @ [64, 65]", {in({2, 33, 64}), in({64, 65})},
-       one([](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); }), loose, true},
+       one([](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); }), loose, MatmulPrecision::tf32},
       {"linear tf32 [37, 64] -> 40", {in({37, 64}), in({40, 64}), in({40})},
-       one([](const std::vector<Tensor>& x) { return linear(x[0], x[1], x[2]); }), loose, true},
+       one([](const std::vector<Tensor>& x) { return linear(x[0], x[1], x[2]); }), loose, MatmulPrecision::tf32},
   };
   run_all(cases);
   REQUIRE_FALSE(allow_tf32());  // the guard restored the default
+}
+TEST_CASE("CUDA vs CPU: matmul and linear in bf16 (cuBLAS bf16 against the CPU's rounded operands)",
+          "[cuda][linalg][precision]") {
+  // Both devices multiply the same bf16-rounded operands exactly and sum in fp32 (the CPU rounds copies and runs
+  // its fp32 GEMM; CUDA converts to bf16 and runs cublasGemmStridedBatchedEx): only the summation order differs,
+  // so the ordinary CPU-vs-CUDA tolerance applies, forward and backward.
+  const auto mm = [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); };
+  const Tolerance tol = tolerance(Compare::cpu_vs_cuda);
+  std::vector<OpCase> cases = {
+      {"matmul bf16 [2, 33, 64] @ [64, 65]", {in({2, 33, 64}), in({64, 65})}, one(mm), tol, MatmulPrecision::bf16},
+      {"matmul bf16 batched [3, 17, 40] @ [3, 40, 9]", {in({3, 17, 40}), in({3, 40, 9})}, one(mm), tol,
+       MatmulPrecision::bf16},
+      {"matmul bf16 odd sizes [1, 7] @ [7, 3]", {in({1, 7}), in({7, 3})}, one(mm), tol, MatmulPrecision::bf16},
+      {"linear bf16 [37, 64] -> 40", {in({37, 64}), in({40, 64}), in({40})},
+       one([](const std::vector<Tensor>& x) { return linear(x[0], x[1], x[2]); }), tol, MatmulPrecision::bf16},
+  };
+  run_all(cases);
+  REQUIRE(matmul_precision() == MatmulPrecision::fp32);
 }
 TEST_CASE("CUDA vs CPU: softmax and log_softmax", "[cuda][softmax]") { run_all(softmax_cases()); }
 TEST_CASE("CUDA vs CPU: layer_norm and rms_norm", "[cuda][norm]") { run_all(norm_cases()); }
