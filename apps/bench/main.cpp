@@ -121,9 +121,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 4096))->capture_default_str();
   app.add_flag("--no-backward", no_backward, "Time forward passes only");
   bool tf32 = false;
-  app.add_flag("--tf32", tf32,
-               "Allow TF32 tensor cores on CUDA (cuBLAS products and the fused attention forward); CUDA records get "
-               "\"tf32\": true and \"-tf32\" appended to their impl, as the PyTorch peers' --tf32 on");
+  std::string precision_name = "fp32";
+  auto* precision_opt =
+      app.add_option("--precision", precision_name,
+                     "Matrix products on CUDA: fp32, tf32 or bf16 (cuBLAS and the fused attention; engine/ops.h). CUDA "
+                     "records get \"precision\" and, unless fp32, \"-tf32\" / \"-bf16\" appended to their impl, "
+                     "as the PyTorch peers do; CPU records stay fp32")
+          ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+          ->capture_default_str();
+  app.add_flag("--tf32", tf32, "The same as --precision tf32")->excludes(precision_opt);
   app.add_flag("--smoke", smoke,
                "Run the AFT, EMA, LSTM and gated-attention cases at tiny sizes: checks that they run (the numbers "
                "mean nothing)");
@@ -160,19 +166,21 @@ int main(int argc, char** argv) {
       wanted.insert(op);
     }
     if (threads > 0) omp_set_num_threads(threads);
-    set_allow_tf32(tf32);
+    const MatmulPrecision precision = tf32 ? MatmulPrecision::tf32 : parse_matmul_precision(precision_name);
+    const char* precision_str = kernels::precision_name(precision);
     const std::vector<Device> devices = resolve_devices(device_spec);
     fmt::print("mixgrad bench: OpenMP threads {}, OpenBLAS {} (called single-threaded: mixgrad's GEMM splits the "
                "work over OpenMP); median of {} samples after {} warm-up; inputs rotated over >= {} MiB; "
-               "CUDA TF32 {}\n",
-               omp_get_max_threads(), openblas_get_config(), cfg.repeats, cfg.warmup, cfg.cold_mib,
-               tf32 ? "on" : "off");
+               "CUDA products {}\n",
+               omp_get_max_threads(), openblas_get_config(), cfg.repeats, cfg.warmup, cfg.cold_mib, precision_str);
     fmt::print("{:<7} {:<14} {:<24} {:<8} {:>10} {:>9} {:>9} {:>6}\n", "device", "op", "shape", "pass", "ms", "GB/s",
                "GFLOP/s", "calls");
     std::fflush(stdout);  // progress shows at once when stdout is a file
 
     nlohmann::ordered_json records = nlohmann::ordered_json::array();
     for (const Device& device : devices) {
+      // The precision applies to CUDA runs; the CPU baseline stays fp32 (its bf16 is an emulation, not a speed-up).
+      set_matmul_precision(device.is_cpu() ? MatmulPrecision::fp32 : precision);
       for (const OpCase& c : all_op_cases(smoke)) {
         if (!wanted.count(c.op) || (device.is_cpu() ? !c.on_cpu : !c.on_cuda)) continue;
         const CaseTimes t = measure(c, device, cfg, !no_backward);
@@ -182,10 +190,10 @@ int main(int argc, char** argv) {
                               {"device", device.str()}, {"shape", c.shape},
                               {"dtype", "float32"},    {"ms", p.ms},
                               {"gbps", rate_or_null(bytes, p.ms)}, {"gflops", rate_or_null(flops, p.ms)}};
-          const bool tf32_used = tf32 && !device.is_cpu();
-          const std::string impl = tf32_used ? (c.impl.empty() ? "tf32" : c.impl + "-tf32") : c.impl;
+          const bool reduced = precision != MatmulPrecision::fp32 && !device.is_cpu();
+          const std::string impl = reduced ? (c.impl.empty() ? "" : c.impl + "-") + precision_str : c.impl;
           if (!impl.empty()) r["impl"] = impl;
-          if (!device.is_cpu()) r["tf32"] = tf32_used;
+          if (!device.is_cpu()) r["precision"] = precision_str;
           if (c.tokens > 0) r["tokens_per_s"] = p.ms > 0 ? nlohmann::ordered_json(c.tokens / (p.ms * 1e-3)) : nullptr;
           if (peak_bytes >= 0) r["peak_bytes"] = peak_bytes;
           auto show = [](const nlohmann::ordered_json& v) { return v.is_null() ? std::string("-") : fmt::format("{:.1f}", v.get<double>()); };

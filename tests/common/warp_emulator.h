@@ -1,7 +1,8 @@
 // A CPU emulator of one CUDA thread block for the warp-level kernel bodies written against the "warp device"
 // interface (kernels/flash_attention_tc.h): one std::thread per CUDA thread, warp-wide shuffles and
 // mma.sync.m16n8k8 (TF32 in, fp32 accumulate) exchanged through per-warp slots between barriers, __syncthreads
-// as a block-wide barrier, shared memory as one zero-initialised buffer. It runs the same source the GPU runs,
+// as a block-wide barrier, shared memory as one buffer that starts as NaN (CUDA's is uninitialised: a read of an
+// element no thread wrote shows up as NaN in the results). It runs the same source the GPU runs,
 // so index, masking and fragment-bookkeeping mistakes show on any machine; only the instruction semantics come
 // from the PTX ISA (fragment layout in kernels/flash_attention_tc.h).
 //
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -33,7 +35,9 @@ class BlockEmulator {
  public:
   // `threads`: a multiple of 32; `smem_bytes`: dynamic shared memory of the block.
   BlockEmulator(int threads, size_t smem_bytes)
-      : threads_(threads), smem_((smem_bytes + sizeof(float) - 1) / sizeof(float), 0.0f), block_bar_(threads) {
+      : threads_(threads),
+        smem_((smem_bytes + sizeof(float) - 1) / sizeof(float), std::numeric_limits<float>::quiet_NaN()),
+        block_bar_(threads) {
     for (int w = 0; w < threads / 32; ++w) warps_.push_back(std::make_unique<Warp>());
   }
 
@@ -96,7 +100,7 @@ class BlockEmulator {
   };
 
   // Runs body(dev) on every thread of the block and returns when all have finished. Shared memory keeps its
-  // contents between runs, as nothing in a kernel may rely on it.
+  // contents between runs (tests use one emulator per CTA).
   template <class Body>
   void run(Body&& body) {
     std::vector<std::thread> pool;

@@ -5,7 +5,8 @@ shapes, the same timing method and the same JSON records
 
 impl is "torch-math" (the materialised math backend, SDPBackend.MATH) or "torch-default" (PyTorch's own choice:
 flash / memory-efficient / cuDNN; for fp32 inputs that is usually the memory-efficient kernel), each with
-"-tf32" appended when --tf32 on (torch.backends.cuda.matmul.allow_tf32 and cudnn.allow_tf32 = True).
+"-tf32" appended when --tf32 on (torch.backends.cuda.matmul.allow_tf32 and cudnn.allow_tf32 = True), or "-bf16"
+with --bf16 (bfloat16 q, k, v; dtype "bfloat16" in the record and bytes at 2 per element).
 FLOPs as specs/mixers.md §2.4: forward 4·B·H·N·N·d, backward 2.5× forward, both halved when causal.
 
 Timing (as apps/bench/measure.cpp): forward under torch.no_grad(); backward = torch.autograd.grad on graphs built
@@ -57,14 +58,16 @@ def sdpa_context(impl):
     return contextlib.nullcontext()
 
 
-def bench_case(args, device, case, impl):
+def bench_case(args, device, case, impl, dtype=None):
     b, h, n, d, causal, want_peak = case
+    dtype = dtype or torch.float32
+    esize = torch.tensor([], dtype=dtype).element_size()
     shape = f"[{b}, {h}, {n}, {d}]" + (" causal" if causal else "")
-    one = 3 * b * h * n * d * F32
+    one = 3 * b * h * n * d * esize
     nsets = max(1, min(256, int(args.cold_mib * 1048576 / one + 0.999))) if args.cold_mib > 0 else 1
 
     def make():
-        return [torch.randn(b, h, n, d, device=device, requires_grad=True) for _ in range(3)]
+        return [torch.randn(b, h, n, d, device=device, dtype=dtype, requires_grad=True) for _ in range(3)]
 
     sets = [make() for _ in range(nsets)]
     fwd_flops = 4.0 * b * h * n * n * d * (0.5 if causal else 1.0)
@@ -83,7 +86,7 @@ def bench_case(args, device, case, impl):
                 return (time.perf_counter() - t0) * 1e3
 
         fwd_ms, fwd_calls = common.run_samples(args, nsets, fwd_sample)
-        grads = [torch.randn(b, h, n, d, device=device) for _ in range(nsets)]
+        grads = [torch.randn(b, h, n, d, device=device, dtype=dtype) for _ in range(nsets)]
 
         def bwd_sample(calls):
             graphs = []
@@ -117,7 +120,8 @@ def bench_case(args, device, case, impl):
                 peak_fb = torch.cuda.max_memory_allocated() - base
 
     def rec(pass_, ms, byts, flops, calls, peak):
-        r = {"op": "attention", "pass": pass_, "device": device, "shape": shape, "dtype": "float32", "ms": ms,
+        r = {"op": "attention", "pass": pass_, "device": device, "shape": shape,
+             "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32", "ms": ms,
              "gbps": byts / (ms * 1e6) if ms > 0 else None, "gflops": flops / (ms * 1e6) if ms > 0 else None,
              "impl": impl, "tokens_per_s": b * n / (ms * 1e-3) if ms > 0 else None}
         if want_peak:
@@ -126,10 +130,10 @@ def bench_case(args, device, case, impl):
               f"{r['gflops'] or 0:>9.1f} {calls:>6}", flush=True)
         records.append(r)
 
-    rec("forward", fwd_ms, F32 * 4 * bhnd, fwd_flops, fwd_calls, peak_f)
+    rec("forward", fwd_ms, esize * 4 * bhnd, fwd_flops, fwd_calls, peak_f)
     if bwd_ms is not None:
-        rec("backward", bwd_ms, F32 * 8 * bhnd, bwd_flops, bwd_calls, None)
-        rec("forward+backward", fwd_ms + bwd_ms, F32 * 12 * bhnd, fwd_flops + bwd_flops, bwd_calls, peak_fb)
+        rec("backward", bwd_ms, esize * 8 * bhnd, bwd_flops, bwd_calls, None)
+        rec("forward+backward", fwd_ms + bwd_ms, esize * 12 * bhnd, fwd_flops + bwd_flops, bwd_calls, peak_fb)
     return records
 
 
@@ -138,6 +142,9 @@ def main():
     common.add_harness_args(ap)
     ap.add_argument("--tf32", choices=["off", "on", "both"], default="both", help="CUDA matmul TF32 (default both)")
     ap.add_argument("--impls", default="torch-math,torch-default", help="comma-separated: torch-math, torch-default")
+    ap.add_argument("--bf16", action="store_true",
+                    help="CUDA: also run bfloat16 inputs (impl suffix -bf16; PyTorch's default is then its flash "
+                         "kernel), the peer of mixgrad's bench --precision bf16 (fp32 tensors, bf16 products)")
     args = ap.parse_args()
     if torch is None:
         sys.exit("bench_attention_torch.py: PyTorch is not installed")
@@ -160,6 +167,12 @@ def main():
                     if impl == "torch-math" and case[2] > 4096:
                         continue  # materialises B·H·N² scores: 17 GB per tensor at N = 16384 (as mixgrad's composite)
                     records.extend(bench_case(args, device, case, name))
+        if args.bf16 and device.startswith("cuda"):
+            for case in cases(device):
+                for impl in args.impls.split(","):
+                    if impl == "torch-math" and case[2] > 4096:
+                        continue
+                    records.extend(bench_case(args, device, case, impl + "-bf16", torch.bfloat16))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)

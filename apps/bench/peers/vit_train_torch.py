@@ -9,8 +9,11 @@ Prints one JSON record per device in the same format as apps/bench: {op, pass, d
 
 Usage (Debian's python3-torch: run it with /usr/bin/python3):
     /usr/bin/python3 apps/bench/peers/vit_train_torch.py --preset fmnist-tiny --batch-size 128 --threads 2
+    python3 apps/bench/peers/vit_train_torch.py --preset fmnist-small --device cuda --steps 200 [--compile]
+        [--precision tf32|bf16]   # the GPU peers of issue 18 (eager and torch.compile, same precision)
 """
 import argparse
+import contextlib
 import json
 import math
 import statistics
@@ -84,14 +87,26 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="also write the records to this file")
+    ap.add_argument("--compile", action="store_true", help="time torch.compile(model) instead of eager mode")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="CUDA matrix products: fp32; tf32 (allow_tf32); bf16 (autocast to bfloat16 around forward "
+                         "and loss, fp32 weights and AdamW state) — the peers of mixgrad's --precision")
     args = ap.parse_args()
+    if args.compile and not hasattr(torch, "compile"):
+        sys.exit(f"vit_train_torch.py: --compile needs torch.compile (PyTorch >= 2.0), this is {torch.__version__}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = PRESETS[args.preset]
     img, chans, classes = cfg[0], cfg[1], cfg[7]
     dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
     model = ViT(*cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    run = torch.compile(model) if args.compile else model
+    autocast = (torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if args.precision == "bf16"
+                else contextlib.nullcontext())
     x = torch.randn(args.batch_size, chans, img, img, device=dev)
     y = torch.randint(0, classes, (args.batch_size,), device=dev)
     times = []
@@ -99,7 +114,8 @@ def main():
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
+        with autocast:
+            loss = F.cross_entropy(run(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -109,8 +125,10 @@ def main():
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     ms = statistics.median(times) * 1e3
-    rec = {"op": "vit_train_step", "pass": "train_step", "device": str(dev), "framework": f"torch {torch.__version__}",
-           "shape": f"{args.preset} batch {args.batch_size}", "dtype": "float32", "ms": ms,
+    rec = {"op": "vit_train_step", "pass": "train_step", "device": str(dev),
+           "framework": f"torch {torch.__version__}" + (" compile" if args.compile else " eager"),
+           "shape": f"{args.preset} batch {args.batch_size}", "dtype": "float32", "precision": args.precision,
+           "ms": ms,
            "images_per_s": args.batch_size / (ms / 1e3), "threads": args.threads,
            "params": sum(p.numel() for p in model.parameters()), "gbps": None, "gflops": None}
     print(json.dumps(rec))
