@@ -13,6 +13,7 @@
 #include "kernels/cuda/flash_attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -531,12 +532,36 @@ void launch(Kernel kernel, int64_t grid, size_t smem, cudaStream_t stream, Args.
   launch_threads(kernel, grid, kThreads, smem, stream, args...);
 }
 
-// Whether the current device has TF32 tensor cores (compute capability 8.0 or newer).
-bool device_has_tf32() {
-  int dev = 0, major = 0;
+// What the tensor-core kernels need from the current device: compute capability 8.0 or newer (TF32 mma.sync), and
+// the opt-in shared memory per block (99 KB on 8.6 / 8.9, 163 KB on 8.0, 227 KB on 9.0). Queried once per device.
+struct TcDeviceInfo {
+  bool tensor_cores = false;
+  size_t smem_optin = 0;
+};
+TcDeviceInfo tc_device_info() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices] = {};  // 0: not queried yet, 1: queried
+  static TcDeviceInfo info[kMaxDevices];
+  int dev = 0;
   MIXGRAD_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < kMaxDevices && known[dev].load(std::memory_order_acquire) == 1) return info[dev];
+  int major = 0, optin = 0;
   MIXGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  return major >= 8;
+  MIXGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const TcDeviceInfo found{major >= 8, static_cast<size_t>(optin)};
+  if (dev >= 0 && dev < kMaxDevices) {  // concurrent first calls store the same values
+    info[dev] = found;
+    known[dev].store(1, std::memory_order_release);
+  }
+  return found;
+}
+
+// Whether p runs on the tensor-core kernels: a reduced precision asked for, and a device that can hold the tiles
+// (otherwise the fp32 SIMT kernels run, as they would at fp32).
+bool use_tensor_cores(const FlashParams& p, size_t smem_bytes) {
+  if (p.precision == MatmulPrecision::fp32) return false;
+  const TcDeviceInfo d = tc_device_info();
+  return d.tensor_cores && smem_bytes <= d.smem_optin;
 }
 
 // Calls f(std::integral_constant<int, D>) with the smallest supported tile head dim D >= d.
@@ -577,10 +602,9 @@ void flash_attention_forward(float* o, float* lse, const float* q, const float* 
   if (p.B == 0 || p.H == 0 || p.T == 0) return;
   const int64_t nqb = blocks_of(p.T), grid = nqb * p.B * p.H;
   check_grid(grid, op);
-  const bool tensor_cores = p.precision != MatmulPrecision::fp32 && device_has_tf32();
   dispatch_head_dim(p.d, op, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
-    if (tensor_cores)
+    if (use_tensor_cores(p, flash_tc::forward_smem_bytes(D)))
       dispatch_precision(p.precision, [&](auto prec) {
         launch_threads(flash_forward_tc_kernel<D, decltype(prec)::value>, grid, flash_tc::kThreads,
                        flash_tc::forward_smem_bytes(D), stream, o, lse, q, k, v, p, nqb, dropout_key(p),
@@ -610,7 +634,6 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
   check_grid(nkb * p.B * p.H, op);
   const uint64_t dkey = dropout_key(p);
   const float inv_keep = inverse_keep(p);
-  const bool tensor_cores = p.precision != MatmulPrecision::fp32 && device_has_tf32();
   dispatch_head_dim(p.d, op, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     const int64_t nrows = p.B * p.H * p.T;
@@ -621,7 +644,7 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
              o, p, nrows);
     }
     const float* Dc = Dsum;
-    if (tensor_cores) {
+    if (use_tensor_cores(p, std::max(flash_tc::backward_dkdv_smem_bytes(D), flash_tc::backward_dq_smem_bytes(D)))) {
       dispatch_precision(p.precision, [&](auto prec) {
         constexpr MatmulPrecision Prec = decltype(prec)::value;
         if (nkb > 0)

@@ -23,7 +23,8 @@ void convert_to_bf16(uint16_t* dst, const float* src, int64_t n, cudaStream_t st
 
 // gemm_strided_batched with bfloat16 operands A and B (bit patterns, e.g. from convert_to_bf16) and fp32 C, alpha,
 // beta and accumulation: cublasGemmStridedBatchedEx with CUDA_R_16BF inputs and CUBLAS_COMPUTE_32F. Same operand
-// conventions, limits and errors as gemm_strided_batched (k == 0 gives C = beta * C).
+// conventions, limits and errors as gemm_strided_batched (k == 0 gives C = beta * C); a device below compute
+// capability 8.0 throws std::invalid_argument.
 void gemm_strided_batched_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                                const uint16_t* A, int64_t lda, int64_t stride_a, const uint16_t* B, int64_t ldb,
                                int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c, int64_t batch,

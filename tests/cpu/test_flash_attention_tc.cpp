@@ -253,6 +253,7 @@ TEST_CASE("flash attention tc: emulated tensor-core forward and backward match t
       {"d64 one tile", 1, 1, 64, 64, 64},
       {"d64 two heads, T and Tk off the tile", 1, 2, 100, 77, 64},
       {"d32 causal T < Tk (bottom-right)", 2, 1, 40, 130, 32, true},
+      {"d64 causal T > Tk (the first 60 rows see no key)", 1, 2, 130, 70, 64, true},
       {"d128 long keys", 1, 1, 33, 200, 128},
       {"d48 padded to 64, causal", 1, 1, 70, 70, 48, true},
       {"d16 padded to 32, key lengths 0 and 50", 2, 1, 65, 90, 16, false, {0, 50}},
