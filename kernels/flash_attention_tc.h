@@ -380,6 +380,8 @@ MIXGRAD_WARP_FN void backward_dkdv_cta(Dev& dev, int64_t cta, float* dk, float* 
 
 // One CTA of the backward's dQ: query block `cta % nqb` of head `cta / nqb`, streaming its visible key blocks:
 // S = Q Kᵀ and dP = dO Vᵀ (warp_scores), dS = P∘(dP∘Z − D), dQ += dS K (warp_accumulate), scaled at the end.
+// Its preamble repeats forward_cta's on purpose: moving both into one helper returning a struct cost registers
+// (nvcc 13, sm_90: forward d = 64 159 -> 198, dQ d = 64 then spilled 8 bytes), i.e. a CTA less per SM.
 template <int D, MatmulPrecision Prec, class Dev>
 MIXGRAD_WARP_FN void backward_dq_cta(Dev& dev, int64_t cta, float* dq, const float* dout, const float* q,
                                      const float* k, const float* v, const float* lse, const float* Dsum,

@@ -15,6 +15,7 @@
 #include "apps/bench/mega_train_case.h"
 #include "apps/bench/measure.h"
 #include "apps/common/blas_core.h"
+#include "apps/common/options.h"
 #include "engine/file_io.h"
 #include "apps/bench/op_cases.h"
 
@@ -120,16 +121,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads (0 = OMP_NUM_THREADS or the core count)")
       ->check(CLI::Range(0, 4096))->capture_default_str();
   app.add_flag("--no-backward", no_backward, "Time forward passes only");
+  // CUDA records get "precision" and, unless fp32, "-tf32" / "-bf16" appended to their impl, as the PyTorch peers
+  // do; the CPU runs stay fp32 (docs/benchmarks/README.md).
   bool tf32 = false;
   std::string precision_name = "fp32";
-  auto* precision_opt =
-      app.add_option("--precision", precision_name,
-                     "Matrix products on CUDA: fp32, tf32 or bf16 (cuBLAS and the fused attention; engine/ops.h). CUDA "
-                     "records get \"precision\" and, unless fp32, \"-tf32\" / \"-bf16\" appended to their impl, "
-                     "as the PyTorch peers do; CPU records stay fp32")
-          ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
-          ->capture_default_str();
-  app.add_flag("--tf32", tf32, "The same as --precision tf32")->excludes(precision_opt);
+  mixgrad::app::add_precision_flags(&app, precision_name, tf32);
   app.add_flag("--smoke", smoke,
                "Run the AFT, EMA, LSTM and gated-attention cases at tiny sizes: checks that they run (the numbers "
                "mean nothing)");
@@ -166,7 +162,7 @@ int main(int argc, char** argv) {
       wanted.insert(op);
     }
     if (threads > 0) omp_set_num_threads(threads);
-    const MatmulPrecision precision = tf32 ? MatmulPrecision::tf32 : parse_matmul_precision(precision_name);
+    const MatmulPrecision precision = mixgrad::app::precision_from_flags(precision_name, tf32);
     const char* precision_str = kernels::precision_name(precision);
     const std::vector<Device> devices = resolve_devices(device_spec);
     fmt::print("mixgrad bench: OpenMP threads {}, OpenBLAS {} (called single-threaded: mixgrad's GEMM splits the "

@@ -170,6 +170,20 @@ CLI::Validator device_spec() {
       "DEVICE");
 }
 
+void add_precision_flags(CLI::App* sc, std::string& precision, bool& tf32) {
+  auto* opt = sc->add_option("--precision", precision,
+                             "Matrix products (matmul, linear, fused attention): fp32; tf32 (CUDA tensor cores, the "
+                             "CPU computes fp32); bf16 (operands rounded to bfloat16, fp32 sums, fp32 weights and "
+                             "optimizer state; on the CPU the same rounding, for checking numerics, not for speed)")
+                  ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+                  ->capture_default_str();
+  sc->add_flag("--tf32", tf32, "The same as --precision tf32")->excludes(opt);
+}
+
+kernels::MatmulPrecision precision_from_flags(const std::string& precision, bool tf32) {
+  return tf32 ? kernels::MatmulPrecision::tf32 : parse_matmul_precision(precision);
+}
+
 Device resolve_device(const std::string& spec) {
   if (spec == "auto") return default_device();
   const Device d = Device::parse(spec);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "kernels/precision.h"
 #include "nn/serialize.h"
 
 namespace mixgrad::app {
@@ -52,6 +53,12 @@ CLI::Validator number_range(double lo, double hi);
 CLI::Validator device_spec();
 // "auto" = the default device (a usable GPU, else the CPU); anything else parsed.
 Device resolve_device(const std::string& spec);
+
+// --precision fp32|tf32|bf16 (matrix products, engine/ops.h set_matmul_precision) and --tf32, its older spelling of
+// --precision tf32 (the two exclude each other), on `sc`.
+void add_precision_flags(CLI::App* sc, std::string& precision, bool& tf32);
+// The precision those flags ask for.
+kernels::MatmulPrecision precision_from_flags(const std::string& precision, bool tf32);
 
 // --mixer-opt key=value (repeatable) on `sc`; the raw strings land in `raw` and become a map with mixer_options().
 void add_mixer_option_flag(CLI::App* sc, std::vector<std::string>& raw);

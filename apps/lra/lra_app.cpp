@@ -328,7 +328,7 @@ TrainSummary run_training(const TrainOptions& o) {
                                                                           resolve_mixer(o.model, o.mixer))
                                          : fs::path(o.out_dir);
   const Device dev = resolve_device(o.device);
-  set_matmul_precision(o.tf32 ? MatmulPrecision::tf32 : parse_matmul_precision(o.precision));
+  set_matmul_precision(precision_from_flags(o.precision, o.tf32));
   const AttentionBackendGuard attention_backend(attention_backend_named(o.attention));
   LraRun r;
   if (o.resume) {

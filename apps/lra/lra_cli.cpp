@@ -147,14 +147,7 @@ void add_task_flags(CLI::App* tr, TrainOptions& t) {
 }
 
 void add_kernel_and_limit_flags(CLI::App* tr, TrainOptions& t) {
-  auto* precision =
-      tr->add_option("--precision", t.precision,
-                     "Matrix products (matmul, linear, fused attention): fp32; tf32 (CUDA tensor cores, the CPU "
-                     "computes fp32); bf16 (operands rounded to bfloat16, fp32 sums, fp32 weights and optimizer "
-                     "state; on the CPU the same rounding, for checking numerics, not for speed)")
-          ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
-          ->capture_default_str();
-  tr->add_flag("--tf32", t.tf32, "The same as --precision tf32")->excludes(precision);
+  add_precision_flags(tr, t.precision, t.tf32);
   tr->add_option("--attention", t.attention, "Softmax attention kernels: automatic, fused or composite")
       ->check(CLI::IsMember({"automatic", "fused", "composite"}))
       ->capture_default_str();

@@ -345,7 +345,7 @@ std::vector<std::string> class_names(const std::string& dataset, int64_t k) {
 TrainSummary run_training(const TrainOptions& o) {
   const fs::path out = o.out_dir.empty() ? fs::path("runs") / (o.preset + "-" + o.mixer) : fs::path(o.out_dir);
   const Device dev = resolve_device(o.device);
-  set_matmul_precision(o.tf32 ? MatmulPrecision::tf32 : parse_matmul_precision(o.precision));
+  set_matmul_precision(precision_from_flags(o.precision, o.tf32));
   const AttentionBackendGuard attention_backend(attention_backend_named(o.attention));
   const ViTRun r = prepare_run(o, out);
 

@@ -95,14 +95,7 @@ void add_data_flags(CLI::App* tr, TrainOptions& t) {
 // Device, kernels, logging and limits, shared by `train` and `compare`.
 void add_device_and_limit_flags(CLI::App* tr, TrainOptions& t) {
   tr->add_option("--device", t.device, "auto, cpu, cuda or cuda:N")->check(device_spec())->capture_default_str();
-  auto* precision =
-      tr->add_option("--precision", t.precision,
-                     "Matrix products (matmul, linear, fused attention): fp32; tf32 (CUDA tensor cores, the CPU "
-                     "computes fp32); bf16 (operands rounded to bfloat16, fp32 sums, fp32 weights and optimizer "
-                     "state; on the CPU the same rounding, for checking numerics, not for speed)")
-          ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
-          ->capture_default_str();
-  tr->add_flag("--tf32", t.tf32, "The same as --precision tf32")->excludes(precision);
+  add_precision_flags(tr, t.precision, t.tf32);
   tr->add_option("--attention", t.attention,
                  "Softmax attention kernels: automatic (fused where it can run), fused "
                  "(flash-style, O(N) memory) or composite (matmul + softmax + matmul)")
