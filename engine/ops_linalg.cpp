@@ -63,10 +63,10 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const Tensor& A, in
 #ifdef MIXGRAD_WITH_CUDA
   if (bf16) {
     const Tensor A16 = to_bf16_bits(A), B16 = to_bf16_bits(B);
-    kernels::cuda::gemm_strided_batched_bf16(ta, tb, m, n, k, 1.0f, reinterpret_cast<const uint16_t*>(A16.data<float>()),
-                                             lda, stride_a, reinterpret_cast<const uint16_t*>(B16.data<float>()), ldb,
-                                             stride_b, float(beta), C.data<float>(), ldc, m * n, batch,
-                                             detail::stream_of(C));
+    const auto* a16 = reinterpret_cast<const uint16_t*>(A16.data<float>());
+    const auto* b16 = reinterpret_cast<const uint16_t*>(B16.data<float>());
+    kernels::cuda::gemm_strided_batched_bf16(ta, tb, m, n, k, 1.0f, a16, lda, stride_a, b16, ldb, stride_b, float(beta),
+                                             C.data<float>(), ldc, m * n, batch, detail::stream_of(C));
     return;
   }
   kernels::cuda::gemm_strided_batched(ta, tb, m, n, k, 1.0f, A.data<float>(), lda, stride_a, B.data<float>(), ldb,

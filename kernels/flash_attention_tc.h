@@ -95,8 +95,9 @@ MIXGRAD_WARP_FN void load_tile(Dev& dev, float* dst, const float* src, int64_t s
 // The Dev interface every CTA body below is written against, per thread: tid() in [0, kThreads); smem() (the
 // body's *_smem_bytes(D), 16-byte aligned); sync() (CTA barrier); shfl_xor(float, lane mask) (whole warp);
 // round_tf32(float) (cvt.rna, as a float whose low 13 bits are 0); bits(float); from_bits(uint32_t);
-// mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) (d += A·B, whole warp); exp2(float); log2(float). Every lane
-// of a warp reaches every shfl_xor and mma: loop bounds and branches around them are uniform per CTA.
+// mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) (d += A·B, whole warp); exp2(float);
+// log2(float). Every lane of a warp reaches every shfl_xor and mma: loop bounds and branches around them are uniform
+// per CTA.
 
 // Scores of one warp: acc[nt][c] = Σ_x own[r(c)][x] · str[8·nt + 2t + (c & 1)][x], r(c) = g (c < 2) or g + 8;
 // `own` points at the warp's 16 rows, `str` at a 64-row tile (both rounded, row stride D + 4).
@@ -122,9 +123,9 @@ MIXGRAD_WARP_FN void warp_scores(Dev& dev, float (&acc)[kKeyTiles][4], const flo
   }
 }
 
-// acc[ot][c] += Σ_j w[r(c)][j] · rows[j][8·ot + 2t + (c & 1)] over the 64 rows of `rows` (rounded, stride D + 4), with w
-// in warp_scores' accumulator layout (rounded to precision Prec here). k slot t of each mma is row 2t, slot t + 4 row 2t + 1,
-// so w's A fragment is its accumulator (c0, c2, c1, c3) as it stands.
+// acc[ot][c] += Σ_j w[r(c)][j] · rows[j][8·ot + 2t + (c & 1)] over the 64 rows of `rows` (rounded, stride D + 4),
+// with w in warp_scores' accumulator layout (rounded to precision Prec here). k slot t of each mma is row 2t, slot
+// t + 4 row 2t + 1, so w's A fragment is its accumulator (c0, c2, c1, c3) as it stands.
 template <int D, MatmulPrecision Prec, class Dev>
 MIXGRAD_WARP_FN void warp_accumulate(Dev& dev, float (&acc)[D / 8][4], const float (&w)[kKeyTiles][4],
                                      const float* rows) {

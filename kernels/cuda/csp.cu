@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/device_facts.h"
 
 namespace mixgrad::kernels::cuda {
 namespace {
@@ -431,19 +432,8 @@ SlabPlan plan_slab(int64_t N, int64_t D, bool backward) {
   return p;
 }
 
-// Clusters need compute capability 9.0; the current device's answer is cached per device.
-bool clusters_supported() {
-  int dev = 0;
-  MIXGRAD_CUDA_CHECK(cudaGetDevice(&dev));
-  static int cached[64] = {};
-  if (dev < 0 || dev >= 64) return false;
-  if (cached[dev] == 0) {
-    int supported = 0;
-    MIXGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrClusterLaunch, dev));
-    cached[dev] = supported ? 1 : -1;
-  }
-  return cached[dev] > 0;
-}
+// Clusters need compute capability 9.0 (cached per device in kernels/cuda/device_facts.h).
+bool clusters_supported() { return current_device_facts().clusters; }
 
 template <int K, int C, bool kBackward, bool kVec>
 void launch_slab(const SlabPlan& p, float* out, const float* dy, const float* v, const int32_t* shifts,

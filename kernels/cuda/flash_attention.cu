@@ -13,12 +13,12 @@
 #include "kernels/cuda/flash_attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/device_facts.h"
 #include "kernels/flash_attention_tc.h"
 
 namespace mixgrad::kernels::cuda {
@@ -428,9 +428,9 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Tensor-core kernels (p.precision tf32 or bf16): the CTA bodies are flash_tc::forward_cta, backward_dkdv_cta and backward_dq_cta
-// (kernels/flash_attention_tc.h), shared with the CPU block emulator of the tests; this is their device: PTX
-// mma.sync and cvt.rna, warp shuffles, __syncthreads.
+// Tensor-core kernels (p.precision tf32 or bf16): the CTA bodies are flash_tc::forward_cta, backward_dkdv_cta and
+// backward_dq_cta (kernels/flash_attention_tc.h), shared with the CPU block emulator of the tests; this is their
+// device: PTX mma.sync and cvt.rna, warp shuffles, __syncthreads.
 struct TcDevice {
   float* smem_;
   __device__ __forceinline__ int tid() const { return static_cast<int>(threadIdx.x); }
@@ -532,36 +532,14 @@ void launch(Kernel kernel, int64_t grid, size_t smem, cudaStream_t stream, Args.
   launch_threads(kernel, grid, kThreads, smem, stream, args...);
 }
 
-// What the tensor-core kernels need from the current device: compute capability 8.0 or newer (TF32 mma.sync), and
-// the opt-in shared memory per block (99 KB on 8.6 / 8.9, 163 KB on 8.0, 227 KB on 9.0). Queried once per device.
-struct TcDeviceInfo {
-  bool tensor_cores = false;
-  size_t smem_optin = 0;
-};
-TcDeviceInfo tc_device_info() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> known[kMaxDevices] = {};  // 0: not queried yet, 1: queried
-  static TcDeviceInfo info[kMaxDevices];
-  int dev = 0;
-  MIXGRAD_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev >= 0 && dev < kMaxDevices && known[dev].load(std::memory_order_acquire) == 1) return info[dev];
-  int major = 0, optin = 0;
-  MIXGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  MIXGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  const TcDeviceInfo found{major >= 8, static_cast<size_t>(optin)};
-  if (dev >= 0 && dev < kMaxDevices) {  // concurrent first calls store the same values
-    info[dev] = found;
-    known[dev].store(1, std::memory_order_release);
-  }
-  return found;
-}
-
 // Whether p runs on the tensor-core kernels: a reduced precision asked for, and a device that can hold the tiles
 // (otherwise the fp32 SIMT kernels run, as they would at fp32).
 bool use_tensor_cores(const FlashParams& p, size_t smem_bytes) {
   if (p.precision == MatmulPrecision::fp32) return false;
-  const TcDeviceInfo d = tc_device_info();
-  return d.tensor_cores && smem_bytes <= d.smem_optin;
+  // TF32 mma.sync needs compute capability 8.0; the opt-in shared memory per block is 99 KB on 8.6 / 8.9, 163 KB
+  // on 8.0 and 227 KB on 9.0.
+  const DeviceFacts d = current_device_facts();
+  return d.major >= 8 && smem_bytes <= d.smem_optin;
 }
 
 // Calls f(std::integral_constant<int, D>) with the smallest supported tile head dim D >= d.

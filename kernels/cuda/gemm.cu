@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/device_facts.h"
 #include "kernels/precision.h"
 
 namespace mixgrad::kernels::cuda {
@@ -175,13 +176,11 @@ void gemm_strided_batched_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n,
                                int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c, int64_t batch,
                                cudaStream_t stream) {
   if (!gemm_prologue(m, n, k, lda, ldb, beta, C, ldc, stride_c, batch, stream)) return;
-  int device = 0, major = 0;
-  MIXGRAD_CUDA_CHECK(cudaGetDevice(&device));
-  MIXGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major < 8)
+  const DeviceFacts dev = current_device_facts();
+  if (dev.major < 8)
     throw std::invalid_argument("gemm_strided_batched_bf16 (CUDA): bf16 products need compute capability 8.0 or "
-                                "newer; device " + std::to_string(device) + " is " + std::to_string(major) +
-                                ".x (use precision fp32 or tf32)");
+                                "newer; device " + std::to_string(dev.device) + " is " + std::to_string(dev.major) +
+                                "." + std::to_string(dev.minor) + " (use precision fp32 or tf32)");
   HandleEntry& entry = handle_for(stream);
   std::lock_guard<std::mutex> lock(entry.mutex);
   MIXGRAD_CUBLAS_CHECK(cublasSetMathMode(entry.handle, CUBLAS_DEFAULT_MATH));

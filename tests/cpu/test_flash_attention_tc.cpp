@@ -142,12 +142,12 @@ int64_t run_emulated(Buffers& bf, const Case& c) {
   float* dk = k_base(bf.dq, bf.dk, c);
   float* dv = v_base(bf.dq, bf.dv, c);
   bad += run_grid(nkb * p.B * p.H, tc::backward_dkdv_smem_bytes(D), [&](BlockEmulator::Dev& dev, int64_t cta) {
-    tc::backward_dkdv_cta<D, Prec>(dev, cta, dk, dv, bf.dout.data(), bf.q.data(), k, v, bf.lse.data(), Dsum.data(), p, nkb,
-                             dkey, inv_keep);
+    tc::backward_dkdv_cta<D, Prec>(dev, cta, dk, dv, bf.dout.data(), bf.q.data(), k, v, bf.lse.data(), Dsum.data(), p,
+                                   nkb, dkey, inv_keep);
   });
   bad += run_grid(nqb * p.B * p.H, tc::backward_dq_smem_bytes(D), [&](BlockEmulator::Dev& dev, int64_t cta) {
-    tc::backward_dq_cta<D, Prec>(dev, cta, bf.dq.data(), bf.dout.data(), bf.q.data(), k, v, bf.lse.data(), Dsum.data(), p,
-                           nqb, dkey, inv_keep);
+    tc::backward_dq_cta<D, Prec>(dev, cta, bf.dq.data(), bf.dout.data(), bf.q.data(), k, v, bf.lse.data(), Dsum.data(),
+                                 p, nqb, dkey, inv_keep);
   });
   return bad;
 }
